@@ -1,0 +1,1 @@
+"""Sync vs Async, Live: the lab the course notebooks import."""
