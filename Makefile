@@ -1,0 +1,34 @@
+# Sync vs Async, Live — the two commands are `make book` and `make test`; both set up .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST := $(BIN)/python -m pytest
+# Two workers match the 2-core target machine; loadfile keeps each notebook's cells on one worker.
+PYTEST_PARALLEL := -n 2 --dist loadfile
+
+.PHONY: install book test test-rabbitmq lab bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[book,test]'
+	touch $(STAMP)
+
+book: install
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+test: install
+	$(PYTEST) $(PYTEST_PARALLEL) --nbval-lax tests chapters
+
+lab: install
+	$(BIN)/jupyter lab chapters
+
+bench: install
+	$(BIN)/python bench/broker.py
+	$(BIN)/python bench/harness.py
+
+clean:
+	rm -rf _build
