@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from numbers import Integral, Real
 from typing import Any, TypeVar
 
-__all__ = ["positive", "non_negative", "probability", "port", "one_of", "integer"]
+__all__ = ["positive", "non_negative", "probability", "between", "port", "one_of", "integer"]
 
 T = TypeVar("T")
 
@@ -50,12 +50,18 @@ def non_negative(name: str, value: T, *, allow_inf: bool = False) -> T:
     return value
 
 
+def between(name: str, value: T, lo: float, hi: float) -> T:
+    """Check ``lo <= value <= hi`` for a real number (percentiles in [0, 100], fractions, offsets)."""
+    rule = f"in [{lo}, {hi}]"
+    _number(name, value, rule, False)
+    if not lo <= value <= hi:
+        raise _fail(name, rule, value)
+    return value
+
+
 def probability(name: str, value: T) -> T:
     """Check ``0 <= value <= 1`` (failure rates, toxic probabilities, availabilities)."""
-    _number(name, value, "in [0, 1]", False)
-    if not 0 <= value <= 1:
-        raise _fail(name, "in [0, 1]", value)
-    return value
+    return between(name, value, 0, 1)
 
 
 def integer(name: str, value: T, lo: int | None = None, hi: int | None = None) -> T:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from labkit._validate import integer, non_negative, one_of, port, positive, probability
+from labkit._validate import between, integer, non_negative, one_of, port, positive, probability
 
 
 @pytest.mark.parametrize("v", [1, 0.001, 10**9, 2.5])
@@ -89,3 +89,12 @@ def test_one_of():
 
 def test_one_of_accepts_generator():
     assert one_of("d", "up", (x for x in ["up", "down"])) == "up"
+
+
+def test_between():
+    assert between("q", 99.9, 0, 100) == 99.9
+    with pytest.raises(ValueError) as e:
+        between("q", 101, 0, 100)
+    assert str(e.value) == "q must be in [0, 100], got 101"
+    with pytest.raises(ValueError, match=r"^q must be a number in \[0, 100\], got None$"):
+        between("q", None, 0, 100)
