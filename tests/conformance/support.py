@@ -213,6 +213,13 @@ class Client:
         inbox.consumer_tag = ok.consumer_tag
         return inbox
 
+    async def dead_letter_sink(self) -> tuple[str, str]:
+        """A fanout exchange and the queue bound to it: point x-dead-letter-exchange here to catch."""
+        exchange = await self.exchange("fanout")
+        queue = await self.queue()
+        await (await self.admin()).queue_bind(queue, exchange)
+        return exchange, queue
+
     async def get_all(self, queue: str) -> list[DeliveredMessage]:
         """Drain ``queue`` with basic.get no-ack (fresh channel): what is left, in queue order."""
         channel = await self.channel()
@@ -222,6 +229,23 @@ class Client:
             if isinstance(message.delivery, spec.Basic.GetEmpty):
                 return got
             got.append(message)
+
+    async def arrivals(self, queue: str, n: int, timeout: float = WAIT) -> list[DeliveredMessage]:
+        """basic.get (no-ack) until ``n`` messages came out of ``queue``: for asynchronous arrivals
+        such as dead-lettering, without guessing a sleep."""
+        channel = await self.channel()
+        got: list[DeliveredMessage] = []
+        try:
+            async with asyncio.timeout(timeout):
+                while len(got) < n:
+                    message = await channel.basic_get(queue, no_ack=True)
+                    if isinstance(message.delivery, spec.Basic.GetEmpty):
+                        await asyncio.sleep(0.02)
+                    else:
+                        got.append(message)
+        except TimeoutError:
+            raise AssertionError(f"expected {n} messages in {queue}, got {text(got)}") from None
+        return got
 
     async def message_count(self, queue: str) -> int:
         """Ready messages in ``queue`` as a passive declare reports them."""
