@@ -1,0 +1,235 @@
+"""Queue consumers (aiormq) that do the services' work from a queue, and a tracing-aware publish.
+
+Why: the asynchronous half of every comparison. A consumer takes messages from a queue with a given
+``prefetch`` (how many unacknowledged messages the broker pushes to it) and works on ``concurrency`` of
+them at a time for ``work_time`` each, acknowledging only *after* the work -- so a consumer that dies
+mid-work gets its messages redelivered, which is what at-least-once delivery means. Options show the
+lessons of the delivery chapter: injected failures (nack with or without requeue), a crash between the
+work and the ack (``crash_after``), and idempotency (skip a ``message_id`` already processed).
+
+Each consumer has its own AMQP connection (closing it is what a crash looks like to the broker) and keeps
+one :class:`labkit.metrics.Record` per message with ``scheduled`` = publish time (when published with
+:func:`publish` in this process), so ``latency`` is the end-to-end time including the wait in the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiormq
+from aiormq.abc import DeliveredMessage
+from pamqp.commands import Basic
+
+from labkit import tracing
+from labkit._validate import integer, probability
+from labkit.metrics import Record
+from labkit.services import rng_for, sampler
+
+__all__ = ["Consumer", "publish", "PUBLISHED_AT_HEADER"]
+
+#: Message header with the publisher's clock reading in integer nanoseconds. (Not a float: pamqp encodes
+#: floats in tables as 32-bit, which would round a clock reading to tens of seconds.)
+PUBLISHED_AT_HEADER = "x-published-at-ns"
+
+#: Signature of an optional hook run for each message after the work time; raising fails the message.
+MessageHandler = Callable[[DeliveredMessage], Awaitable[Any]]
+
+
+async def publish(
+    channel: aiormq.abc.AbstractChannel,
+    routing_key: str,
+    body: bytes = b"",
+    *,
+    exchange: str = "",
+    correlation_id: str | None = None,
+    message_id: str | None = None,
+    parent_id: str | None = None,
+    headers: dict[str, Any] | None = None,
+    tracer: tracing.Tracer | None = None,
+    **properties: Any,
+) -> str:
+    """Publish ``body`` with a message id, a correlation id and the publish time; return the correlation id.
+
+    Extra keyword arguments become AMQP properties (e.g. ``delivery_mode=2``, ``expiration="1000"``).
+    With publisher confirms on the channel this waits for the broker's ack, as a careful producer does.
+    """
+    if not isinstance(body, (bytes, bytearray)):
+        raise ValueError(f"body must be bytes, got {type(body).__name__}")
+    span = tracer.start(f"publish {exchange or '(default)'}/{routing_key}", "publish", correlation_id, parent_id) \
+        if tracer is not None else None
+    correlation_id = span.correlation_id if span else (correlation_id or tracing.new_id())
+    all_headers = dict(headers or {})
+    all_headers[PUBLISHED_AT_HEADER] = int(time.monotonic() * 1e9)
+    if span is not None:
+        all_headers[tracing.PARENT_AMQP_HEADER] = span.span_id
+    props = Basic.Properties(
+        message_id=message_id or tracing.new_id(),
+        correlation_id=correlation_id,
+        headers=all_headers,
+        **properties,
+    )
+    ok = False
+    try:
+        await channel.basic_publish(bytes(body), exchange=exchange, routing_key=routing_key, properties=props)
+        ok = True
+    finally:
+        if span is not None:
+            tracer.finish(span, ok)
+    return correlation_id
+
+
+class Consumer:
+    """Consume ``queue`` on its own connection, doing ``work_time`` seconds of work per message."""
+
+    def __init__(
+        self,
+        amqp_url: str,
+        queue: str,
+        *,
+        work_time: float = 0.01,
+        distribution: str = "fixed",
+        prefetch: int = 1,
+        concurrency: int = 1,
+        failure_rate: float = 0.0,
+        requeue_failed: bool = True,
+        idempotent: bool = False,
+        seen: set[str] | None = None,
+        crash_after: int | None = None,
+        handler: MessageHandler | None = None,
+        declare: bool = True,
+        name: str | None = None,
+        seed: int = 0,
+        tracer: tracing.Tracer | None = None,
+            max_records: int = 200_000,
+    ):
+        if not isinstance(queue, str) or not queue:
+            raise ValueError(f"queue must be a non-empty queue name, got {queue!r}")
+        self.amqp_url = amqp_url
+        self.queue = queue
+        self.name = name or f"consumer:{queue}"
+        self._sample = sampler(work_time, distribution, rng_for(seed, self.name + ":work"), "work_time")
+        self._fail_rng = rng_for(seed, self.name + ":fail")
+        self.work_time, self.distribution = work_time, distribution
+        self.prefetch = integer("prefetch", prefetch, 0, 65535)
+        self.concurrency = integer("concurrency", concurrency, 1)
+        self.failure_rate = probability("failure_rate", failure_rate)
+        self.requeue_failed = bool(requeue_failed)
+        self.idempotent = bool(idempotent)
+        #: message ids already processed; pass one set to several consumers to dedupe across them.
+        self.seen: set[str] = set() if seen is None else seen
+        self.crash_after = None if crash_after is None else integer("crash_after", crash_after, 1)
+        self.handler = handler
+        self.declare = bool(declare)
+        self.tracer = tracer
+        self.records: collections.deque[Record] = collections.deque(maxlen=integer("max_records", max_records, 1))
+        #: counters: acked after work, skipped as duplicates, failed (nacked), seen with redelivered=True
+        self.processed = self.duplicates = self.failed = self.redelivered = 0
+        self.in_flight = 0
+        self.crashed = False
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._connection: aiormq.abc.AbstractConnection | None = None
+        self._channel: aiormq.abc.AbstractChannel | None = None
+
+    async def start(self) -> "Consumer":
+        if self._connection is not None:
+            raise RuntimeError(f"{self.name} is already running")
+        self._connection = await aiormq.connect(self.amqp_url)
+        try:
+            self._channel = await self._connection.channel()
+            if self.declare:
+                await self._channel.queue_declare(self.queue)
+            await self._channel.basic_qos(prefetch_count=self.prefetch)
+            await self._channel.basic_consume(self.queue, self._on_message)
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def stop(self) -> None:
+        """Close the connection. Unacknowledged messages go back to the queue with redelivered=True."""
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and not connection.is_closed:
+            await connection.close()
+
+    @property
+    def running(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+    def __repr__(self) -> str:
+        return (f"<Consumer {self.name} queue={self.queue!r} processed={self.processed} "
+                f"duplicates={self.duplicates} failed={self.failed} running={self.running}>")
+
+    async def _on_message(self, message: DeliveredMessage) -> None:
+        received = time.monotonic()
+        async with self._slots:
+            if not self.running:
+                return  # crashed or stopped while this message waited for a slot
+            started = time.monotonic()
+            self.in_flight += 1
+            try:
+                ok, error, info = await self._process(message)
+            finally:
+                self.in_flight -= 1
+        if ok is None:
+            return  # crashed before the ack: the broker will redeliver
+        ended = time.monotonic()
+        published = _published_at(message)
+        self.records.append(Record(published or received, started, ended, ok, error, info))
+        self._trace(message, published, received, started, ended, ok)
+
+    async def _process(self, message: DeliveredMessage) -> tuple[bool | None, str | None, dict[str, Any]]:
+        """Work, then ack (or nack); ``ok`` None means the consumer crashed before acknowledging."""
+        props = message.header.properties
+        info = {"consumer": self.name, "message_id": props.message_id, "correlation_id": props.correlation_id,
+                "redelivered": bool(message.delivery.redelivered)}
+        if message.delivery.redelivered:
+            self.redelivered += 1
+        if self.idempotent and props.message_id in self.seen:
+            self.duplicates += 1
+            await message.channel.basic_ack(message.delivery.delivery_tag)
+            return True, None, {**info, "duplicate": True}
+        await asyncio.sleep(self._sample())
+        error = None
+        if self.failure_rate and self._fail_rng.random() < self.failure_rate:
+            error = "injected failure"
+        elif self.handler is not None:
+            try:
+                await self.handler(message)
+            except Exception as exc:  # the hook's failure is this message's failure
+                error = f"handler failed: {exc!r}"
+        if error is not None:
+            self.failed += 1
+            await message.channel.basic_nack(message.delivery.delivery_tag, requeue=self.requeue_failed)
+            return False, error, info
+        if self.crash_after is not None and self.processed + 1 >= self.crash_after:
+            self.crashed = True  # the work is done (side effects happened) but the ack never leaves
+            await self.stop()
+            return None, None, info
+        if props.message_id:
+            self.seen.add(props.message_id)
+        await message.channel.basic_ack(message.delivery.delivery_tag)
+        self.processed += 1
+        return True, None, info
+
+    def _trace(self, message: DeliveredMessage, published: float | None, received: float, started: float,
+               ended: float, ok: bool) -> None:
+        props = message.header.properties
+        if self.tracer is None or not props.correlation_id:
+            return
+        parent = (props.headers or {}).get(tracing.PARENT_AMQP_HEADER)
+        if published is not None:
+            queued = tracing.Span(props.correlation_id, tracing.new_id()[:16], parent, f"queue {self.queue}",
+                                  "queue", published, started)
+            self.tracer.add(queued)
+            parent = queued.span_id
+        self.tracer.add(tracing.Span(props.correlation_id, tracing.new_id()[:16], parent, self.name, "consume",
+                                     started, ended, ok))
+
+
+def _published_at(message: DeliveredMessage) -> float | None:
+    value = (message.header.properties.headers or {}).get(PUBLISHED_AT_HEADER)
+    return value / 1e9 if isinstance(value, int) else None

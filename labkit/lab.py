@@ -1,0 +1,379 @@
+"""The Lab: the one object a chapter starts, and the owner of everything started for it.
+
+Why: a notebook is re-run cell by cell, out of order, and interrupted. If services, consumers, proxies,
+connections and the broker were loose objects, every re-run would leak sockets and processes until the
+kernel died. So the lab starts them all, remembers them, and ``await lab.stop()`` releases all of it
+(last started, first stopped). Only one lab runs per kernel: starting a new one stops the previous one
+first, so re-running the "start the lab" cell is always safe.
+
+    lab = await Lab.start(seed=0)          # or: async with Lab(seed=0) as lab: ...
+    payment = await lab.service("payment", service_time=0.05)
+    order = await lab.service("order", downstream=[payment])
+    await lab.call(order)                   # one traced HTTP request; raises on failure
+    worker = await lab.consumer("emails", work_time=0.1)
+    await lab.publish("emails", b"hello")
+    await lab.stop()
+
+The broker is the embedded one (``labkit.broker``, in its own process, exiting with the kernel) unless the
+environment variable ``AMQP_URL`` is set, in which case the same code talks to that broker (RabbitMQ).
+Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+import aiohttp
+import aiormq
+
+from labkit import tracing
+from labkit._validate import integer, positive
+from labkit._validate import port as check_port
+from labkit.consumers import Consumer, publish
+from labkit.metrics import Clock, QueueDepthSampler
+from labkit.services import Service, target_url
+
+__all__ = ["Lab", "HTTPStatusError"]
+
+
+class HTTPStatusError(Exception):
+    """A service answered with a non-200 status (raised by :meth:`Lab.call`, so load counts a failure)."""
+
+    def __init__(self, status: int, url: str, body: Any):
+        self.status, self.url, self.body = status, url, body
+        detail = body.get("error") if isinstance(body, dict) else body
+        super().__init__(f"HTTP {status} from {url}: {detail}")
+
+
+class Lab:
+    """Everything one experiment runs on. See the module docstring for a tour."""
+
+    #: The running lab of this process (kernel), replaced when another one starts.
+    _current: ClassVar["Lab | None"] = None
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        amqp: bool = True,
+        amqp_url: str | None = None,
+        broker_options: dict[str, Any] | None = None,
+        http_timeout: float = 30.0,
+    ):
+        """``amqp=False`` skips the broker (HTTP-only experiments start faster); ``amqp_url`` overrides
+        ``AMQP_URL``; ``broker_options`` go to the embedded broker (e.g. ``{"memory_limit": 50_000_000}``)."""
+        self.seed = integer("seed", seed, 0)
+        self.amqp = bool(amqp)
+        if amqp_url is not None and not str(amqp_url).startswith(("amqp://", "amqps://")):
+            raise ValueError(f"amqp_url must start with amqp:// or amqps://, got {amqp_url!r}")
+        self._amqp_url_option = amqp_url
+        self.broker_options = dict(broker_options or {})
+        self.http_timeout = positive("http_timeout", http_timeout)
+        #: the experiment's timeline, shared with labkit.load/metrics/faults (see :meth:`mark`).
+        self.clock = Clock()
+        self.tracer = tracing.Tracer()
+        self.services: dict[str, Service] = {}
+        self.consumers: list[Consumer] = []
+        self.proxies: list[Any] = []
+        self.amqp_url: str | None = None
+        self.broker_kind: str | None = None
+        self.http: aiohttp.ClientSession | None = None
+        self._broker: Any = None
+        self._connection: aiormq.abc.AbstractConnection | None = None
+        self._default_channel: aiormq.abc.AbstractChannel | None = None
+        self._owned: list[Any] = []  # things with an async stop(), in start order
+        self._tasks: set[asyncio.Task] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running = False
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    @classmethod
+    async def start(cls, seed: int = 0, **options: Any) -> "Lab":
+        """Start a lab (stopping the one already running in this kernel, if any) and return it."""
+        lab = cls(seed, **options)
+        await lab._start()
+        return lab
+
+    async def __aenter__(self) -> "Lab":
+        await self._start()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.stop()
+
+    async def _start(self) -> None:
+        if self._running:
+            raise RuntimeError("this lab is already running")
+        await _stop_current()
+        Lab._current = self
+        self._loop = asyncio.get_running_loop()
+        self._running = True
+        try:
+            if self.amqp:
+                await self._start_broker()
+            self.http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0),  # unbounded: open-loop load must not queue here
+                timeout=aiohttp.ClientTimeout(total=self.http_timeout),
+            )
+            self.mark()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_broker(self) -> None:
+        url = self._amqp_url_option or os.environ.get("AMQP_URL")
+        if url:
+            self.amqp_url, self.broker_kind = url, "rabbitmq"
+            return
+        from labkit.broker.process import BrokerProcess  # imported late: HTTP-only labs never need it
+
+        self._broker = await BrokerProcess.start(**self.broker_options)
+        self.amqp_url, self.broker_kind = self._broker.url, "embedded"
+
+    async def stop(self) -> None:
+        """Stop everything this lab started, newest first; safe to call twice."""
+        if not self._running:
+            return
+        self._running = False
+        if Lab._current is self:
+            Lab._current = None
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # Users of the broker first, then the shared connection and HTTP session, the broker last.
+        closers: list[Callable[[], Awaitable[Any]]] = [o.stop for o in reversed(self._owned)]
+        for resource, close in ((self._connection, "close"), (self.http, "close"), (self._broker, "stop")):
+            if resource is not None:
+                closers.append(getattr(resource, close))
+        self._owned.clear()
+        self.services.clear()
+        self.consumers.clear()
+        self.proxies.clear()
+        self._connection = self._default_channel = None
+        self.http = None
+        self._broker = None
+        errors: list[BaseException] = []
+        for close in closers:
+            try:
+                await close()
+            except Exception as exc:  # keep stopping the rest; report the first failure at the end
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def mark(self) -> Clock:
+        """Start a new experiment timeline (t0 = now) and return its clock: pass it as ``t0`` to
+        ``Recording``, ``load`` and fault schedules so everything is "seconds since the start"."""
+        self.clock = Clock()
+        return self.clock
+
+    @property
+    def t0(self) -> float:
+        """Start of the current experiment (``time.monotonic()`` seconds)."""
+        return self.clock.t0
+
+    def now(self) -> float:
+        """Seconds since ``t0``."""
+        return self.clock.now()
+
+    # -- HTTP services -------------------------------------------------------------------------------
+
+    async def service(self, name: str, **options: Any) -> Service:
+        """Start the HTTP service ``name`` (see :class:`labkit.services.Service` for ``options``:
+        service_time, distribution, capacity, queue_limit, failure_rate, downstream, parallel,
+        connector_limit, timeout, handler). A service of the same name is replaced."""
+        self._check_running()
+        old = self.services.pop(name, None)
+        if old is not None:
+            await self._forget(old)
+        svc = Service(name, seed=self.seed, tracer=self.tracer, **options)
+        await svc.start()
+        self._owned.append(svc)
+        self.services[name] = svc
+        return svc
+
+    async def proxy(self, target: Any, name: str | None = None) -> Any:
+        """Start a fault proxy in front of ``target`` (a service, a port, or ``"amqp"`` for the broker).
+
+        Point callers at the proxy (``downstream=[proxy]`` or ``proxy.port``) and switch faults on it.
+        """
+        from labkit.faults import FaultProxy  # kit A's module; only chapters with faults need it
+
+        self._check_running()
+        if isinstance(target, str) and target == "amqp":
+            upstream = self._amqp_port()
+        elif isinstance(target, int) and not isinstance(target, bool):
+            upstream = check_port("target", target)
+        elif hasattr(target, "port"):
+            upstream = target.port
+        else:
+            raise ValueError(f"target must be a Service, a port (1-65535) or 'amqp', got {target!r}")
+        proxy = FaultProxy("127.0.0.1", upstream, name or getattr(target, "name", None) or f"proxy:{upstream}")
+        await proxy.start()
+        self._owned.append(proxy)
+        self.proxies.append(proxy)
+        return proxy
+
+    async def call(
+        self,
+        target: Any,
+        path: str = "",
+        *,
+        body: bytes = b"",
+        correlation_id: str | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """POST to a service (or proxy, or URL) with a correlation id and return its JSON answer.
+
+        Raises :class:`HTTPStatusError` on any status but 200 (and aiohttp/timeout errors as they come),
+        so it can be used directly as a load operation: ``op = lambda i: lab.call(order)``.
+        """
+        self._check_running()
+        url = target_url(target) + path.lstrip("/")
+        span = self.tracer.start(f"client -> {getattr(target, 'name', url)}", "client", correlation_id)
+        kwargs = {} if timeout is None else {"timeout": aiohttp.ClientTimeout(total=positive("timeout", timeout))}
+        ok = False
+        try:
+            async with self.http.post(url, data=body, headers=tracing.http_headers(span.correlation_id, span.span_id),
+                                      **kwargs) as resp:
+                raw = await resp.read()
+                try:
+                    answer = json.loads(raw)
+                except ValueError:
+                    answer = raw.decode(errors="replace")
+                if resp.status != 200:
+                    raise HTTPStatusError(resp.status, url, answer)
+                ok = True
+                return answer
+        finally:
+            self.tracer.finish(span, ok)
+
+    # -- messaging -----------------------------------------------------------------------------------
+
+    async def consumer(self, queue: str, **options: Any) -> Consumer:
+        """Start a consumer of ``queue`` on its own connection (see :class:`labkit.consumers.Consumer`
+        for ``options``: work_time, distribution, prefetch, concurrency, failure_rate, requeue_failed,
+        idempotent, seen, crash_after, handler, declare, name)."""
+        self._check_running()
+        self._check_amqp()
+        consumer = Consumer(self.amqp_url, queue, seed=self.seed, tracer=self.tracer, **options)
+        await consumer.start()
+        self._owned.append(consumer)
+        self.consumers.append(consumer)
+        return consumer
+
+    async def channel(self, publisher_confirms: bool = True) -> aiormq.abc.AbstractChannel:
+        """A new channel on the lab's shared connection (closed with the lab)."""
+        connection = await self._shared_connection()
+        return await connection.channel(publisher_confirms=publisher_confirms)
+
+    async def publish(self, routing_key: str, body: bytes = b"", **options: Any) -> str:
+        """Publish on the lab's default channel with tracing; returns the correlation id. ``options``:
+        exchange, correlation_id, message_id, parent_id, headers, and AMQP properties."""
+        channel = await self._channel()
+        return await publish(channel, routing_key, body, tracer=self.tracer, **options)
+
+    async def queue_depth(self, queue: str) -> int:
+        """Messages ready in ``queue`` (a passive declare: works on both brokers; unacked not counted)."""
+        channel = await self._channel()
+        ok = await channel.queue_declare(queue, passive=True)
+        return ok.message_count
+
+    async def sample_queue(self, queue: str, interval: float = 0.1) -> QueueDepthSampler:
+        """Start sampling the depth of ``queue`` every ``interval`` seconds on a channel of its own, on
+        the lab's timeline; read ``sampler.timeseries()``. Stopped with the lab (or ``lab.remove``)."""
+        sampler = QueueDepthSampler(await self.channel(), queue, interval, t0=self.clock)
+        await sampler.start()
+        self._owned.append(sampler)
+        return sampler
+
+    async def delete_queue(self, queue: str) -> None:
+        """Delete ``queue`` (for clean-up between experiments; missing queues are fine)."""
+        channel = await self._channel()
+        await channel.queue_delete(queue)
+
+    # -- background work -----------------------------------------------------------------------------
+
+    def spawn(self, coro: Awaitable[Any], name: str | None = None) -> asyncio.Task:
+        """Run ``coro`` in the background, owned by the lab (cancelled by :meth:`stop`)."""
+        self._check_running()
+        task = asyncio.ensure_future(coro)
+        if name:
+            task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def remove(self, thing: Any) -> None:
+        """Stop one service, consumer, proxy or sampler of this lab now (the rest keep running)."""
+        if thing not in self._owned:
+            raise ValueError(f"thing must be a service, consumer or proxy of this lab, got {thing!r}")
+        await self._forget(thing)
+
+    def __repr__(self) -> str:
+        state = "running" if self._running else "stopped"
+        return (f"<Lab {state} seed={self.seed} broker={self.broker_kind} amqp_url={self.amqp_url} "
+                f"services={list(self.services)} consumers={len(self.consumers)} proxies={len(self.proxies)}>")
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _check_running(self) -> None:
+        if not self._running:
+            raise RuntimeError("the lab is not running: start it with `lab = await Lab.start()`")
+
+    def _check_amqp(self) -> None:
+        if not self.amqp_url:
+            raise RuntimeError("this lab has no broker: start it with Lab.start(amqp=True)")
+
+    def _amqp_port(self) -> int:
+        self._check_amqp()
+        from yarl import URL
+
+        return URL(self.amqp_url).port or 5672
+
+    async def _forget(self, thing: Any) -> None:
+        self._owned.remove(thing)
+        if thing in self.consumers:
+            self.consumers.remove(thing)
+        if thing in self.proxies:
+            self.proxies.remove(thing)
+        for name, svc in list(self.services.items()):
+            if svc is thing:
+                del self.services[name]
+        await thing.stop()
+
+    async def _shared_connection(self) -> aiormq.abc.AbstractConnection:
+        self._check_running()
+        self._check_amqp()
+        if self._connection is None or self._connection.is_closed:
+            self._connection = await aiormq.connect(self.amqp_url)
+        return self._connection
+
+    async def _channel(self) -> aiormq.abc.AbstractChannel:
+        """The default channel, reopened if an error (e.g. a passive declare of a missing queue) closed it."""
+        if self._default_channel is None or self._default_channel.is_closed:
+            self._default_channel = await self.channel()
+        return self._default_channel
+
+
+async def _stop_current() -> None:
+    """Stop the lab already running in this kernel. A lab started on another event loop (only possible
+    outside a notebook, e.g. a test that forgot to stop its lab) cannot be awaited here: drop it."""
+    current = Lab._current
+    if current is None:
+        return
+    if current._loop is asyncio.get_running_loop():
+        await current.stop()
+    else:
+        current._running = False
+    Lab._current = None

@@ -1,0 +1,375 @@
+"""Small aiohttp services for the course's running story (a checkout: order, payment, inventory, ...).
+
+Why: every chapter needs a downstream that is *really* slow, *really* full or *really* failing, on a real
+socket, so that what the reader measures is what a real client would see. One configurable service type
+covers them all:
+
+- ``service_time`` -- mean seconds of work per request, ``distribution`` "fixed" or "exponential"
+  (seeded, so runs are reproducible);
+- ``capacity`` -- how many requests it works on at once; excess requests wait in line, and with
+  ``queue_limit`` set, requests beyond that line are turned away at once with 503 (load shedding);
+- ``failure_rate`` -- the probability that a request fails with 500 after doing its work (seeded);
+- ``downstream`` -- other services it calls over HTTP for every request (a chain A -> B -> C), with its
+  own aiohttp connector ``connector_limit`` (connection pool size) and ``timeout``; any downstream
+  failure makes this request fail with 502 (504 on timeout), as an unprotected synchronous chain does.
+
+Each service counts requests in flight over time and keeps one :class:`labkit.metrics.Record` per request
+(``scheduled`` = arrival, ``start`` = admitted to work, ``end`` = response ready), and takes part in tracing.
+Services are started by :meth:`labkit.lab.Lab.service`, which owns and stops them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import random
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from labkit import tracing
+from labkit._validate import integer, non_negative, one_of, positive, probability
+from labkit._validate import port as check_port
+from labkit.metrics import Record
+
+__all__ = ["STORY", "DISTRIBUTIONS", "Service", "sampler", "target_url", "rng_for"]
+
+#: Default mean service time (seconds) of each service in the checkout story: the email and
+#: fulfillment steps are the slow ones, which is why the course moves them off the critical path.
+STORY: dict[str, float] = {
+    "order": 0.010,
+    "payment": 0.050,
+    "inventory": 0.020,
+    "fraud": 0.030,
+    "email": 0.100,
+    "analytics": 0.020,
+    "fulfillment": 0.080,
+}
+
+DISTRIBUTIONS = ("fixed", "exponential")
+
+#: Marks "leave this setting as it is" in :meth:`Service.configure` (where None means "unlimited").
+KEEP: Any = object()
+
+#: Signature of an optional per-request hook: gets the request body (bytes), returns extra JSON fields.
+Handler = Callable[[bytes], Awaitable["dict[str, Any] | None"]]
+
+
+def rng_for(seed: int, name: str) -> random.Random:
+    """A random generator for one named component, stable across runs and independent of the others."""
+    return random.Random((integer("seed", seed, 0) << 32) ^ zlib.crc32(name.encode()))
+
+
+def sampler(mean: float, distribution: str, rng: random.Random, name: str = "service_time") -> Callable[[], float]:
+    """A function returning one work time (seconds): ``mean`` exactly, or exponential with that mean.
+    ``name`` is the argument named in the error if ``mean`` is invalid."""
+    non_negative(name, mean)
+    one_of("distribution", distribution, DISTRIBUTIONS)
+    if distribution == "exponential" and mean > 0:
+        rate = 1.0 / mean
+        return lambda: rng.expovariate(rate)
+    return lambda: mean
+
+
+def target_url(target: Any) -> str:
+    """The HTTP base URL of a downstream: a URL string, a :class:`Service`, or anything with ``.port``
+    (a fault proxy)."""
+    if isinstance(target, str):
+        if not target.startswith(("http://127.0.0.1:", "http://localhost:")):
+            raise ValueError(f"downstream must be an http://127.0.0.1:PORT URL, got {target!r}")
+        return target
+    target_port = getattr(target, "port", None)
+    if target_port is None:
+        raise ValueError(f"downstream must be a URL, a Service or a proxy with .port, got {target!r}")
+    return f"http://127.0.0.1:{check_port('downstream port', target_port)}/"
+
+
+class _Admission:
+    """A concurrency limit with a bounded, first-come-first-served waiting line, resizable while running.
+
+    asyncio.Semaphore cannot change its size nor report how many wait, both of which the lessons need.
+    """
+
+    def __init__(self, capacity: int | None, queue_limit: int | None):
+        self.capacity = capacity
+        self.queue_limit = queue_limit
+        self.busy = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    async def acquire(self) -> bool:
+        """Wait for a slot; False means "line full, turn this request away"."""
+        if self.capacity is None or (self.busy < self.capacity and not self._waiters):
+            self.busy += 1
+            return True
+        if self.queue_limit is not None and len(self._waiters) >= self.queue_limit:
+            return False
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut  # release() hands its slot over, so busy is already counted
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()
+            else:
+                self._waiters.remove(fut)
+            raise
+        return True
+
+    def release(self) -> None:
+        if self._waiters and (self.capacity is None or self.busy <= self.capacity):
+            self._waiters.popleft().set_result(None)
+        else:
+            self.busy -= 1
+
+    def resize(self, capacity: int | None, queue_limit: int | None) -> None:
+        self.capacity, self.queue_limit = capacity, queue_limit
+        while self._waiters and (capacity is None or self.busy < capacity):
+            self.busy += 1
+            self._waiters.popleft().set_result(None)
+
+
+class Service:
+    """One named HTTP service on ``127.0.0.1`` (an ephemeral port unless ``port`` is given).
+
+    Every path and method is served by the same work: ``POST {url}anything`` returns
+    ``{"service", "correlation_id", "ok", "error", "downstream": [...]}`` with status 200, 500 (injected
+    failure), 502/504 (downstream failed/timed out) or 503 (line full).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        service_time: float | None = None,
+        distribution: str = "fixed",
+        capacity: int | None = None,
+        queue_limit: int | None = None,
+        failure_rate: float = 0.0,
+        downstream: Sequence[Any] = (),
+        parallel: bool = False,
+        connector_limit: int = 100,
+        timeout: float | None = None,
+        handler: Handler | None = None,
+        seed: int = 0,
+        port: int = 0,
+        tracer: tracing.Tracer | None = None,
+        max_records: int = 200_000,
+    ):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        self.name = name
+        self._rng = rng_for(seed, name)
+        self.configure(
+            service_time=STORY.get(name, 0.0) if service_time is None else service_time,
+            distribution=distribution,
+            capacity=capacity,
+            queue_limit=queue_limit,
+            failure_rate=failure_rate,
+        )
+        self.downstream = [(getattr(t, "name", None) or target_url(t), target_url(t)) for t in downstream]
+        self.parallel = bool(parallel)
+        self.connector_limit = integer("connector_limit", connector_limit, 1)
+        self.timeout = None if timeout is None else positive("timeout", timeout)
+        self.handler = handler
+        self._port = check_port("port", port, allow_zero=True)
+        self.tracer = tracer
+        self.max_records = integer("max_records", max_records, 1)
+        self.records: collections.deque[Record] = collections.deque(maxlen=self.max_records)
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._in_flight_log: collections.deque[tuple[float, int]] = collections.deque(maxlen=self.max_records)
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- configuration -------------------------------------------------------------------------------
+
+    def configure(
+        self,
+        *,
+        service_time: float | None = None,
+        distribution: str | None = None,
+        capacity: Any = KEEP,
+        queue_limit: Any = KEEP,
+        failure_rate: float | None = None,
+    ) -> None:
+        """Change behaviour while running (e.g. from a widget or at a point of an experiment).
+
+        Arguments left out keep their value; ``capacity=None`` means unlimited and ``queue_limit=None``
+        an unbounded line.
+        """
+        mean = getattr(self, "service_time", 0.0) if service_time is None else service_time
+        dist = getattr(self, "distribution", "fixed") if distribution is None else distribution
+        self._sample = sampler(mean, dist, self._rng)
+        self.service_time, self.distribution = mean, dist
+        if failure_rate is not None:
+            self.failure_rate = probability("failure_rate", failure_rate)
+        cap = getattr(self, "capacity", None) if capacity is KEEP else capacity
+        limit = getattr(self, "queue_limit", None) if queue_limit is KEEP else queue_limit
+        if cap is not None:
+            integer("capacity", cap, 1)
+        if limit is not None:
+            integer("queue_limit", limit, 0)
+        self.capacity, self.queue_limit = cap, limit
+        if hasattr(self, "_admission"):
+            self._admission.resize(cap, limit)
+        else:
+            self._admission = _Admission(cap, limit)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._runner is None:
+            raise RuntimeError(f"service {self.name!r} is not running")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:40123/``."""
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def waiting(self) -> int:
+        """Requests currently waiting for a free slot."""
+        return self._admission.waiting
+
+    async def start(self) -> "Service":
+        if self._runner is not None:
+            raise RuntimeError(f"service {self.name!r} is already running")
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        # A short shutdown_timeout: stopping a lab must not wait for a slow request to finish.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.25)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", self._port, reuse_address=True)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = runner.addresses[0][1]
+        if self.downstream:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.connector_limit),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            )
+        return self
+
+    async def stop(self) -> None:
+        """Close the listening socket, cancel requests still running, close the downstream pool."""
+        runner, session = self._runner, self._session
+        self._runner = self._session = None
+        if runner is not None:
+            await runner.cleanup()
+        if session is not None:
+            await session.close()
+
+    # -- observation ---------------------------------------------------------------------------------
+
+    def in_flight_timeline(self, t0: float | None = None) -> tuple[list[float], list[int]]:
+        """``(times, counts)``: requests in flight (working or waiting) after every change; times are
+        seconds since ``t0`` (default: the first change). Plot as a step line."""
+        log = list(self._in_flight_log)
+        if not log:
+            return [], []
+        base = log[0][0] if t0 is None else t0
+        return [t - base for t, _ in log], [n for _, n in log]
+
+    def reset_records(self) -> None:
+        """Forget records and the in-flight history (between experiments)."""
+        self.records.clear()
+        self._in_flight_log.clear()
+        self.max_in_flight = self.in_flight
+
+    def __repr__(self) -> str:
+        where = self.url if self._runner else "stopped"
+        return f"<Service {self.name} {where} service_time={self.service_time}s capacity={self.capacity}>"
+
+    # -- request handling ----------------------------------------------------------------------------
+
+    def _count(self, delta: int) -> None:
+        self.in_flight += delta
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self._in_flight_log.append((time.monotonic(), self.in_flight))
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
+        correlation_id, parent_id = tracing.from_http(request.headers)
+        span = self.tracer.start(self.name, "server", correlation_id, parent_id) if self.tracer is not None else None
+        correlation_id = span.correlation_id if span else (correlation_id or tracing.new_id())
+        body = await request.read()
+        self._count(+1)
+        status, error, started, extra, calls = 503, "overloaded: waiting line full", arrived, {}, []
+        try:
+            if await self._admission.acquire():
+                started = time.monotonic()
+                try:
+                    status, error, extra, calls = await self._work(body, correlation_id, span)
+                finally:
+                    self._admission.release()
+        finally:
+            self._count(-1)
+        ended = time.monotonic()
+        ok = status == 200
+        info = {"service": self.name, "status": status, "correlation_id": correlation_id}
+        self.records.append(Record(arrived, started, ended, ok, error, info))
+        if span is not None:
+            self.tracer.finish(span, ok, status=status, waited=started - arrived)
+        payload = {"service": self.name, "correlation_id": correlation_id, "ok": ok, "error": error,
+                   "downstream": calls, **extra}
+        return web.json_response(payload, status=status, headers={tracing.CORRELATION_HEADER: correlation_id},
+                                 dumps=json.dumps)
+
+    async def _work(self, body: bytes, correlation_id: str, span: tracing.Span | None):
+        """Own work, then the injected failure roll, then the hook, then the downstream calls."""
+        await asyncio.sleep(self._sample())
+        if self.failure_rate and self._rng.random() < self.failure_rate:
+            return 500, "injected failure", {}, []
+        extra: dict[str, Any] = {}
+        if self.handler is not None:
+            try:
+                extra = dict(await self.handler(body) or {})
+            except Exception as exc:  # the hook's failure is this request's failure, as in a real service
+                return 500, f"handler failed: {exc!r}", {}, []
+        if not self.downstream:
+            return 200, None, extra, []
+        parent = span.span_id if span else None
+        if self.parallel:
+            calls = list(await asyncio.gather(*(self._call(*t, correlation_id, parent) for t in self.downstream)))
+        else:
+            calls = []
+            for label, url in self.downstream:
+                calls.append(await self._call(label, url, correlation_id, parent))
+                if calls[-1]["status"] != 200:
+                    break  # a synchronous chain stops at the first failure
+        failed = [c for c in calls if c["status"] != 200]
+        if not failed:
+            return 200, None, extra, calls
+        status = 504 if any(c["status"] == 504 for c in failed) else 502
+        return status, f"downstream {failed[0]['name']} failed: {failed[0]['error']}", extra, calls
+
+    async def _call(self, label: str, url: str, correlation_id: str, parent: str | None) -> dict[str, Any]:
+        """One downstream HTTP call; never raises: failures come back as a status and an error text."""
+        span = self.tracer.start(f"{self.name} -> {label}", "client", correlation_id, parent) if self.tracer is not None else None
+        headers = tracing.http_headers(correlation_id, span.span_id if span else parent)
+        try:
+            async with self._session.post(url, headers=headers) as resp:
+                await resp.read()
+                status, error = resp.status, None if resp.status == 200 else f"HTTP {resp.status}"
+        except asyncio.TimeoutError:
+            status, error = 504, f"timeout after {self.timeout}s"
+        except aiohttp.ClientError as exc:
+            status, error = 502, f"{type(exc).__name__}: {exc}"
+        if span is not None:
+            self.tracer.finish(span, status == 200, status=status)
+        return {"name": label, "url": url, "status": status, "error": error}

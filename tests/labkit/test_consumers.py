@@ -1,0 +1,140 @@
+"""labkit.consumers: aiormq consumers against the lab's broker (embedded, or AMQP_URL)."""
+
+import asyncio
+
+import pytest
+
+from labkit.consumers import Consumer
+
+
+async def _until(predicate, timeout=10.0):
+    """Wait until ``predicate()`` holds (a liveness bound, not a speed assertion)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_consumer_acks_after_work_and_records_end_to_end_latency(lab, unique):
+    queue = unique("work")
+    worker = await lab.consumer(queue, work_time=0.03, prefetch=5)
+    for i in range(6):
+        await lab.publish(queue, f"m{i}".encode())
+    await _until(lambda: worker.processed == 6)
+    assert await lab.queue_depth(queue) == 0
+    records = list(worker.records)
+    assert all(r.ok for r in records)
+    assert all(r.service_time >= 0.03 for r in records)
+    # concurrency 1: messages are worked one after another, so later ones waited longer in the queue
+    starts = [r.start for r in records]
+    assert starts == sorted(starts)
+    assert records[-1].latency > records[0].latency + 3 * 0.03
+    await lab.delete_queue(queue)
+
+
+async def test_concurrency_works_on_several_messages_at_once(lab, unique):
+    queue = unique("work")
+    serial = await lab.consumer(queue, work_time=0.1, prefetch=4, concurrency=1, name="serial")
+    for _ in range(4):
+        await lab.publish(queue)
+    await _until(lambda: serial.processed == 4)
+    await lab.remove(serial)
+    wide = await lab.consumer(queue, work_time=0.1, prefetch=4, concurrency=4, name="wide")
+    for _ in range(4):
+        await lab.publish(queue)
+    await _until(lambda: wide.processed == 4)
+    span = lambda c: max(r.end for r in c.records) - min(r.start for r in c.records)  # noqa: E731
+    assert span(wide) < span(serial) / 2
+    await lab.delete_queue(queue)
+
+
+async def test_publish_and_consume_share_one_trace(lab, unique):
+    queue = unique("traced")
+    await lab.consumer(queue, work_time=0.0)
+    cid = await lab.publish(queue, b"x", correlation_id="cid-async")
+    assert cid == "cid-async"
+    await _until(lambda: len(lab.tracer.trace(cid)) == 3)
+    publish, queued, consume = lab.tracer.trace(cid)
+    assert (publish.kind, queued.kind, consume.kind) == ("publish", "queue", "consume")
+    assert queued.parent_id == publish.span_id and consume.parent_id == queued.span_id
+    await lab.delete_queue(queue)
+
+
+async def test_idempotent_consumer_skips_a_duplicate_message_id(lab, unique):
+    queue = unique("orders")
+    effects = []
+
+    async def handler(message):
+        effects.append(message.body)
+
+    worker = await lab.consumer(queue, work_time=0.0, idempotent=True, handler=handler)
+    await lab.publish(queue, b"order-1", message_id="m-1")
+    await lab.publish(queue, b"order-1", message_id="m-1")
+    await _until(lambda: worker.processed + worker.duplicates == 2)
+    assert (worker.processed, worker.duplicates, effects) == (1, 1, [b"order-1"])
+    await lab.delete_queue(queue)
+
+
+async def test_crash_before_ack_redelivers_and_duplicates_the_side_effect(lab, unique):
+    queue = unique("payments")
+    effects = []
+
+    async def charge(message):
+        effects.append(message.header.properties.message_id)
+
+    crashing = await lab.consumer(queue, work_time=0.0, crash_after=1, handler=charge, name="crashing")
+    await lab.publish(queue, b"charge 10 EUR", message_id="pay-1")
+    await _until(lambda: crashing.crashed)
+    assert not crashing.running and crashing.processed == 0
+    survivor = await lab.consumer(queue, work_time=0.0, handler=charge, name="survivor")
+    await _until(lambda: survivor.processed == 1)
+    assert effects == ["pay-1", "pay-1"], "at-least-once: the side effect happened twice"
+    assert survivor.redelivered == 1 and survivor.records[0].info["redelivered"] is True
+    await lab.delete_queue(queue)
+
+
+async def test_failures_without_requeue_drop_the_message(lab, unique):
+    queue = unique("poison")
+    worker = await lab.consumer(queue, work_time=0.0, failure_rate=1.0, requeue_failed=False)
+    for _ in range(3):
+        await lab.publish(queue)
+    await _until(lambda: worker.failed == 3)
+    await asyncio.sleep(0.1)
+    assert worker.failed == 3 and worker.processed == 0  # not redelivered
+    assert await lab.queue_depth(queue) == 0
+    assert all(not r.ok and r.error == "injected failure" for r in worker.records)
+    await lab.delete_queue(queue)
+
+
+async def test_sampled_queue_depth_rises_and_drains(lab, unique):
+    queue = unique("depth")
+    await (await lab.channel()).queue_declare(queue)
+    sampler = await lab.sample_queue(queue, interval=0.02)
+    for _ in range(20):
+        await lab.publish(queue)
+    await _until(lambda: sampler.max() == 20)
+    worker = await lab.consumer(queue, work_time=0.0, prefetch=10)
+    await _until(lambda: worker.processed == 20)
+    await _until(lambda: sampler.samples[-1][1] == 0)
+    await lab.remove(sampler)
+    await lab.delete_queue(queue)
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        ({"work_time": -0.1}, "work_time"),
+        ({"distribution": "pareto"}, "distribution"),
+        ({"prefetch": -1}, "prefetch"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"failure_rate": -0.1}, "failure_rate"),
+        ({"crash_after": 0}, "crash_after"),
+        ({"max_records": 0}, "max_records"),
+    ],
+)
+def test_invalid_arguments_name_the_argument(kwargs, argument):
+    with pytest.raises(ValueError, match=argument):
+        Consumer("amqp://guest:guest@127.0.0.1:5672/", "q", **kwargs)
+    with pytest.raises(ValueError, match="queue"):
+        Consumer("amqp://guest:guest@127.0.0.1:5672/", "")
