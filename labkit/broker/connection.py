@@ -1,0 +1,356 @@
+"""One client connection: protocol header, PLAIN authentication, tune, heartbeats, channels, close.
+
+Why: an explicit state machine (header -> start -> tune -> open -> running -> closing) is the simplest
+way to be strict like RabbitMQ (wrong protocol header, bad credentials, frames out of order, oversized
+frames, silent or stalled clients) while never letting one bad client disturb the others. Built on
+asyncio.Protocol with writes coalesced once per loop iteration, because the client, not the broker,
+must be the bottleneck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+from typing import TYPE_CHECKING, Any
+
+from pamqp import commands as spec
+
+from . import errors, frames
+from .channel import Channel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .server import Broker
+
+log = logging.getLogger(__name__)
+
+HEADER, START, TUNE, OPEN, RUNNING, CLOSING, CLOSED = range(7)
+CAPABILITIES = {
+    "publisher_confirms": True, "exchange_exchange_bindings": True, "basic.nack": True,
+    "consumer_cancel_notify": True, "connection.blocked": True, "consumer_priorities": True,
+    "authentication_failure_close": True, "per_consumer_qos": True, "direct_reply_to": True,
+}
+CLOSE_OK_TIMEOUT = 1.0
+
+
+def server_properties(cluster_name: str) -> dict:
+    """What connection.start advertises: RabbitMQ's capability set, so clients enable the same features."""
+    return {"product": "labkit.broker", "version": "3.10-compatible",
+            "platform": f"Python {platform.python_version()}", "cluster_name": cluster_name,
+            "copyright": "labkit", "information": "embedded AMQP 0-9-1 broker for the course",
+            "capabilities": dict(CAPABILITIES)}
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.loop = asyncio.get_running_loop()
+        self.state = HEADER
+        self.transport: asyncio.Transport | None = None
+        self.reader = frames.FrameReader(frames.FRAME_MIN_SIZE)
+        self.frame_max = frames.FRAME_MIN_SIZE
+        self.channel_max = broker.channel_max
+        self.heartbeat = 0
+        self.channels: dict[int, Channel] = {}
+        self.client_properties: dict = {}
+        self.client_capabilities: dict = {}
+        self.user = ""
+        self.writable = True
+        self.published = False
+        self.blocked_sent = False
+        self.paused = False
+        self.confirming: list[Channel] = []
+        self._head = b""
+        self._out: list[bytes] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._timers: list[asyncio.TimerHandle] = []
+        self._heard = True
+        self._spoke = True
+        self._silent_ticks = 0
+
+    # -- asyncio.Protocol -----------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.broker.connections.add(self)
+        self._timers.append(self.loop.call_later(self.broker.handshake_timeout, self._handshake_expired))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._teardown()
+
+    def pause_writing(self) -> None:
+        self.writable = False
+
+    def resume_writing(self) -> None:
+        self.writable = True
+        for channel in list(self.channels.values()):
+            channel._redispatch()
+
+    def data_received(self, data: bytes) -> None:
+        self._heard = True
+        if self.state >= CLOSED:
+            return
+        if self.state == HEADER:
+            data = self._protocol_header(data)
+            if not data:
+                return
+        try:
+            for ftype, number, payload in self.reader.feed(data):
+                self._frame(ftype, number, payload)
+        except errors.ConnectionError as exc:
+            self.close_with(exc)
+        except Exception as exc:  # a broker bug must not kill the server, only this connection
+            log.exception("internal error on %s", self)
+            self.close_with(errors.AMQPError(f"internal error: {exc!r}"))
+        finally:
+            if self.confirming:
+                for channel in self.confirming:
+                    channel.flush_confirms()
+                self.confirming = []
+            if self.published:
+                self.published = False
+                if self.broker.memory.blocked and self.blocked_sent and not self.paused and self.transport:
+                    self.paused = True
+                    self.transport.pause_reading()
+            self._flush()
+
+    # -- writing --------------------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        self._out.append(data)
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def write_frames(self, parts: list[bytes]) -> None:
+        self._out += parts
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        if self._out:
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(b"".join(self._out))
+                self._spoke = True
+            self._out.clear()
+
+    # -- handshake ------------------------------------------------------------------------------
+    def _protocol_header(self, data: bytes) -> bytes:
+        self._head += data
+        if len(self._head) < 8:
+            if frames.PROTOCOL_HEADER.startswith(self._head):
+                return b""
+        elif self._head[:8] == frames.PROTOCOL_HEADER:
+            rest, self._head = self._head[8:], b""
+            self.state = START
+            self.write(frames.method_frame(0, spec.Connection.Start(
+                0, 9, server_properties=server_properties(self.broker.cluster_name), mechanisms="PLAIN",
+                locales="en_US")))
+            return rest
+        # Wrong protocol: answer with the one we speak, then close (AMQP 0-9-1 section 4.2.2).
+        self.transport.write(frames.PROTOCOL_HEADER)
+        self._abort()
+        return b""
+
+    def _frame(self, ftype: int, number: int, payload: bytes) -> None:
+        if ftype == frames.METHOD:
+            if number == 0:
+                self._connection_method(frames.decode_method(payload))
+            elif self.state == RUNNING:
+                self._channel_method(number, payload)
+            elif self.state != CLOSING:
+                raise errors.CommandInvalid("channel method before connection.open", method=(0, 0))
+        elif ftype == frames.HEARTBEAT:
+            if number != 0:
+                raise errors.FrameError(f"heartbeat frame on channel {number}")
+        elif ftype in (frames.HEADER, frames.BODY):
+            if self.state == CLOSING:
+                return
+            channel = self.channels.get(number)
+            if number == 0 or channel is None or self.state != RUNNING:
+                raise errors.UnexpectedFrame(f"content frame on channel {number} without basic.publish")
+            try:
+                if ftype == frames.HEADER:
+                    channel.on_header(payload)
+                else:
+                    channel.on_body(payload)
+            except errors.ChannelError as exc:
+                channel.close_with(exc)
+        else:
+            raise errors.FrameError(f"unknown frame type {ftype}")
+
+    def _connection_method(self, method: Any) -> None:
+        state = self.state
+        if isinstance(method, spec.Connection.Close):
+            self.write(frames.method_frame(0, spec.Connection.CloseOk()))
+            self._flush()
+            self._abort(graceful=True)
+            return
+        if isinstance(method, spec.Connection.CloseOk):
+            if state == CLOSING:
+                self._abort(graceful=True)
+            return
+        if state == CLOSING:
+            return
+        if state == START and isinstance(method, spec.Connection.StartOk):
+            self._start_ok(method)
+        elif state == TUNE and isinstance(method, spec.Connection.TuneOk):
+            self._tune_ok(method)
+        elif state == OPEN and isinstance(method, spec.Connection.Open):
+            if method.virtual_host != "/":
+                raise errors.NotAllowed(f"vhost {method.virtual_host} not found", method=(10, 40))
+            self.state = RUNNING
+            self.write(frames.method_frame(0, spec.Connection.OpenOk()))
+        elif state == RUNNING and isinstance(method, spec.Connection.UpdateSecret):
+            self.write(frames.method_frame(0, spec.Connection.UpdateSecretOk()))
+        elif state == RUNNING and isinstance(method, (spec.Connection.Blocked, spec.Connection.Unblocked)):
+            return
+        else:
+            raise errors.CommandInvalid(f"unexpected {method.name} in this connection state",
+                                        method=(method.index >> 16, method.index & 0xFFFF))
+
+    def _start_ok(self, method: spec.Connection.StartOk) -> None:
+        self.client_properties = dict(method.client_properties or {})
+        self.client_capabilities = dict(self.client_properties.get("capabilities") or {})
+        user, password = _credentials(method.mechanism, method.response)
+        if (user, password) != (self.broker.user, self.broker.password):
+            text = (f"Login was refused using authentication mechanism {method.mechanism}. "
+                    "For details see the broker logfile.")
+            if self.client_capabilities.get("authentication_failure_close"):
+                raise errors.ConnectionRefused(text, method=(10, 11))
+            self._abort()
+            return
+        self.user = user
+        self.state = TUNE
+        broker = self.broker
+        self.write(frames.method_frame(0, spec.Connection.Tune(broker.channel_max, broker.frame_max,
+                                                               broker.heartbeat)))
+
+    def _tune_ok(self, method: spec.Connection.TuneOk) -> None:
+        broker = self.broker
+        frame_max = method.frame_max or broker.frame_max
+        if frame_max < frames.FRAME_MIN_SIZE or frame_max > broker.frame_max:
+            raise errors.NotAllowed(f"negotiated frame_max = {frame_max} is outside "
+                                    f"[{frames.FRAME_MIN_SIZE}, {broker.frame_max}]", method=(10, 31))
+        self.frame_max = self.reader.frame_max = frame_max
+        self.channel_max = min(method.channel_max or broker.channel_max, broker.channel_max)
+        self.heartbeat = method.heartbeat
+        self.state = OPEN
+        if self.heartbeat:
+            interval = self.heartbeat / 2
+            self._timers.append(self.loop.call_later(interval, self._heartbeat_tick, interval))
+
+    # -- channels -------------------------------------------------------------------------------
+    def _channel_method(self, number: int, payload: bytes) -> None:
+        channel = self.channels.get(number)
+        if channel is None:
+            method = frames.decode_method(payload)
+            if not isinstance(method, spec.Channel.Open):
+                raise errors.ChannelMisuse(f"expected 'channel.open' on channel {number}",
+                                           method=(method.index >> 16, method.index & 0xFFFF))
+            if number > self.channel_max:
+                raise errors.NotAllowed(f"channel number {number} exceeds channel_max {self.channel_max}",
+                                        method=(20, 10))
+            self.channels[number] = Channel(self, number)
+            self.write(frames.method_frame(number, spec.Channel.OpenOk()))
+            return
+        try:
+            channel.on_method(payload)
+        except errors.ChannelError as exc:
+            channel.close_with(exc)
+
+    def channel_closed(self, channel: Channel) -> None:
+        if self.channels.get(channel.number) is channel:
+            del self.channels[channel.number]
+
+    # -- flow control ---------------------------------------------------------------------------
+    def set_blocked(self, blocked: bool) -> None:
+        """Memory alarm changed: notify (connection.blocked capability) and pause/resume publishers."""
+        if self.state != RUNNING:
+            return
+        if blocked and not self.blocked_sent and self.client_capabilities.get("connection.blocked"):
+            self.blocked_sent = True
+            self.write(frames.method_frame(0, spec.Connection.Blocked("low on memory")))
+        elif not blocked:
+            if self.blocked_sent:
+                self.blocked_sent = False
+                self.write(frames.method_frame(0, spec.Connection.Unblocked()))
+            if self.paused and self.transport is not None:
+                self.paused = False
+                self.transport.resume_reading()
+
+    # -- liveness -------------------------------------------------------------------------------
+    def _handshake_expired(self) -> None:
+        if self.state < RUNNING:
+            log.info("closing %s: handshake not completed in time", self)
+            self._abort()
+
+    def _heartbeat_tick(self, interval: float) -> None:
+        if self.state >= CLOSED:
+            return
+        self._silent_ticks = 0 if self._heard else self._silent_ticks + 1
+        self._heard = False
+        if self._silent_ticks >= 4:  # two heartbeat periods of silence, like RabbitMQ
+            log.info("closing %s: missed heartbeats from client", self)
+            self._abort()
+            return
+        if not self._spoke:
+            self.write(frames.HEARTBEAT_FRAME)
+        self._spoke = False
+        self._timers.append(self.loop.call_later(interval, self._heartbeat_tick, interval))
+        if len(self._timers) > 8:
+            self._timers = [t for t in self._timers if not t.cancelled()][-4:]
+
+    # -- closing --------------------------------------------------------------------------------
+    def close_with(self, exc: errors.AMQPError) -> None:
+        """Server-initiated close with a reply code; the socket closes on close-ok or after a timeout."""
+        if self.state >= CLOSING:
+            return
+        if self.state == HEADER:
+            self._abort()
+            return
+        self.write(frames.method_frame(0, spec.Connection.Close(exc.code, exc.reply_text, *exc.method)))
+        self._flush()
+        self._release_channels()
+        self.state = CLOSING
+        self._timers.append(self.loop.call_later(CLOSE_OK_TIMEOUT, self._abort))
+
+    def _abort(self, graceful: bool = False) -> None:
+        if self.transport is not None:
+            self._flush()
+            if graceful:
+                self.transport.close()
+            else:
+                self.transport.abort()
+        self._teardown()
+
+    def _release_channels(self) -> None:
+        for channel in list(self.channels.values()):
+            channel.release()
+        self.channels.clear()
+
+    def _teardown(self) -> None:
+        if self.state == CLOSED:
+            return
+        self.state = CLOSED
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._release_channels()
+        self.broker.vhost.connection_closed(self)
+        self.broker.connections.discard(self)
+
+    def __repr__(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        return f"<Connection {peer}>"
+
+
+def _credentials(mechanism: str, response: Any) -> tuple[str, str]:
+    """Decode a PLAIN response (``\\0user\\0password``); any other mechanism never matches."""
+    if mechanism == "PLAIN":
+        raw = response.encode() if isinstance(response, str) else bytes(response or b"")
+        parts = raw.split(b"\x00")
+        if len(parts) == 3:
+            return parts[1].decode(errors="replace"), parts[2].decode(errors="replace")
+    return "", "\x00invalid"

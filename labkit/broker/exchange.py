@@ -1,0 +1,131 @@
+"""Exchanges and routing: direct, fanout, topic (``*``/``#``) and headers (x-match all/any).
+
+Why: routing is the core of what a broker does, and each exchange type is a different matching rule
+over the same binding table. Destinations are queues or other exchanges (exchange-to-exchange
+bindings); the virtual host follows exchange destinations. Topic and headers results are cached per
+routing key until the bindings change, so the hot path is a dict lookup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TYPES = ("direct", "fanout", "topic", "headers")
+
+
+def _args_key(arguments: dict | None) -> str:
+    return repr(sorted((arguments or {}).items()))
+
+
+class Binding:
+    __slots__ = ("destination", "routing_key", "arguments", "words")
+
+    def __init__(self, destination: Any, routing_key: str, arguments: dict | None) -> None:
+        self.destination = destination
+        self.routing_key = routing_key
+        self.arguments = dict(arguments or {})
+        self.words = tuple(routing_key.split("."))
+
+
+def topic_matches(pattern: tuple[str, ...], key: tuple[str, ...]) -> bool:
+    """AMQP topic match: ``*`` is exactly one word, ``#`` zero or more words."""
+    def match(i: int, j: int) -> bool:
+        while i < len(pattern):
+            word = pattern[i]
+            if word == "#":
+                return any(match(i + 1, jj) for jj in range(j, len(key) + 1))
+            if j == len(key) or (word != "*" and word != key[j]):
+                return False
+            i, j = i + 1, j + 1
+        return j == len(key)
+    return match(0, 0)
+
+
+def headers_match(arguments: dict, headers: dict) -> bool:
+    """Headers exchange match; binding keys starting with ``x-`` are not matched (RabbitMQ)."""
+    mode = arguments.get("x-match", "all")
+    wanted = [(k, v) for k, v in arguments.items() if not k.startswith("x-")]
+    if mode == "any":
+        return any(k in headers and (v is None or headers[k] == v) for k, v in wanted)
+    return all(k in headers and (v is None or headers[k] == v) for k, v in wanted)
+
+
+class Exchange:
+    """One exchange: its declaration (for equivalence checks) and its bindings."""
+
+    _CACHE_LIMIT = 4096
+
+    def __init__(self, name: str, type: str, durable: bool = True, auto_delete: bool = False,
+                 internal: bool = False, arguments: dict | None = None) -> None:
+        self.name = name
+        self.type = type
+        self.durable = durable
+        self.auto_delete = auto_delete
+        self.internal = internal
+        self.arguments = dict(arguments or {})
+        self.bindings: dict[tuple, Binding] = {}
+        self._direct: dict[str, list] = {}
+        self._cache: dict[str, list] = {}
+
+    def declaration(self) -> tuple:
+        return (self.type, self.durable, self.auto_delete, self.internal)
+
+    def bind(self, destination: Any, routing_key: str, arguments: dict | None) -> None:
+        key = (id(destination), routing_key, _args_key(arguments))
+        if key in self.bindings:
+            return
+        self.bindings[key] = Binding(destination, routing_key, arguments)
+        self._changed()
+
+    def unbind(self, destination: Any, routing_key: str, arguments: dict | None) -> bool:
+        removed = self.bindings.pop((id(destination), routing_key, _args_key(arguments)), None)
+        if removed:
+            self._changed()
+        return removed is not None
+
+    def unbind_all(self, destination: Any) -> int:
+        """Remove every binding to ``destination`` (it is being deleted); returns how many."""
+        keys = [k for k, b in self.bindings.items() if b.destination is destination]
+        for key in keys:
+            del self.bindings[key]
+        if keys:
+            self._changed()
+        return len(keys)
+
+    def _changed(self) -> None:
+        self._cache.clear()
+        if self.type == "direct":
+            table: dict[str, list] = {}
+            for b in self.bindings.values():
+                dests = table.setdefault(b.routing_key, [])
+                if b.destination not in dests:
+                    dests.append(b.destination)
+            self._direct = table
+
+    def route(self, routing_key: str, message: Any) -> list:
+        """Destinations (queues or exchanges) for a message, without duplicates."""
+        kind = self.type
+        if kind == "direct":
+            return self._direct.get(routing_key, ())
+        if kind == "headers":
+            headers = message.headers
+            return self._unique(b for b in self.bindings.values() if headers_match(b.arguments, headers))
+        cached = self._cache.get(routing_key)
+        if cached is None:
+            if kind == "fanout":
+                cached = self._unique(self.bindings.values())
+            else:
+                words = tuple(routing_key.split("."))
+                cached = self._unique(b for b in self.bindings.values() if topic_matches(b.words, words))
+            if len(self._cache) >= self._CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[routing_key] = cached
+        return cached
+
+    @staticmethod
+    def _unique(bindings) -> list:
+        out: list = []
+        for b in bindings:
+            if b.destination not in out:
+                out.append(b.destination)
+        return out

@@ -1,0 +1,93 @@
+"""A stored message: raw content-header bytes plus body, decoded only when the broker must look inside.
+
+Why: the broker forwards most messages untouched, so the content header stays the exact bytes the
+publisher sent (pamqp would re-encode floats as 32-bit and change integer widths). Properties are
+decoded lazily, only when routing or queue semantics need them (headers exchange, priority,
+expiration, reply-to), and re-encoded only when the broker must rewrite headers (x-death,
+x-delivery-count, x-stream-offset, direct reply-to). One Message object lives in exactly one queue,
+so its per-queue state (position, redelivered, deadline, delivery count) can live on it; fan-out
+copies share the bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from pamqp import commands
+from pamqp.header import ContentHeader
+
+_FLAGS = struct.Struct(">H")
+HEADERS_FLAG, PRIORITY_FLAG, REPLY_TO_FLAG, EXPIRATION_FLAG = 8192, 2048, 512, 256
+
+
+class Message:
+    __slots__ = ("exchange", "routing_key", "header", "body", "seq", "redelivered", "expires_at",
+                 "returns", "_props")
+
+    def __init__(self, exchange: str, routing_key: str, header: bytes, body: bytes) -> None:
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.header = header
+        self.body = body
+        self.seq = 0
+        self.redelivered = False
+        self.expires_at: float | None = None
+        self.returns = 0  # times handed back unacknowledged (quorum delivery limit)
+        self._props: commands.Basic.Properties | None = None
+
+    def copy(self) -> Message:
+        """A new queue entry sharing the bytes (fan-out delivers one message to many queues)."""
+        other = Message(self.exchange, self.routing_key, self.header, self.body)
+        other._props = self._props
+        return other
+
+    @property
+    def flags(self) -> int:
+        return _FLAGS.unpack_from(self.header, 12)[0]
+
+    @property
+    def properties(self) -> commands.Basic.Properties:
+        if self._props is None:
+            content = ContentHeader()
+            content.unmarshal(self.header)
+            self._props = content.properties
+        return self._props
+
+    @property
+    def headers(self) -> dict:
+        if not self.flags & HEADERS_FLAG:
+            return {}
+        return self.properties.headers or {}
+
+    @property
+    def priority(self) -> int:
+        return (self.properties.priority or 0) if self.flags & PRIORITY_FLAG else 0
+
+    @property
+    def expiration(self) -> str | None:
+        return self.properties.expiration if self.flags & EXPIRATION_FLAG else None
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
+
+    def rewrite(self, properties: commands.Basic.Properties) -> None:
+        """Replace the properties (the one place the header bytes are re-encoded)."""
+        self._props = properties
+        self.header = ContentHeader(body_size=len(self.body), properties=properties).marshal()
+
+    def with_properties(self, properties: commands.Basic.Properties) -> Message:
+        """A copy carrying new properties (the stored original stays unchanged)."""
+        other = self.copy()
+        other.redelivered = self.redelivered
+        other.rewrite(properties)
+        return other
+
+
+def clone_properties(props: commands.Basic.Properties) -> commands.Basic.Properties:
+    """A shallow copy of properties with an independent headers table."""
+    new = commands.Basic.Properties()
+    for name in props.__slots__:
+        setattr(new, name, getattr(props, name))
+    new.headers = dict(props.headers or {})
+    return new

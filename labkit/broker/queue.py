@@ -1,0 +1,407 @@
+"""Queues: ready messages in publish order, consumers served strictly round-robin, and the queue
+arguments RabbitMQ supports over AMQP 0-9-1 (TTL, length limits with overflow modes, dead-lettering,
+priorities, quorum delivery limits).
+
+Why: this is where the lessons about delivery guarantees live (requeue to the original position with
+redelivered=True, dead-lettering with x-death, load leveling via prefetch), so the semantics are kept
+in one place and expressed over plain deques. No per-message tasks: one timer per queue expires the
+head, deliveries are pushed synchronously into the consuming channel's write buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from heapq import merge
+from typing import TYPE_CHECKING, Any, Iterable
+
+from pamqp import commands
+
+from . import errors
+from .message import Message, clone_properties
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .vhost import VHost
+
+OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
+QUEUE_TYPES = ("classic", "quorum", "stream")
+
+
+class Ready:
+    """Ready messages ordered by position (``seq``); requeued messages go back where they were."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items: deque[Message] = deque()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def append(self, msg: Message) -> None:
+        self._items.append(msg)
+
+    def head(self) -> Message | None:
+        return self._items[0] if self._items else None
+
+    def popleft(self) -> Message:
+        return self._items.popleft()
+
+    def requeue(self, msgs: list[Message]) -> None:
+        """Insert messages (sorted by seq) at their original positions."""
+        items = self._items
+        if not items or msgs[-1].seq < items[0].seq:
+            items.extendleft(reversed(msgs))
+        else:
+            self._items = deque(merge(msgs, items, key=lambda m: m.seq))
+
+    def clear(self) -> list[Message]:
+        out = list(self._items)
+        self._items.clear()
+        return out
+
+
+class PriorityReady:
+    """x-max-priority: one Ready per priority level, highest first."""
+
+    __slots__ = ("_levels", "max_priority")
+
+    def __init__(self, max_priority: int) -> None:
+        self.max_priority = max_priority
+        self._levels = [Ready() for _ in range(max_priority + 1)]
+
+    def _level(self, msg: Message) -> Ready:
+        return self._levels[min(msg.priority, self.max_priority)]
+
+    def __len__(self) -> int:
+        return sum(len(level) for level in self._levels)
+
+    def __iter__(self):
+        for level in reversed(self._levels):
+            yield from level
+
+    def append(self, msg: Message) -> None:
+        self._level(msg).append(msg)
+
+    def head(self) -> Message | None:
+        for level in reversed(self._levels):
+            if len(level):
+                return level.head()
+        return None
+
+    def popleft(self) -> Message:
+        for level in reversed(self._levels):
+            if len(level):
+                return level.popleft()
+        raise IndexError("pop from an empty queue")
+
+    def requeue(self, msgs: list[Message]) -> None:
+        for level in self._levels:
+            mine = [m for m in msgs if self._level(m) is level]
+            if mine:
+                level.requeue(mine)
+
+    def clear(self) -> list[Message]:
+        return [m for level in reversed(self._levels) for m in level.clear()]
+
+
+class Consumer:
+    """A basic.consume registration: the queue pushes to it while it has prefetch capacity."""
+
+    __slots__ = ("channel", "queue", "tag", "tag_bytes", "no_ack", "exclusive", "limit", "unacked",
+                 "arguments")
+
+    def __init__(self, channel: Any, queue: Queue, tag: str, tag_bytes: bytes, no_ack: bool,
+                 exclusive: bool, limit: int, arguments: dict) -> None:
+        self.channel = channel
+        self.queue = queue
+        self.tag = tag
+        self.tag_bytes = tag_bytes
+        self.no_ack = no_ack
+        self.exclusive = exclusive
+        self.limit = limit
+        self.unacked = 0
+        self.arguments = arguments
+
+    def can_take(self) -> bool:
+        if self.no_ack:
+            return self.channel.can_deliver(False)
+        return (not self.limit or self.unacked < self.limit) and self.channel.can_deliver(True)
+
+
+def _int_arg(args: dict, name: str, lo: int, hi: int | None = None) -> int | None:
+    value = args.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+        raise errors.PreconditionFailed(f"invalid arg '{name}' for queue: {value!r}")
+    return value
+
+
+class Queue:
+    """A classic (optionally priority) queue; quorum semantics switch on with ``kind='quorum'``."""
+
+    kind = "classic"
+    consumer_class = Consumer
+
+    def __init__(self, vhost: VHost, name: str, durable: bool, exclusive_owner: Any, auto_delete: bool,
+                 arguments: dict) -> None:
+        self.vhost = vhost
+        self.name = name
+        self.durable = durable
+        self.owner = exclusive_owner
+        self.auto_delete = auto_delete
+        self.arguments = dict(arguments)
+        args = self.arguments
+        self.ttl_ms = _int_arg(args, "x-message-ttl", 0)
+        self.max_length = _int_arg(args, "x-max-length", 0)
+        self.max_bytes = _int_arg(args, "x-max-length-bytes", 0)
+        self.overflow = args.get("x-overflow", "drop-head")
+        if self.overflow not in OVERFLOW_MODES:
+            raise errors.PreconditionFailed(f"invalid arg 'x-overflow' for queue '{name}': {self.overflow!r}")
+        self.dlx = args.get("x-dead-letter-exchange")
+        self.dlrk = args.get("x-dead-letter-routing-key")
+        self.delivery_limit = self._delivery_limit(args)
+        max_priority = _int_arg(args, "x-max-priority", 0, 255)
+        self.ready: Ready | PriorityReady = PriorityReady(max_priority) if max_priority else Ready()
+        self.consumers: deque[Consumer] = deque()
+        self.had_consumer = False
+        self.ready_bytes = 0
+        self.unacked = 0
+        self.next_seq = 0
+        self.deleted = False
+        self.stats = [0, 0, 0]  # published, delivered, acked
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def _delivery_limit(self, args: dict) -> int | None:
+        if "x-delivery-limit" in args:
+            raise errors.PreconditionFailed(
+                f"invalid arg 'x-delivery-limit' for queue '{self.name}' in vhost '/': "
+                "only supported by quorum queues")
+        return None
+
+    def declaration(self) -> tuple:
+        return (self.durable, self.owner is not None, self.auto_delete)
+
+    # -- publishing -----------------------------------------------------------------------------
+    def publish(self, msg: Message) -> bool:
+        """Enqueue; False when x-overflow reject-publish refuses it (the publisher gets a nack)."""
+        if self.overflow != "drop-head" and self._full(msg.size):
+            if self.overflow == "reject-publish-dlx":
+                self.vhost.dead_letter(self, msg, "maxlen")
+            return False
+        self.next_seq += 1
+        msg.seq = self.next_seq
+        now = self._loop.time()
+        expiration = msg.expiration
+        ttl = self.ttl_ms
+        if expiration is not None:
+            ttl = min(ttl, int(expiration)) if ttl is not None else int(expiration)
+        if ttl is not None:
+            msg.expires_at = now + ttl / 1000.0
+        self.stats[0] += 1
+        self.ready.append(msg)
+        self.ready_bytes += msg.size
+        self.vhost.memory.add(msg.size)
+        if self.overflow == "drop-head":
+            while self._over_limit():
+                self._drop(self.ready.popleft(), "maxlen")
+        self.dispatch()
+        if ttl is not None:
+            self._expire()
+        return True
+
+    def _full(self, size: int) -> bool:
+        return ((self.max_length is not None and len(self.ready) >= self.max_length)
+                or (self.max_bytes is not None and self.ready_bytes + size > self.max_bytes))
+
+    def _over_limit(self) -> bool:
+        return ((self.max_length is not None and len(self.ready) > self.max_length)
+                or (self.max_bytes is not None and self.ready_bytes > self.max_bytes))
+
+    def _drop(self, msg: Message, reason: str | None) -> None:
+        """Remove a message that was ready for good, dead-lettering it when there is a reason."""
+        self.ready_bytes -= msg.size
+        self.vhost.memory.add(-msg.size)
+        if reason:
+            self.vhost.dead_letter(self, msg, reason)
+
+    # -- delivering -----------------------------------------------------------------------------
+    def dispatch(self) -> None:
+        """Push ready messages to consumers with capacity, strictly round-robin."""
+        consumers, ready = self.consumers, self.ready
+        if not consumers or not len(ready):
+            return
+        now = self._loop.time()
+        while len(ready):
+            for _ in range(len(consumers)):
+                consumer = consumers[0]
+                consumers.rotate(-1)
+                if consumer.can_take():
+                    break
+            else:
+                return
+            msg = ready.popleft()
+            self.ready_bytes -= msg.size
+            if msg.expires_at is not None and msg.expires_at < now:
+                self.vhost.memory.add(-msg.size)
+                self.vhost.dead_letter(self, msg, "expired")
+                continue
+            self.stats[1] += 1
+            if not consumer.no_ack:
+                consumer.unacked += 1
+                self.unacked += 1
+            consumer.channel.deliver(consumer, msg)
+            if consumer.no_ack:
+                self.vhost.memory.add(-msg.size)
+            if not consumers:  # the delivery closed the channel (e.g. a write failure)
+                return
+
+    def get(self, no_ack: bool) -> Message | None:
+        """basic.get: the head message (expired heads are dead-lettered first)."""
+        self._expire()
+        if not len(self.ready):
+            return None
+        msg = self.ready.popleft()
+        self.ready_bytes -= msg.size
+        self.stats[1] += 1
+        if no_ack:
+            self.vhost.memory.add(-msg.size)
+        else:
+            self.unacked += 1
+        return msg
+
+    def outgoing(self, msg: Message) -> Message:
+        """The message as sent to a consumer (quorum and stream queues add headers)."""
+        return msg
+
+    # -- settling -------------------------------------------------------------------------------
+    def settle(self, msg: Message) -> None:
+        """An unacked message leaves for good (ack, or reject without requeue)."""
+        self.unacked -= 1
+        self.vhost.memory.add(-msg.size)
+
+    def ack(self, msg: Message) -> None:
+        self.settle(msg)
+        self.stats[2] += 1
+
+    def reject(self, msg: Message) -> None:
+        self.settle(msg)
+        self.vhost.dead_letter(self, msg, "rejected")
+
+    def requeue(self, msgs: Iterable[Message]) -> None:
+        """Return unacked messages to their original positions, marked redelivered."""
+        back = []
+        for msg in msgs:
+            self.unacked -= 1
+            msg.redelivered = True
+            msg.returns += 1
+            if self.deleted:
+                self.vhost.memory.add(-msg.size)
+            elif self.delivery_limit is not None and msg.returns > self.delivery_limit:
+                self.vhost.memory.add(-msg.size)
+                self.vhost.dead_letter(self, msg, "delivery_limit")
+            else:
+                back.append(msg)
+                self.ready_bytes += msg.size
+        if back:
+            back.sort(key=lambda m: m.seq)
+            self.ready.requeue(back)
+            self.dispatch()
+            self._expire()
+
+    # -- expiry ---------------------------------------------------------------------------------
+    def _expire(self) -> None:
+        """Dead-letter expired messages at the head and arm a timer for the next deadline."""
+        ready = self.ready
+        now = self._loop.time()
+        head = ready.head()
+        while head is not None and head.expires_at is not None and head.expires_at <= now:
+            self._drop(ready.popleft(), "expired")
+            head = ready.head()
+        if head is not None and head.expires_at is not None:
+            timer = self._timer
+            if timer is None or timer.when() > head.expires_at or timer.cancelled():
+                if timer is not None:
+                    timer.cancel()
+                self._timer = self._loop.call_at(head.expires_at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if not self.deleted:
+            self._expire()
+
+    # -- consumers and lifecycle ----------------------------------------------------------------
+    def add_consumer(self, consumer: Consumer) -> None:
+        """Register (the caller sends consume-ok, then calls dispatch())."""
+        if any(c.exclusive for c in self.consumers) or (consumer.exclusive and self.consumers):
+            raise errors.AccessRefused(f"queue '{self.name}' in vhost '/' in exclusive use")
+        self.consumers.append(consumer)
+        self.had_consumer = True
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        try:
+            self.consumers.remove(consumer)
+        except ValueError:
+            return
+        if self.auto_delete and not self.consumers and not self.deleted:
+            self.vhost.delete_queue(self)
+
+    def message_count(self) -> int:
+        self._expire()
+        return len(self.ready)
+
+    def purge(self) -> int:
+        msgs = self.ready.clear()
+        for msg in msgs:
+            self.vhost.memory.add(-msg.size)
+        self.ready_bytes = 0
+        return len(msgs)
+
+    def close(self) -> list[Consumer]:
+        """Mark deleted, drop ready messages and hand back the consumers to cancel."""
+        self.deleted = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.purge()
+        consumers = list(self.consumers)
+        self.consumers.clear()
+        return consumers
+
+
+class QuorumQueue(Queue):
+    """Quorum queue semantics over AMQP 0-9-1: durable only, delivery limit, x-delivery-count."""
+
+    kind = "quorum"
+
+    def _delivery_limit(self, args: dict) -> int | None:
+        if not self.durable:
+            raise errors.PreconditionFailed(f"invalid property 'non-durable' for queue '{self.name}' in vhost '/'")
+        if self.owner is not None:
+            raise errors.PreconditionFailed(
+                f"invalid property 'exclusive-owner' for queue '{self.name}' in vhost '/'")
+        if self.auto_delete:
+            raise errors.PreconditionFailed(f"invalid property 'auto-delete' for queue '{self.name}' in vhost '/'")
+        if "x-max-priority" in args:
+            raise errors.PreconditionFailed(
+                f"invalid arg 'x-max-priority' for queue '{self.name}' in vhost '/': not supported by quorum queues")
+        return _int_arg(args, "x-delivery-limit", 0)
+
+    def outgoing(self, msg: Message) -> Message:
+        if not msg.returns:
+            return msg
+        props = clone_properties(msg.properties)
+        props.headers["x-delivery-count"] = msg.returns
+        return msg.with_properties(props)
+
+
+def validate_expiration(props: commands.Basic.Properties) -> None:
+    """A non-numeric expiration is a 406 (RabbitMQ checks it at publish time)."""
+    value = props.expiration
+    if value is not None and not (value.isdigit() and value.isascii()):
+        raise errors.PreconditionFailed(f"invalid expiration value '{value}'")

@@ -1,0 +1,159 @@
+"""``Broker``: the embedded AMQP 0-9-1 server object a lab starts, inspects, resets and stops.
+
+Why: experiments need a broker they own (start on an ephemeral port, read queue depths and rates,
+reset state between runs, stop without leaking sockets or timers) with the same wire behaviour the
+course shows on RabbitMQ. It listens on loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+
+from pamqp import commands as spec
+
+from .. import _validate as v
+from . import errors, frames
+from .connection import Connection
+from .flow import MemoryAlarm
+from .vhost import VHost
+
+STOP_GRACE = 1.0
+
+
+def _loopback(host: str) -> str:
+    """Only loopback addresses: the lab never exposes a broker on the network."""
+    if not isinstance(host, str):
+        raise ValueError(f"host must be a loopback address such as '127.0.0.1', got {host!r}")
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        ok = bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"host must be a loopback address such as '127.0.0.1', got {host!r}")
+    return host
+
+
+class Broker:
+    """An AMQP 0-9-1 broker on the running event loop: ``await Broker().start()``, ``.url``, ``await .stop()``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, user: str = "guest", password: str = "guest",
+                 heartbeat: int = 60, frame_max: int = 131072, channel_max: int = 2047,
+                 memory_limit: int | None = None, handshake_timeout: float = 10.0) -> None:
+        self.host = _loopback(host)
+        self.port = v.port("port", port, allow_zero=True)
+        for name, value in (("user", user), ("password", password)):
+            if not isinstance(value, str) or not value or "\x00" in value:
+                raise ValueError(f"{name} must be a non-empty string without NUL bytes, got {value!r}")
+        self.user, self.password = user, password
+        self.heartbeat = v.integer("heartbeat", heartbeat, 0, 65535)
+        self.frame_max = v.integer("frame_max", frame_max, frames.FRAME_MIN_SIZE, 2**31 - 1)
+        self.channel_max = v.integer("channel_max", channel_max, 1, 65535)
+        self.memory_limit = None if memory_limit is None else v.integer("memory_limit", memory_limit, 1)
+        self.handshake_timeout = v.positive("handshake_timeout", handshake_timeout)
+        self.cluster_name = "labkit"
+        self.connections: set[Connection] = set()
+        self.memory = MemoryAlarm(self.memory_limit, self._alarm)
+        self.vhost = VHost(self.memory)
+        self._server: asyncio.base_events.Server | None = None
+        self._samples: dict[str, tuple[float, list[int]]] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> Broker:
+        if self._server is not None:
+            raise RuntimeError("broker already started")
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: Connection(self), self.host, self.port,
+                                                reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("broker not started: await broker.start() first")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"amqp://{self.user}:{self.password}@{host}:{self.port}/"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    async def stop(self) -> None:
+        """Close every connection (320 CONNECTION_FORCED, as RabbitMQ does on shutdown) and the listener."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        reason = errors.ConnectionForced("broker forced connection closure with reason 'shutdown'")
+        for conn in list(self.connections):
+            conn.close_with(reason)
+        deadline = time.monotonic() + STOP_GRACE
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in list(self.connections):
+            conn._abort()
+        self.vhost.clear()
+        await server.wait_closed()
+
+    async def __aenter__(self) -> Broker:
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    async def reset(self) -> None:
+        """Delete all queues and user exchanges (consumers get basic.cancel); connections stay open."""
+        self.vhost.clear()
+        self.memory.reset()
+        self._samples.clear()
+
+    # -- flow control ---------------------------------------------------------------------------
+    def _alarm(self, blocked: bool) -> None:
+        for conn in list(self.connections):
+            conn.set_blocked(blocked)
+
+    # -- introspection --------------------------------------------------------------------------
+    def queues(self) -> list[dict]:
+        """Per queue: ready/unacked counts, consumers, and publish/deliver/ack rates (msg/s) averaged
+        since the previous call (0.0 on the first call for a queue)."""
+        now = time.monotonic()
+        out, samples = [], {}
+        for name in sorted(self.vhost.queues):
+            q = self.vhost.queues[name]
+            stats = list(q.stats)
+            previous = self._samples.get(name)
+            if previous is not None and now > previous[0]:
+                dt = now - previous[0]
+                rates = [(c - p) / dt for c, p in zip(stats, previous[1])]
+            else:
+                rates = [0.0, 0.0, 0.0]
+            samples[name] = (now, stats)
+            out.append({"name": name, "type": q.kind, "messages_ready": q.message_count(),
+                        "messages_unacknowledged": q.unacked, "consumers": len(q.consumers),
+                        "publish_rate": rates[0], "deliver_rate": rates[1], "ack_rate": rates[2]})
+        self._samples = samples
+        return out
+
+    def overview(self) -> dict:
+        """Broker-wide totals (for the admin API)."""
+        queues = self.vhost.queues.values()
+        return {
+            "url": self.url if self.running else None,
+            "connections": len(self.connections),
+            "channels": sum(len(c.channels) for c in self.connections),
+            "queues": len(self.vhost.queues),
+            "exchanges": len(self.vhost.exchanges),
+            "consumers": sum(len(q.consumers) for q in queues),
+            "messages_ready": sum(q.message_count() for q in queues),
+            "messages_unacknowledged": sum(q.unacked for q in queues),
+            "message_bytes": self.memory.used,
+            "memory_limit": self.memory_limit,
+            "blocked": self.memory.blocked,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Broker {self.url if self.running else 'stopped'}>"

@@ -1,0 +1,301 @@
+"""The virtual host "/": exchanges, queues and bindings, routing of publishes, dead-lettering and
+direct reply-to.
+
+Why: it is the shared state every channel operates on, and it owns the rules that span objects
+(exclusive ownership, equivalence checks, auto-delete, exchange-to-exchange routing, x-death
+bookkeeping) so channels stay a thin protocol layer and queues know nothing about exchanges.
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+from typing import Any
+
+from . import errors
+from .exchange import TYPES, Exchange
+from .flow import MemoryAlarm
+from .message import Message, clone_properties
+from .queue import QUEUE_TYPES, Queue, QuorumQueue
+from .stream import StreamQueue
+
+PREDECLARED = (("", "direct"), ("amq.direct", "direct"), ("amq.fanout", "fanout"), ("amq.topic", "topic"),
+               ("amq.headers", "headers"), ("amq.match", "headers"))
+REPLY_TO = "amq.rabbitmq.reply-to"
+REPLY_PREFIX = REPLY_TO + "."
+_QUEUE_CLASSES = {"classic": Queue, "quorum": QuorumQueue, "stream": StreamQueue}
+# Arguments compared on redeclaration (RabbitMQ's equivalence check).
+_EQUIV_ARGS = ("x-message-ttl", "x-max-length", "x-max-length-bytes", "x-overflow", "x-dead-letter-exchange",
+               "x-dead-letter-routing-key", "x-max-priority", "x-queue-type", "x-delivery-limit",
+               "x-max-age", "x-expires")
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+class VHost:
+    name = "/"
+
+    def __init__(self, memory: MemoryAlarm) -> None:
+        self.memory = memory
+        self.exchanges: dict[str, Exchange] = {}
+        self.queues: dict[str, Queue] = {}
+        self.reply_consumers: dict[str, Any] = {}
+        for name, kind in PREDECLARED:
+            self.exchanges[name] = Exchange(name, kind)
+
+    # -- exchanges ------------------------------------------------------------------------------
+    def exchange(self, name: str) -> Exchange:
+        ex = self.exchanges.get(name)
+        if ex is None:
+            raise errors.NotFound(f"no exchange '{name}' in vhost '/'")
+        return ex
+
+    def exchange_declare(self, name: str, kind: str, passive: bool, durable: bool, auto_delete: bool,
+                         internal: bool, arguments: dict) -> Exchange:
+        if passive:
+            return self.exchange(name)
+        if name.startswith("amq."):
+            raise errors.AccessRefused(f"exchange name '{name}' contains reserved prefix 'amq.*'")
+        if kind not in TYPES:
+            raise errors.CommandInvalid(f"unknown exchange type '{kind}'")
+        existing = self.exchanges.get(name)
+        if existing is None:
+            existing = self.exchanges[name] = Exchange(name, kind, durable, auto_delete, internal, arguments)
+            return existing
+        for field, got, have in zip(("type", "durable", "auto_delete", "internal"),
+                                    (kind, durable, auto_delete, internal), existing.declaration()):
+            if got != have:
+                shown = (got, have) if field == "type" else (_bool(got), _bool(have))
+                raise errors.PreconditionFailed(
+                    f"inequivalent arg '{field}' for exchange '{name}' in vhost '/': "
+                    f"received '{shown[0]}' but current is '{shown[1]}'")
+        return existing
+
+    def exchange_delete(self, name: str, if_unused: bool) -> None:
+        if name == "" or name.startswith("amq."):
+            raise errors.AccessRefused(f"operation not permitted on the default exchange" if name == "" else
+                                       f"exchange name '{name}' contains reserved prefix 'amq.*'")
+        ex = self.exchanges.get(name)
+        if ex is None:
+            return
+        if if_unused and ex.bindings:
+            raise errors.PreconditionFailed(f"exchange '{name}' in vhost '/' in use")
+        self._remove_exchange(ex)
+
+    def _remove_exchange(self, ex: Exchange) -> None:
+        del self.exchanges[ex.name]
+        for other in list(self.exchanges.values()):
+            if other.unbind_all(ex):
+                self._auto_delete_exchange(other)
+
+    def _auto_delete_exchange(self, ex: Exchange) -> None:
+        if ex.auto_delete and not ex.bindings and self.exchanges.get(ex.name) is ex:
+            self._remove_exchange(ex)
+
+    def exchange_bind(self, destination: str, source: str, routing_key: str, arguments: dict, unbind: bool) -> None:
+        dest, src = self.exchange(destination), self.exchange(source)
+        for ex in (dest, src):
+            if ex.name == "":
+                raise errors.AccessRefused("operation not permitted on the default exchange")
+        if unbind:
+            if src.unbind(dest, routing_key, arguments):
+                self._auto_delete_exchange(src)
+        else:
+            src.bind(dest, routing_key, arguments)
+
+    # -- queues ---------------------------------------------------------------------------------
+    def queue(self, name: str, conn: Any) -> Queue:
+        """Look a queue up for ``conn``: 404 if missing, 405 if another connection owns it."""
+        q = self.queues.get(name)
+        if q is None:
+            raise errors.NotFound(f"no queue '{name}' in vhost '/'")
+        if q.owner is not None and q.owner is not conn:
+            raise errors.ResourceLocked(
+                f"cannot obtain exclusive access to locked queue '{name}' in vhost '/'. It could be originally "
+                "declared on another connection or the exclusive property value does not match that of the "
+                "original declaration.")
+        return q
+
+    def queue_declare(self, conn: Any, name: str, passive: bool, durable: bool, exclusive: bool,
+                      auto_delete: bool, arguments: dict) -> Queue:
+        if passive:
+            return self.queue(name, conn)
+        if not name:
+            name = "amq.gen-" + secrets.token_urlsafe(16)[:22]
+        elif name.startswith("amq."):
+            raise errors.AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
+        existing = self.queues.get(name)
+        if existing is not None:
+            self.queue(name, conn)
+            self._check_equivalent(existing, durable, exclusive, auto_delete, arguments)
+            return existing
+        kind = arguments.get("x-queue-type", "classic")
+        if kind not in QUEUE_TYPES:
+            raise errors.PreconditionFailed(
+                f"invalid arg 'x-queue-type' for queue '{name}' in vhost '/': {kind!r} is not one of {QUEUE_TYPES}")
+        q = _QUEUE_CLASSES[kind](self, name, durable, conn if exclusive else None, auto_delete, arguments)
+        self.queues[name] = q
+        return q
+
+    @staticmethod
+    def _check_equivalent(q: Queue, durable: bool, exclusive: bool, auto_delete: bool, arguments: dict) -> None:
+        for field, got, have in zip(("durable", "exclusive", "auto_delete"), (durable, exclusive, auto_delete),
+                                    q.declaration()):
+            if got != have:
+                raise errors.PreconditionFailed(
+                    f"inequivalent arg '{field}' for queue '{q.name}' in vhost '/': "
+                    f"received '{_bool(got)}' but current is '{_bool(have)}'")
+        for arg in _EQUIV_ARGS:
+            got, have = arguments.get(arg), q.arguments.get(arg)
+            if arg == "x-queue-type":
+                got, have = got or "classic", have or "classic"
+            if got != have:
+                raise errors.PreconditionFailed(
+                    f"inequivalent arg '{arg}' for queue '{q.name}' in vhost '/': "
+                    f"received {_describe(got)} but current is {_describe(have)}")
+
+    def queue_bind(self, conn: Any, queue: str, exchange: str, routing_key: str, arguments: dict,
+                   unbind: bool) -> None:
+        if exchange == "":
+            raise errors.AccessRefused(
+                f"operation not permitted on the default exchange")
+        q = self.queue(queue, conn)
+        ex = self.exchange(exchange)
+        if unbind:
+            if ex.unbind(q, routing_key, arguments):
+                self._auto_delete_exchange(ex)
+        else:
+            ex.bind(q, routing_key, arguments)
+
+    def queue_delete(self, conn: Any, name: str, if_unused: bool, if_empty: bool) -> int:
+        q = self.queues.get(name)
+        if q is None:
+            return 0
+        self.queue(name, conn)
+        if if_unused and q.consumers:
+            raise errors.PreconditionFailed(f"queue '{name}' in vhost '/' in use")
+        count = q.message_count()
+        if if_empty and count:
+            raise errors.PreconditionFailed(f"queue '{name}' in vhost '/' is not empty")
+        self.delete_queue(q)
+        return count
+
+    def delete_queue(self, q: Queue) -> None:
+        """Remove a queue and its bindings; its consumers get basic.cancel."""
+        if self.queues.get(q.name) is not q:
+            return
+        del self.queues[q.name]
+        for ex in list(self.exchanges.values()):
+            if ex.unbind_all(q):
+                self._auto_delete_exchange(ex)
+        for consumer in q.close():
+            consumer.channel.cancelled_by_broker(consumer)
+
+    def connection_closed(self, conn: Any) -> None:
+        """Exclusive queues die with their owner connection."""
+        for q in [q for q in self.queues.values() if q.owner is conn]:
+            self.delete_queue(q)
+
+    # -- routing --------------------------------------------------------------------------------
+    def route(self, exchange: str, routing_key: str, msg: Message) -> list[Queue]:
+        if exchange == "":
+            q = self.queues.get(routing_key)
+            return [q] if q is not None else []
+        ex = self.exchanges.get(exchange)
+        if ex is None:
+            raise errors.NotFound(f"no exchange '{exchange}' in vhost '/'")
+        if ex.internal:
+            raise errors.AccessRefused(f"cannot publish to internal exchange '{exchange}' in vhost '/'")
+        dests = ex.route(routing_key, msg)
+        if all(d.__class__ is not Exchange for d in dests):
+            return dests
+        out: list[Queue] = []
+        self._follow(ex, routing_key, msg, out, {ex.name})
+        return out
+
+    def _follow(self, ex: Exchange, routing_key: str, msg: Message, out: list, seen: set) -> None:
+        for dest in ex.route(routing_key, msg):
+            if dest.__class__ is Exchange:
+                if dest.name not in seen:
+                    seen.add(dest.name)
+                    self._follow(dest, routing_key, msg, out, seen)
+            elif dest not in out:
+                out.append(dest)
+
+    @staticmethod
+    def enqueue(queues: list[Queue], msg: Message) -> bool:
+        """Put a routed message into its queues; False if any queue refused it (overflow)."""
+        if len(queues) == 1:
+            return queues[0].publish(msg)
+        accepted = True
+        for q in queues:
+            accepted = q.publish(msg.copy()) and accepted
+        return accepted
+
+    def dead_letter(self, queue: Queue, msg: Message, reason: str) -> None:
+        """Republish to the queue's dead-letter exchange with x-death bookkeeping (RabbitMQ 3.10)."""
+        if queue.dlx is None or queue.dlx not in self.exchanges:
+            return
+        props = clone_properties(msg.properties)
+        headers = props.headers
+        deaths = [dict(d) for d in headers.get("x-death") or []]
+        entry = next((d for d in deaths if d.get("queue") == queue.name and d.get("reason") == reason), None)
+        if entry is not None:
+            deaths.remove(entry)
+            entry["count"] = int(entry.get("count", 0)) + 1
+            entry["time"] = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        else:
+            entry = {"count": 1, "reason": reason, "queue": queue.name,
+                     "time": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0),
+                     "exchange": msg.exchange, "routing-keys": [msg.routing_key]}
+            if props.expiration is not None:
+                entry["original-expiration"] = props.expiration
+        deaths.insert(0, entry)
+        props.expiration = None
+        headers["x-death"] = deaths
+        headers.setdefault("x-first-death-reason", reason)
+        headers.setdefault("x-first-death-queue", queue.name)
+        headers.setdefault("x-first-death-exchange", msg.exchange)
+        routing_key = queue.dlrk if queue.dlrk is not None else msg.routing_key
+        dead = Message(queue.dlx, routing_key, b"", msg.body)
+        dead.rewrite(props)
+        targets = self.route(queue.dlx, routing_key, dead)
+        if not any(d.get("reason") == "rejected" for d in deaths):
+            seen = {d.get("queue") for d in deaths}
+            targets = [q for q in targets if q.name not in seen]
+        if targets:
+            self.enqueue(targets, dead)
+
+    # -- direct reply-to ------------------------------------------------------------------------
+    def register_reply_consumer(self, consumer: Any) -> str:
+        token = secrets.token_urlsafe(18)
+        self.reply_consumers[token] = consumer
+        return REPLY_PREFIX + token
+
+    def unregister_reply_consumer(self, address: str) -> None:
+        self.reply_consumers.pop(address[len(REPLY_PREFIX):], None)
+
+    def reply(self, routing_key: str, msg: Message) -> bool:
+        """Deliver a reply straight to the requesting channel's reply consumer."""
+        consumer = self.reply_consumers.get(routing_key[len(REPLY_PREFIX):])
+        if consumer is None:
+            return False
+        consumer.channel.deliver(consumer, msg)
+        return True
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def clear(self) -> None:
+        """Delete every queue and user exchange; predeclared exchanges lose their bindings."""
+        for q in list(self.queues.values()):
+            self.delete_queue(q)
+        for name in [n for n in self.exchanges if n not in dict(PREDECLARED)]:
+            self.exchanges.pop(name, None)
+        for ex in self.exchanges.values():
+            ex.bindings.clear()
+            ex._changed()
+
+
+def _describe(value: Any) -> str:
+    return "none" if value is None else f"the value '{value}'"
