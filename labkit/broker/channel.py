@@ -30,7 +30,6 @@ class Channel:
         self.vhost = conn.broker.vhost
         self.number = number
         self.state = OPEN
-        self.flow_active = True
         self.confirm = False
         self.publish_seq = 0
         self.pending_confirms: list[tuple[int, bool]] = []
@@ -187,7 +186,7 @@ class Channel:
 
     # -- delivering -----------------------------------------------------------------------------
     def can_deliver(self, with_ack: bool) -> bool:
-        return (self.state is OPEN and self.flow_active and self.conn.writable
+        return (self.state is OPEN and self.conn.writable
                 and (not with_ack or not self.prefetch_global or self.global_unacked < self.prefetch_global))
 
     def deliver(self, consumer: Consumer, msg: Message) -> None:
@@ -356,10 +355,10 @@ class Channel:
             self._send(spec.Confirm.SelectOk())
 
     def _on_flow(self, m: spec.Channel.Flow) -> None:
-        self.flow_active = m.active
-        self._send(spec.Channel.FlowOk(m.active))
-        if m.active:
-            self._redispatch()
+        """Like RabbitMQ 3.x: a client may not stop deliveries with channel.flow (use prefetch)."""
+        if not m.active:
+            raise errors.NotImplementedFeature("active=false", method=(20, 20))
+        self._send(spec.Channel.FlowOk(True))
 
     # -- Exchange and Queue ---------------------------------------------------------------------
     def _on_exchange_declare(self, m: spec.Exchange.Declare) -> None:

@@ -210,7 +210,7 @@ class Queue:
         if self.overflow == "drop-head":
             while self._over_limit():
                 self._drop(self.ready.popleft(), "maxlen")
-        self.dispatch()
+        self.dispatch(now)
         if ttl is not None:
             self._expire()
         return True
@@ -231,12 +231,16 @@ class Queue:
             self.vhost.dead_letter(self, msg, reason)
 
     # -- delivering -----------------------------------------------------------------------------
-    def dispatch(self) -> None:
-        """Push ready messages to consumers with capacity, strictly round-robin."""
+    def dispatch(self, now: float | None = None) -> None:
+        """Push ready messages to consumers with capacity, strictly round-robin.
+
+        ``now`` lets publish() use its own timestamp, so a message with TTL 0 still reaches a
+        consumer that can take it at once (RabbitMQ: "deliver now or never")."""
         consumers, ready = self.consumers, self.ready
         if not consumers or not len(ready):
             return
-        now = self._loop.time()
+        if now is None:
+            now = self._loop.time()
         while len(ready):
             for _ in range(len(consumers)):
                 consumer = consumers[0]
