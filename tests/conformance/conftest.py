@@ -71,6 +71,24 @@ async def broker_url(broker_kind, embedded_broker) -> str:
 
 
 @pytest.fixture
+def reconfigure(broker_kind, embedded_broker, client):
+    """Point ``client`` at a fresh embedded broker started with non-default options.
+
+    ``await reconfigure(reason, **options)`` returns that broker; on RabbitMQ it skips the test with
+    ``reason`` (its configuration cannot be changed from a test).
+    """
+
+    async def apply(reason: str, **options):
+        if broker_kind == "rabbitmq":
+            pytest.skip(reason)
+        broker = await embedded_broker(**options)
+        client.url = broker.url
+        return broker
+
+    return apply
+
+
+@pytest.fixture
 async def client(broker_url, broker_kind):
     """A Client on the broker under test; closes its connections and cleans up its names."""
     client = Client(broker_url, broker_kind)

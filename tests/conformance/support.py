@@ -118,6 +118,15 @@ class WireTap(TCPTransportFactory):
             data = data[size:]
         return out
 
+    async def wait_for(self, frame_type: type, timeout: float = WAIT) -> None:
+        """Wait until a frame of ``frame_type`` has arrived; fail the test after ``timeout``."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not any(isinstance(frame, frame_type) for _, frame, _ in self.frames()):
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            raise AssertionError(f"no {frame_type.__name__} frame from the broker") from None
+
     def heartbeats(self) -> int:
         """How many heartbeat frames the broker sent."""
         return sum(isinstance(frame, Heartbeat) for _, frame, _ in self.frames())

@@ -56,6 +56,18 @@ async def test_large_body_is_split_into_frames_within_frame_max(client):
     assert len(body_frames) == frames_needed(len(body), frame_max)
 
 
+async def test_large_body_round_trips_with_a_small_frame_max(client, reconfigure):
+    await reconfigure("RabbitMQ's frame_max is server configuration", frame_max=4096)
+    queue = await client.queue()
+    body = os.urandom(1_000_000)
+    tap = WireTap()
+    channel = await (await client.connect(transport_factory=tap)).channel()
+    await channel.basic_publish(body, routing_key=queue)
+    message = await channel.basic_get(queue, no_ack=True)
+    assert message.body == body
+    assert max(size for _, _, size in tap.frames()) <= 4096
+
+
 async def test_channel_error_closes_only_that_channel(client):
     connection = await client.connect()
     doomed, bystander = await connection.channel(), await connection.channel()
