@@ -35,6 +35,8 @@ OPTIONS: dict[str, tuple[str, type, str]] = {
     "frame_max": ("--frame-max", int, "largest frame the broker accepts, in bytes (default 131072)"),
     "channel_max": ("--channel-max", int, "highest channel number per connection (default 2047)"),
     "memory_limit": ("--memory-limit", int, "queued-bytes limit that blocks publishers (default none)"),
+    "handshake_timeout": ("--handshake-timeout", float,
+                          "seconds a new connection gets to finish the handshake (default 10)"),
 }
 
 

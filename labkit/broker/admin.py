@@ -39,14 +39,15 @@ class _HTTPError(Exception):
 
 
 async def _maybe_await(value: Any) -> Any:
-    """The contract has ``queues()`` synchronous and ``reset()`` awaitable; accept either for both."""
+    """Broker's ``queues()``/``overview()`` are synchronous and ``reset()`` awaitable; accept either."""
     return await value if inspect.isawaitable(value) else value
 
 
 class AdminServer:
     """Serve a Broker's introspection API as JSON on ``http://127.0.0.1:<port>/``.
 
-    ``broker`` needs ``queues()`` (list of dicts), ``reset()`` and ``url``; ``port=0`` picks a free port.
+    ``broker`` needs ``queues()`` (list of dicts), ``overview()`` (dict) and ``reset()``; ``port=0`` picks
+    a free port.
     Every response closes its connection, so ``stop()`` never waits on idle keep-alive clients.
     """
 
@@ -91,17 +92,8 @@ class AdminServer:
         return list(await _maybe_await(self.broker.queues()))
 
     async def _overview(self) -> dict[str, Any]:
-        queues = await self._queues()
-        return {
-            "product": "labkit.broker",
-            "url": self.broker.url,
-            "pid": os.getpid(),
-            "uptime_s": round(time.monotonic() - self._started, 3),
-            "queues": len(queues),
-            "messages_ready": sum(q.get("messages_ready", 0) for q in queues),
-            "messages_unacknowledged": sum(q.get("messages_unacknowledged", 0) for q in queues),
-            "consumers": sum(q.get("consumers", 0) for q in queues),
-        }
+        return {**await _maybe_await(self.broker.overview()), "pid": os.getpid(),
+                "uptime_s": round(time.monotonic() - self._started, 3)}
 
     async def _reset(self) -> dict[str, bool]:
         await _maybe_await(self.broker.reset())
