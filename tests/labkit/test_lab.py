@@ -1,0 +1,178 @@
+"""labkit.lab: one lab per kernel, owning (and releasing) everything it starts."""
+
+import asyncio
+import gc
+
+import aiohttp
+import psutil
+import pytest
+
+from labkit import Lab
+from labkit.broker.process import BrokerProcess
+from labkit.lab import HTTPStatusError
+
+
+def _resources():
+    """What a leak would grow: our fds and sockets, asyncio tasks, child processes."""
+    me = psutil.Process()
+    gc.collect()
+    return {
+        "fds": me.num_fds(),
+        "sockets": len(me.net_connections(kind="all")),
+        "tasks": len(asyncio.all_tasks()),
+        "children": len(me.children(recursive=True)),
+    }
+
+
+async def _exercise(lab, queue):
+    """Start one of everything a chapter uses and push a request and a message through it."""
+    payment = await lab.service("payment", service_time=0.0)
+    order = await lab.service("order", service_time=0.0, downstream=[payment])
+    await lab.call(order)
+    worker = await lab.consumer(queue, work_time=0.0, prefetch=2)
+    await lab.publish(queue, b"x")
+    sampler = await lab.sample_queue(queue, interval=0.01)
+    lab.spawn(asyncio.sleep(3600), name="forgotten background task")
+    while worker.processed < 1:
+        await asyncio.sleep(0.005)
+    return sampler
+
+
+async def test_restarting_twenty_times_leaks_nothing(unique):
+    # One broker for all twenty labs keeps this test fast; the next test covers the broker process.
+    broker = await BrokerProcess.start()
+    queue = unique("leak")
+    counts = []
+    try:
+        for _ in range(20):
+            lab = await Lab.start(seed=0, amqp_url=broker.url)  # a re-run "start the lab" cell
+            await _exercise(lab, queue)
+            counts.append(_resources())
+        await lab.stop()
+        after = _resources()
+    finally:
+        await broker.stop()
+    # iteration 1 warms up pools and executors; from then on every iteration must cost the same
+    for key in ("tasks", "children"):
+        assert counts[-1][key] == counts[1][key], (key, counts)
+    for key in ("fds", "sockets"):
+        assert counts[-1][key] <= counts[1][key] + 3, (key, [c[key] for c in counts])
+    assert after["tasks"] == 1  # only this test's own task remains
+    assert after["sockets"] < counts[0]["sockets"]
+
+
+async def test_restarting_with_the_embedded_broker_reaps_its_process(monkeypatch, unique):
+    monkeypatch.delenv("AMQP_URL", raising=False)
+    before = _resources()
+    for _ in range(3):
+        lab = await Lab.start(seed=0)
+        assert lab.broker_kind == "embedded"
+        await _exercise(lab, unique("reap"))
+        assert _resources()["children"] == before["children"] + 1
+    await lab.stop()
+    after = _resources()
+    assert (after["children"], after["tasks"]) == (before["children"], before["tasks"])
+    assert after["fds"] <= before["fds"] + 3
+
+
+async def test_everything_listens_on_loopback_only(unique):
+    async with Lab(seed=0) as lab:
+        sampler = await _exercise(lab, unique("listen"))
+        await lab.proxy(lab.services["payment"])
+        procs = [psutil.Process()] + psutil.Process().children(recursive=True)
+        listening = [c for p in procs for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+        assert len(listening) >= 3  # two services and a proxy (plus the embedded broker, if any)
+        assert {c.laddr.ip for c in listening} == {"127.0.0.1"}
+        await lab.remove(sampler)
+        await lab.delete_queue(sampler.queue)
+
+
+async def test_starting_a_lab_stops_the_previous_one():
+    first = await Lab.start(seed=0, amqp=False)
+    svc = await first.service("order", service_time=0.0)
+    url = svc.url
+    second = await Lab.start(seed=1, amqp=False)
+    try:
+        assert not first.running and second.running and Lab._current is second
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await second.call(url)
+        with pytest.raises(RuntimeError, match="not running"):
+            await first.service("order")
+    finally:
+        await second.stop()
+    assert Lab._current is None
+
+
+async def test_async_with_stops_on_exit_and_stop_is_idempotent():
+    async with Lab(amqp=False) as lab:
+        assert lab.running and lab.broker_kind is None and lab.amqp_url is None
+        with pytest.raises(RuntimeError, match="no broker"):
+            await lab.consumer("q")
+    assert not lab.running
+    await lab.stop()
+    with pytest.raises(RuntimeError, match="already running|not running"):
+        await lab.call("http://127.0.0.1:1/")
+
+
+async def test_amqp_url_selects_an_external_broker(monkeypatch):
+    monkeypatch.setenv("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/")  # nothing connects until used
+    async with Lab() as lab:
+        assert (lab.broker_kind, lab.amqp_url) == ("rabbitmq", "amqp://guest:guest@127.0.0.1:1/")
+
+
+async def test_call_raises_on_failure_and_mark_restarts_the_timeline(http_lab):
+    svc = await http_lab.service("payment", service_time=0.0, failure_rate=1.0)
+    with pytest.raises(HTTPStatusError) as err:
+        await http_lab.call(svc)
+    assert err.value.status == 500 and "injected failure" in str(err.value)
+    before = http_lab.t0
+    await asyncio.sleep(0.01)
+    clock = http_lab.mark()
+    assert clock.t0 > before and 0 <= http_lab.now() < 1
+
+
+async def test_replacing_and_removing_parts(http_lab):
+    old = await http_lab.service("order", service_time=0.0)
+    new = await http_lab.service("order", service_time=0.0)
+    assert http_lab.services == {"order": new} and old._runner is None
+    await http_lab.remove(new)
+    assert http_lab.services == {}
+    with pytest.raises(ValueError, match="thing"):
+        await http_lab.remove(new)
+
+
+async def test_stop_cancels_background_tasks():
+    lab = await Lab.start(amqp=False)
+    task = lab.spawn(asyncio.sleep(3600))
+    await lab.stop()
+    assert task.cancelled()
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [({"seed": -1}, "seed"), ({"seed": 1.5}, "seed"), ({"amqp_url": "http://x"}, "amqp_url"),
+     ({"http_timeout": 0}, "http_timeout")],
+)
+def test_invalid_arguments_name_the_argument(kwargs, argument):
+    with pytest.raises(ValueError, match=argument):
+        Lab(**kwargs)
+
+
+async def test_proxy_target_is_validated(http_lab):
+    with pytest.raises(ValueError, match="target"):
+        await http_lab.proxy(70000)
+    with pytest.raises(ValueError, match="target"):
+        await http_lab.proxy(object())
+
+
+async def test_stop_warns_about_a_failed_part_but_still_releases_the_rest(unique):
+    lab = await Lab.start(seed=0)
+    queue = unique("gone")
+    await (await lab.channel()).queue_declare(queue)
+    await lab.sample_queue(queue, interval=0.01)
+    svc = await lab.service("order", service_time=0.0)
+    await lab.delete_queue(queue)  # the sampler's next passive declare fails with 404
+    await asyncio.sleep(0.1)
+    with pytest.warns(RuntimeWarning, match="NOT_FOUND|no queue"):
+        await lab.stop()
+    assert svc._runner is None and not lab.running
