@@ -96,3 +96,21 @@ async def test_closed_channel_requeues_its_unacked_messages(client):
     await inbox.take(2)
     await channel.close()
     assert [(m.body, m.delivery.redelivered) for m in await client.get_all(queue)] == [(b"a", True), (b"b", True)]
+
+
+async def test_prefetch_one_skips_a_busy_consumer(client):
+    # Fair dispatch: with prefetch 1 a consumer holding an unacked message is passed over, so a
+    # slow consumer does not hold up messages a free one could process.
+    queue = await client.queue()
+    busy_channel, free_channel = await client.channel(), await client.channel()
+    for channel in (busy_channel, free_channel):
+        await channel.basic_qos(prefetch_count=1)
+    busy = await client.consume(busy_channel, queue)
+    free = await client.consume(free_channel, queue)
+    await client.publish(queue, "0", "1")
+    assert text(await busy.take()) == ["0"]
+    [one] = await free.take()
+    await free_channel.basic_ack(one.delivery.delivery_tag)
+    await client.publish(queue, "2")
+    assert text(await free.take()) == ["2"]
+    await busy.nothing()

@@ -77,6 +77,26 @@ async def test_headers_exchange_matches_all_or_any(client, x_match, headers, mat
     assert await client.message_count(queue) == int(matches)
 
 
+@pytest.mark.parametrize("name", ["amq.direct", "amq.fanout", "amq.topic", "amq.headers", "amq.match"])
+async def test_standard_exchanges_exist(client, name):
+    channel = await client.channel()
+    await channel.exchange_declare(name, passive=True)
+    assert not channel.is_closed
+
+
+async def test_declaring_a_reserved_amq_exchange_name_is_access_refused(client):
+    channel = await client.channel()
+    with pytest.raises(aiormq.exceptions.ChannelAccessRefused, match="ACCESS_REFUSED"):
+        await channel.exchange_declare("amq." + client.exchange_name(), exchange_type="direct")
+
+
+async def test_publishing_to_an_internal_exchange_is_access_refused(client):
+    exchange = await client.exchange("fanout", internal=True)
+    channel = await client.channel()
+    with pytest.raises(aiormq.exceptions.ChannelAccessRefused, match="ACCESS_REFUSED"):
+        await channel.basic_publish(b"m", exchange=exchange)
+
+
 async def test_passive_declare_of_missing_exchange_is_not_found(client):
     channel = await client.channel()
     with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity, match="NOT_FOUND"):

@@ -156,3 +156,37 @@ async def test_priority_above_max_counts_as_max(client):
     await client.publish(queue, "five", priority=5)
     await client.publish(queue, "two-hundred", priority=200)
     assert text(await client.get_all(queue)) == ["five", "two-hundred"]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"durable": False}, {"durable": True}),
+        ({"arguments": {"x-max-length": 5}}, {"arguments": {"x-max-length": 6}}),
+        ({"arguments": {"x-message-ttl": 1000}}, {}),
+    ],
+)
+async def test_redeclare_with_different_properties_is_precondition_failed(client, first, second):
+    queue = await client.queue(**first)
+    with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed, match="inequivalent arg"):
+        await (await client.channel()).queue_declare(queue, **second)
+
+
+async def test_queue_with_x_expires_is_deleted_when_unused(client):
+    queue = await client.queue(arguments={"x-expires": 100})
+    await asyncio.sleep(0.5)
+    with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
+        await (await client.channel()).queue_declare(queue, passive=True)
+
+
+async def test_single_active_consumer_gets_everything_until_it_cancels(client):
+    queue = await client.queue(arguments={"x-single-active-consumer": True})
+    first_channel = await client.channel()
+    first = await client.consume(first_channel, queue, no_ack=True)
+    second = await client.consume(await client.channel(), queue, no_ack=True)
+    await client.publish(queue, "a", "b", "c")
+    assert text(await first.take(3)) == ["a", "b", "c"]
+    await second.nothing()
+    await first_channel.basic_cancel(first.consumer_tag)
+    await client.publish(queue, "d")
+    assert text(await second.take()) == ["d"]

@@ -53,3 +53,15 @@ async def test_classic_queue_rejects_delivery_limit(client):
     # rabbit_classic_queue".
     with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed, match="x-delivery-limit"):
         await channel.queue_declare(client.queue_name(), arguments={"x-delivery-limit": 2})
+
+
+async def test_quorum_redelivery_carries_the_delivery_count(client):
+    queue = await client.queue(durable=True, arguments=QUORUM)
+    await client.publish(queue, "m")
+    channel = await client.channel()
+    inbox = await client.consume(channel, queue)
+    [first] = await inbox.take()
+    await channel.basic_nack(first.delivery.delivery_tag, requeue=True)
+    [second] = await inbox.take()
+    assert "x-delivery-count" not in (first.header.properties.headers or {})
+    assert (second.delivery.redelivered, second.header.properties.headers["x-delivery-count"]) == (True, 1)
