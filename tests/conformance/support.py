@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import uuid
 from typing import Any
 
@@ -285,7 +284,3 @@ class Client:
             await operation(channel)
             await channel.close()
 
-
-def frames_needed(body_size: int, frame_max: int) -> int:
-    """Body frames a broker must use for ``body_size`` bytes: 8 bytes of each frame are overhead."""
-    return math.ceil(body_size / (frame_max - 8))

@@ -4,7 +4,6 @@ RabbitMQ 3.13 changed how x-death counts when a client republishes a dead-letter
 tests assert only what 3.10 and later share (first dead-lettering of a message).
 """
 
-import asyncio
 import datetime
 
 from .support import text
