@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands as spec
 
 from . import errors, frames
-from .message import EXPIRATION_FLAG, REPLY_TO_FLAG, Message, clone_properties
+from .message import EXPIRATION_FLAG, REPLY_TO_FLAG, USER_ID_FLAG, Message, clone_properties
 from .queue import Consumer, Queue, validate_expiration
 from .vhost import REPLY_PREFIX, REPLY_TO
 
@@ -130,7 +130,7 @@ class Channel:
 
     # -- publishing -----------------------------------------------------------------------------
     def _route(self, exchange: str, routing_key: str, mandatory: bool, msg: Message) -> None:
-        if msg.flags & (EXPIRATION_FLAG | REPLY_TO_FLAG):
+        if msg.flags & (EXPIRATION_FLAG | REPLY_TO_FLAG | USER_ID_FLAG):
             self._check_properties(msg)
         if self.confirm:
             self.publish_seq += 1
@@ -157,6 +157,9 @@ class Channel:
     def _check_properties(self, msg: Message) -> None:
         props = msg.properties
         validate_expiration(props)
+        if props.user_id is not None and props.user_id != self.conn.user:
+            raise errors.PreconditionFailed(f"user_id property set to '{props.user_id}' but authenticated "
+                                            f"user was '{self.conn.user}'")
         if props.reply_to == REPLY_TO:
             if self.reply_address is None:
                 raise errors.PreconditionFailed("fast reply consumer does not exist")

@@ -17,7 +17,7 @@ from pamqp import commands
 from pamqp.header import ContentHeader
 
 _FLAGS = struct.Struct(">H")
-HEADERS_FLAG, PRIORITY_FLAG, REPLY_TO_FLAG, EXPIRATION_FLAG = 8192, 2048, 512, 256
+HEADERS_FLAG, PRIORITY_FLAG, REPLY_TO_FLAG, EXPIRATION_FLAG, USER_ID_FLAG = 8192, 2048, 512, 256, 16
 
 
 class Message:

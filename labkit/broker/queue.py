@@ -174,8 +174,12 @@ class Queue:
         self.next_seq = 0
         self.deleted = False
         self.stats = [0, 0, 0]  # published, delivered, acked
+        self.single_active = bool(args.get("x-single-active-consumer"))
+        self.expires_ms = _int_arg(args, "x-expires", 1)
         self._timer: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
+        self.touch()
 
     def _delivery_limit(self, args: dict) -> int | None:
         if "x-delivery-limit" in args:
@@ -242,13 +246,18 @@ class Queue:
         if now is None:
             now = self._loop.time()
         while len(ready):
-            for _ in range(len(consumers)):
+            if self.single_active:  # x-single-active-consumer: the earliest consumer gets everything
                 consumer = consumers[0]
-                consumers.rotate(-1)
-                if consumer.can_take():
-                    break
+                if not consumer.can_take():
+                    return
             else:
-                return
+                for _ in range(len(consumers)):
+                    consumer = consumers[0]
+                    consumers.rotate(-1)
+                    if consumer.can_take():
+                        break
+                else:
+                    return
             msg = ready.popleft()
             self.ready_bytes -= msg.size
             if msg.expires_at is not None and msg.expires_at < now:
@@ -267,6 +276,7 @@ class Queue:
 
     def get(self, no_ack: bool) -> Message | None:
         """basic.get: the head message (expired heads are dead-lettered first)."""
+        self.touch()
         self._expire()
         if not len(self.ready):
             return None
@@ -346,6 +356,9 @@ class Queue:
             raise errors.AccessRefused(f"queue '{self.name}' in vhost '/' in exclusive use")
         self.consumers.append(consumer)
         self.had_consumer = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
 
     def remove_consumer(self, consumer: Consumer) -> None:
         try:
@@ -353,6 +366,21 @@ class Queue:
         except ValueError:
             return
         if self.auto_delete and not self.consumers and not self.deleted:
+            self.vhost.delete_queue(self)
+        self.touch()
+
+    def touch(self) -> None:
+        """x-expires: (re)start the countdown to deletion while the queue is unused (no consumers,
+        no basic.get, no redeclaration)."""
+        if self.expires_ms is None or self.deleted or self.consumers:
+            return
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._idle_timer = self._loop.call_later(self.expires_ms / 1000.0, self._idle_expired)
+
+    def _idle_expired(self) -> None:
+        self._idle_timer = None
+        if not self.consumers and not self.deleted:
             self.vhost.delete_queue(self)
 
     def message_count(self) -> int:
@@ -369,9 +397,10 @@ class Queue:
     def close(self) -> list[Consumer]:
         """Mark deleted, drop ready messages and hand back the consumers to cancel."""
         self.deleted = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._idle_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._idle_timer = None
         self.purge()
         consumers = list(self.consumers)
         self.consumers.clear()

@@ -27,7 +27,7 @@ _QUEUE_CLASSES = {"classic": Queue, "quorum": QuorumQueue, "stream": StreamQueue
 # Arguments compared on redeclaration (RabbitMQ's equivalence check).
 _EQUIV_ARGS = ("x-message-ttl", "x-max-length", "x-max-length-bytes", "x-overflow", "x-dead-letter-exchange",
                "x-dead-letter-routing-key", "x-max-priority", "x-queue-type", "x-delivery-limit",
-               "x-max-age", "x-expires")
+               "x-max-age", "x-expires", "x-single-active-consumer")
 
 
 def _bool(value: bool) -> str:
@@ -121,7 +121,9 @@ class VHost:
     def queue_declare(self, conn: Any, name: str, passive: bool, durable: bool, exclusive: bool,
                       auto_delete: bool, arguments: dict) -> Queue:
         if passive:
-            return self.queue(name, conn)
+            q = self.queue(name, conn)
+            q.touch()
+            return q
         if not name:
             name = "amq.gen-" + secrets.token_urlsafe(16)[:22]
         elif name.startswith("amq."):
@@ -130,6 +132,7 @@ class VHost:
         if existing is not None:
             self.queue(name, conn)
             self._check_equivalent(existing, durable, exclusive, auto_delete, arguments)
+            existing.touch()
             return existing
         kind = arguments.get("x-queue-type", "classic")
         if kind not in QUEUE_TYPES:
