@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from tqdm.auto import tqdm
 
 from labkit._validate import integer, non_negative, one_of, positive
-from labkit.metrics import Clock, Record, Recording, as_t0
+from labkit.metrics import Clock, Record, Recording, as_t0, sleep_until
 
 __all__ = ["PROCESSES", "RateProfile", "spike", "arrival_times", "open_loop", "closed_loop"]
 
@@ -148,25 +148,6 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-_SPIN_S = 0.001
-
-
-async def _sleep_until(when: float) -> None:
-    """Return as close after monotonic time ``when`` as the event loop allows.
-
-    asyncio's timers fire up to ~1 ms late (epoll rounds its timeout up to whole milliseconds), which
-    alone would put the send-time error's median near 1 ms. So sleep until 1 ms before, then yield to the
-    loop (``sleep(0)``, other tasks keep running) until due: p90 send error drops to ~0.1 ms for at most
-    1 ms of yielding per request.
-    """
-    loop = asyncio.get_running_loop()  # loop.time() is time.monotonic(), the clock of every Record
-    delay = when - _SPIN_S - loop.time()
-    if delay > 0:
-        await asyncio.sleep(delay)
-    while loop.time() < when:
-        await asyncio.sleep(0)
-
-
 class _Runner:
     """Runs operations as tasks, records each one, and cancels stragglers as "timeout" failures."""
 
@@ -250,7 +231,7 @@ async def open_loop(
     runner = _Runner(op, timeout, progress, len(times), "open loop")
     try:
         for i, t in enumerate(times):
-            await _sleep_until(origin + t)
+            await sleep_until(origin + t)
             runner.launch(i, origin + t)
         await runner.drain(drain_timeout)
     finally:
