@@ -1,11 +1,9 @@
 """Consumers: round robin, prefetch (per consumer and per channel), exclusivity, requeue on close."""
 
-import asyncio
-
 import aiormq
 import pytest
 
-from .support import QUIET, text
+from .support import text
 
 
 async def test_round_robin_is_strict_and_starts_with_the_first_consumer(client):
@@ -53,9 +51,13 @@ async def test_global_prefetch_is_shared_by_the_channels_consumers(client):
     channel = await client.channel()
     # RabbitMQ reinterprets global=true as a limit shared by all consumers on the channel.
     await channel.basic_qos(prefetch_count=3, global_=True)
-    first, second = await client.consume(channel, first_queue), await client.consume(channel, second_queue)
-    await asyncio.sleep(QUIET)
-    assert first.count() + second.count() == 3
+    first = await client.consume(channel, first_queue)
+    held = await first.take(3)
+    second = await client.consume(channel, second_queue)
+    await second.nothing()  # the channel's 3 slots are all taken by the first consumer
+    await channel.basic_ack(held[0].delivery.delivery_tag)
+    assert text(await second.take()) == ["b1"]
+    await second.nothing()
 
 
 async def test_exclusive_consumer_locks_out_other_consumers(client):
