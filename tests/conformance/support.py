@@ -238,15 +238,17 @@ class Client:
                 return got
             got.append(message)
 
-    async def arrivals(self, queue: str, n: int, timeout: float = WAIT) -> list[DeliveredMessage]:
-        """basic.get (no-ack) until ``n`` messages came out of ``queue``: for asynchronous arrivals
-        such as dead-lettering, without guessing a sleep."""
-        channel = await self.channel()
+    async def arrivals(
+        self, queue: str, n: int, *, channel=None, no_ack: bool = True, timeout: float = WAIT
+    ) -> list[DeliveredMessage]:
+        """basic.get until ``n`` messages came out of ``queue``: for asynchronous arrivals such as
+        dead-lettering, without guessing a sleep. With ``no_ack=False`` they stay unacked on ``channel``."""
+        channel = channel or await self.channel()
         got: list[DeliveredMessage] = []
         try:
             async with asyncio.timeout(timeout):
                 while len(got) < n:
-                    message = await channel.basic_get(queue, no_ack=True)
+                    message = await channel.basic_get(queue, no_ack=no_ack)
                     if isinstance(message.delivery, spec.Basic.GetEmpty):
                         await asyncio.sleep(0.02)
                     else:

@@ -122,3 +122,30 @@ async def test_consume_from_missing_queue_is_not_found(client):
     channel = await client.channel()
     with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity, match="NOT_FOUND"):
         await channel.basic_consume(client.queue_name(), lambda message: None)
+
+
+async def test_single_consumer_receives_messages_in_publish_order(client):
+    queue = await client.queue()
+    publisher = await client.channel(publisher_confirms=False)
+    bodies = [str(i) for i in range(500)]
+    for body in bodies:
+        await publisher.basic_publish(body.encode(), routing_key=queue)
+    channel = await client.channel()
+    await channel.basic_qos(prefetch_count=50)
+    inbox = await client.consume(channel, queue, no_ack=True)
+    assert text(await inbox.take(500)) == bodies
+
+
+async def test_cancel_leaves_delivered_messages_unacked_and_ackable(client):
+    queue = await client.queue()
+    await client.publish(queue, "a", "b")
+    channel = await client.channel()
+    inbox = await client.consume(channel, queue)
+    delivered = await inbox.take(2)
+    await channel.basic_cancel(inbox.consumer_tag)
+    # Cancelling does not requeue: the messages stay with the channel until acked (or it closes).
+    assert await client.message_count(queue) == 0
+    for message in delivered:
+        await channel.basic_ack(message.delivery.delivery_tag)
+    await channel.close()
+    assert await client.get_all(queue) == []

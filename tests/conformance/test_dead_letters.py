@@ -119,3 +119,22 @@ async def test_reject_without_requeue_and_without_dead_letter_exchange_drops(cli
     await client.publish(queue, "a", "b")
     await reject_one(client, queue)
     assert text(await client.get_all(queue)) == ["b"]
+
+
+async def test_delayed_retry_loop_counts_each_death_per_queue_and_reason(client):
+    # The retry-with-delay pattern: work --reject--> wait queue --TTL--> back to work.
+    work, wait = client.queue_name(), client.queue_name()
+    await client.queue(work, arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": wait})
+    await client.queue(wait, arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": work,
+                                        "x-message-ttl": 20})
+    await client.publish(work, "job")
+    channel = await client.channel()
+    for _ in range(2):
+        [message] = await client.arrivals(work, 1, channel=channel, no_ack=False)
+        await channel.basic_reject(message.delivery.delivery_tag, requeue=False)
+    [message] = await client.arrivals(work, 1)
+    deaths = {(d["queue"], d["reason"]): d["count"] for d in message.header.properties.headers["x-death"]}
+    assert deaths == {(work, "rejected"): 2, (wait, "expired"): 2}
+    # The most recent death comes first.
+    assert (message.header.properties.headers["x-death"][0]["queue"]) == wait
+    assert message.header.properties.headers["x-first-death-queue"] == work

@@ -125,6 +125,29 @@ async def test_deleted_exchange_is_gone(client):
         await channel.exchange_declare(exchange, passive=True)
 
 
+async def test_delete_if_unused_of_a_bound_exchange_is_precondition_failed(client):
+    exchange = await client.exchange("fanout")
+    await bound_queue(client, exchange)
+    with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed, match="PRECONDITION_FAILED"):
+        await (await client.channel()).exchange_delete(exchange, if_unused=True)
+
+
+async def test_auto_delete_exchange_goes_when_its_last_binding_goes(client):
+    exchange = await client.exchange("fanout", auto_delete=True)
+    queue = await bound_queue(client, exchange)
+    await (await client.admin()).queue_unbind(queue, exchange)
+    with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
+        await (await client.channel()).exchange_declare(exchange, passive=True)
+
+
+@pytest.mark.parametrize("missing", ["queue", "exchange"])
+async def test_binding_to_a_missing_entity_is_not_found(client, missing):
+    queue = client.queue_name() if missing == "queue" else await client.queue()
+    exchange = client.exchange_name() if missing == "exchange" else await client.exchange("direct")
+    with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity, match="NOT_FOUND"):
+        await (await client.channel()).queue_bind(queue, exchange, "k")
+
+
 async def test_exchange_to_exchange_binding_routes_through(client):
     source = await client.exchange("direct")
     destination = await client.exchange("fanout")
