@@ -224,7 +224,7 @@ class Recording:
         n_bins = max(1, math.ceil(span / bin_s - 1e-9))
         bins: list[list[Record]] = [[] for _ in range(n_bins)]
         for r in self.records:
-            k = math.floor((getattr(r, by) - origin) / bin_s)
+            k = math.floor((getattr(r, by) - origin) / bin_s + 1e-9)  # t = 0.1 belongs to [0.1, 0.2)
             if 0 <= k < n_bins:
                 bins[k].append(r)
         out: dict[str, list] = {
