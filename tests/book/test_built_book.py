@@ -1,0 +1,155 @@
+"""The built book draws its figures, widgets and formulas offline.
+
+Why: a book that renders only with a CDN at hand fails its readers on a train and fails silently in
+review (a blank box where the figure was). This opens every page of ``_build/html`` in headless Chromium
+served from 127.0.0.1, refuses every request to any other host, and checks that each plotly figure drew
+an SVG with data traces, each widget view rendered, each formula was typeset, and nothing raised.
+Screenshots go to ``_build/screenshots/`` for a human look.
+
+Skips (with the reason) when the book has not been built: run ``make book`` first. ``BOOK_HTML`` points
+it at another build, ``CHROMIUM`` at another browser binary.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HTML = Path(os.environ.get("BOOK_HTML", ROOT / "_build" / "html"))
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+SCREENSHOTS = HTML.parent / "screenshots"
+LOCAL_HOST = "127.0.0.1"
+# Sphinx's generated pages hold no lesson content.
+SKIPPED_PAGES = {"genindex.html", "search.html"}
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+RENDER_TIMEOUT_MS = 30_000
+
+if not (HTML / "index.html").is_file():
+    pytest.skip(f"no built book at {HTML}: run `make book` first", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+if not CHROMIUM.is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium, or set CHROMIUM", allow_module_level=True)
+
+PAGES = sorted(
+    p.relative_to(HTML).as_posix()
+    for p in HTML.rglob("*.html")
+    if p.name not in SKIPPED_PAGES and not p.relative_to(HTML).parts[0].startswith("_")
+)
+
+
+def count(page: str, marker: str) -> int:
+    return (HTML / page).read_text(encoding="utf-8").count(marker)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+        pass
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    server = http.server.ThreadingHTTPServer((LOCAL_HOST, 0), functools.partial(_QuietHandler, directory=HTML))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://{LOCAL_HOST}:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright = sync_api.sync_playwright().start()
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+    yield browser
+    browser.close()
+    playwright.stop()
+
+
+class PageLog:
+    """What one page load did on the network and in its scripts."""
+
+    def __init__(self, page):
+        self.outside: list[str] = []  # requests to any host but 127.0.0.1 (refused)
+        self.failed: list[str] = []  # local requests answered with an error status
+        self.requested: list[str] = []
+        self.errors: list[str] = []  # uncaught exceptions in the page's scripts
+        page.route("**/*", self._route)
+        page.on("response", lambda r: r.status >= 400 and self.failed.append(f"{r.status} {r.url}"))
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def _route(self, route):
+        url = urlparse(route.request.url)
+        if url.scheme in ("http", "https", "ws", "wss") and url.hostname != LOCAL_HOST:
+            self.outside.append(route.request.url)
+            route.abort()
+        else:
+            self.requested.append(route.request.url)
+            route.continue_()
+
+
+def test_pages_were_found():
+    assert "book/intro.html" in PAGES, f"the built book at {HTML} has no intro page: {PAGES}"
+
+
+@pytest.mark.parametrize("page_path", PAGES)
+def test_page_renders_offline(browser, base_url, page_path):
+    figures = count(page_path, 'class="labkit-plotly"')
+    widgets = count(page_path, '<script type="application/vnd.jupyter.widget-view+json">')
+    has_math = 'class="math' in (HTML / page_path).read_text(encoding="utf-8")
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        log = PageLog(page)
+        page.goto(base_url + page_path, wait_until="load")
+        if figures:
+            # Every figure div holds an SVG with at least one data trace (scatter, bar, pie ... or heatmap).
+            page.wait_for_function(
+                """n => {
+                    const divs = [...document.querySelectorAll('.labkit-plotly')];
+                    return divs.length === n && divs.every(d => d.querySelector('svg.main-svg g.trace, svg.main-svg g.hm'));
+                }""",
+                arg=figures,
+                timeout=RENDER_TIMEOUT_MS,
+            )
+        if widgets:
+            # The embedder puts each view in a .widget-subarea next to its script tag.
+            page.wait_for_function(
+                """n => {
+                    const areas = [...document.querySelectorAll('.widget-subarea')];
+                    return areas.length === n && areas.every(a => a.querySelector('.jupyter-widgets'));
+                }""",
+                arg=widgets,
+                timeout=RENDER_TIMEOUT_MS,
+            )
+        if has_math:
+            page.wait_for_selector("mjx-container", timeout=RENDER_TIMEOUT_MS)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / (page_path.replace("/", "__") + ".png")), full_page=True)
+    finally:
+        context.close()
+
+    assert log.outside == [], f"{page_path} asked for hosts other than {LOCAL_HOST}: {log.outside}"
+    assert log.errors == [], f"{page_path} raised in the browser: {log.errors}"
+    assert log.failed == [], f"{page_path} requested missing files: {log.failed}"
+    loaded_plotly = any(url.endswith("/plotly.min.js") for url in log.requested)
+    assert loaded_plotly == bool(figures), (
+        f"{page_path}: plotly.min.js loaded={loaded_plotly} but the page has {figures} figure(s): "
+        "it must be served to exactly the pages that draw figures"
+    )
