@@ -1,0 +1,293 @@
+"""Checks that tell a learner *what* went wrong, and quizzes that work live and in the static book.
+
+Why: "wrong" teaches little; "you added the availabilities instead of multiplying them" teaches the
+lesson. A :class:`Numeric` question knows the typical wrong answers (each with a hint), and also catches
+unit slips (ms vs s, percent vs fraction) on its own; a :class:`Choice` question has feedback for every
+option. An unanswered question (``None`` or ``...``, the placeholder the notebooks ship with) gets a
+friendly prompt and never raises, so notebooks run cleanly under nbval before anyone answers.
+
+    q = Numeric("Availability of four services in a chain, each 99 %?", answer=0.99 ** 4, rel_tol=0.002,
+                mistakes=[(0.99 * 4, "you added the availabilities; in a chain they multiply"),
+                          (0.99, "that is one service; every hop must be up at once")])
+    q.check(...)          # -> "Not answered yet: ..."
+    q.check(0.9606)       # -> "Correct! ..."
+
+:func:`quiz` shows several questions with answer boxes and Check buttons in a live kernel, and as static
+HTML (options and feedback in expandable ``<details>``, no JavaScript) in the built book or when the
+environment variable ``LABKIT_STATIC`` is set.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any
+
+from labkit._validate import non_negative
+
+__all__ = ["Feedback", "Numeric", "Choice", "Quiz", "quiz"]
+
+_UNANSWERED = "Not answered yet: replace the `...` with your answer and run the cell again."
+_COLORS = {"correct": "#009E73", "incorrect": "#D55E00", "unanswered": "#0072B2"}
+_SYMBOLS = {"correct": "✓", "incorrect": "✗", "unanswered": "…"}
+# Unit slips worth naming: (factor, what the learner probably did)
+_UNIT_SLIPS = ((1000.0, "milliseconds vs seconds?"), (100.0, "a percentage vs a fraction?"))
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The verdict on one answer: ``status`` is "correct", "incorrect" or "unanswered"."""
+
+    status: str
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "correct"
+
+    def __repr__(self) -> str:
+        return f"{_SYMBOLS[self.status]} {self.message}"
+
+    def _repr_html_(self) -> str:
+        color = _COLORS[self.status]
+        return (f"<div style='border-left:4px solid {color};padding:4px 10px;margin:4px 0'>"
+                f"<b style='color:{color}'>{_SYMBOLS[self.status]}</b> {html.escape(self.message)}</div>")
+
+
+def _unanswered(response: Any) -> bool:
+    return response is None or response is ... or (isinstance(response, str) and not response.strip())
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+class Numeric:
+    """A question with a numeric answer, a tolerance and hints for known wrong answers.
+
+    ``rel_tol`` is a fraction of the answer, ``abs_tol`` an absolute amount (the larger one applies);
+    ``mistakes`` lists ``(wrong value, hint)``; ``unit`` is shown in the feedback.
+    """
+
+    def __init__(
+        self,
+        prompt: str,
+        answer: float,
+        *,
+        rel_tol: float = 0.05,
+        abs_tol: float = 0.0,
+        unit: str = "",
+        mistakes: Iterable[tuple[float, str]] = (),
+        hint: str | None = None,
+        explanation: str | None = None,
+    ):
+        self.prompt = _text("prompt", prompt)
+        if isinstance(answer, bool) or not isinstance(answer, Real) or not math.isfinite(answer):
+            raise ValueError(f"answer must be a finite number, got {answer!r}")
+        self.answer = float(answer)
+        self.rel_tol = non_negative("rel_tol", rel_tol)
+        self.abs_tol = non_negative("abs_tol", abs_tol)
+        self.unit = unit
+        self.mistakes = []
+        for i, item in enumerate(mistakes):
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], Real)
+                    and isinstance(item[1], str)):
+                raise ValueError(f"mistakes[{i}] must be a (wrong value, hint) tuple, got {item!r}")
+            self.mistakes.append((float(item[0]), item[1]))
+        self.hint = hint
+        self.explanation = explanation
+
+    def _close(self, value: float, target: float) -> bool:
+        return math.isclose(value, target, rel_tol=self.rel_tol, abs_tol=self.abs_tol)
+
+    def _fmt(self, value: float) -> str:
+        return f"{value:.4g}{' ' + self.unit if self.unit else ''}"
+
+    def check(self, response: Any) -> Feedback:
+        """Judge ``response`` (a number, or a string holding one)."""
+        if _unanswered(response):
+            return Feedback("unanswered", _UNANSWERED)
+        try:
+            if isinstance(response, bool):
+                raise TypeError
+            value = float(response)
+        except (TypeError, ValueError):
+            return Feedback("incorrect", f"Expected a number{' in ' + self.unit if self.unit else ''}, "
+                                         f"got {response!r}.")
+        if not math.isfinite(value):
+            return Feedback("incorrect", f"Expected a finite number, got {response!r}.")
+        if self._close(value, self.answer):
+            tail = f" {self.explanation}" if self.explanation else ""
+            return Feedback("correct", f"Correct! {self._fmt(value)} matches {self._fmt(self.answer)}.{tail}")
+        for wrong, why in self.mistakes:
+            if self._close(value, wrong):
+                return Feedback("incorrect", f"Not quite: {why}")
+        for factor, slip in _UNIT_SLIPS:
+            if self.answer and any(self._close(value, self.answer * f) for f in (factor, 1 / factor)):
+                return Feedback("incorrect", f"Right digits, wrong scale: check your units ({slip})")
+        direction = "high" if value > self.answer else "low"
+        tail = f" Hint: {self.hint}" if self.hint else ""
+        return Feedback("incorrect", f"Not quite: {self._fmt(value)} is too {direction}.{tail}")
+
+    def solution_html(self) -> str:
+        tol = max(self.rel_tol * abs(self.answer), self.abs_tol)
+        text = f"{self._fmt(self.answer)} (accepted within ±{tol:.3g})"
+        if self.explanation:
+            text += f". {self.explanation}"
+        return html.escape(text)
+
+
+class Choice:
+    """A multiple-choice question with feedback for every option.
+
+    ``options``: ``{option text: feedback shown when it is picked}``; ``correct``: the right option, or a
+    list of them (then the learner must pick exactly that set).
+    """
+
+    def __init__(
+        self,
+        prompt: str,
+        options: Mapping[str, str],
+        correct: str | Sequence[str],
+        *,
+        explanation: str | None = None,
+    ):
+        self.prompt = _text("prompt", prompt)
+        if not isinstance(options, Mapping) or len(options) < 2:
+            raise ValueError(f"options must be a dict of at least two {{option: feedback}}, got {options!r}")
+        self.options = {_text("option", k): _text(f"feedback for {k!r}", v) for k, v in options.items()}
+        wanted = [correct] if isinstance(correct, str) else list(correct)
+        unknown = [c for c in wanted if c not in self.options]
+        if not wanted or unknown:
+            raise ValueError(f"correct must be one or more of the options {list(self.options)}, got {correct!r}")
+        self.correct = frozenset(wanted)
+        self.multiple = not isinstance(correct, str)
+        self.explanation = explanation
+
+    def _resolve(self, picked: Any) -> str | None:
+        """An option from its exact text, its text in any case, or its letter (a, b, c...)."""
+        if not isinstance(picked, str):
+            return None
+        keys = list(self.options)
+        lowered = {k.lower(): k for k in keys}
+        p = picked.strip()
+        if p in self.options:
+            return p
+        if p.lower() in lowered:
+            return lowered[p.lower()]
+        if len(p) == 1 and p.isalpha() and ord(p.lower()) - 97 < len(keys):
+            return keys[ord(p.lower()) - 97]
+        return None
+
+    def check(self, response: Any) -> Feedback:
+        """Judge ``response``: an option (text or letter), or a list of them for a multi-answer question."""
+        if _unanswered(response) or (not isinstance(response, str) and isinstance(response, Iterable)
+                                     and not list(response)):
+            return Feedback("unanswered", _UNANSWERED)
+        picks = [response] if isinstance(response, str) else list(response) if isinstance(response, Iterable) \
+            else [response]
+        chosen = [self._resolve(p) for p in picks]
+        if None in chosen:
+            bad = picks[chosen.index(None)]
+            letters = ", ".join(f"{chr(97 + i)}) {k}" for i, k in enumerate(self.options))
+            return Feedback("incorrect", f"{bad!r} is not one of the options: {letters}.")
+        notes = " ".join(self.options[c] for c in dict.fromkeys(chosen))
+        if set(chosen) == self.correct:
+            tail = f" {self.explanation}" if self.explanation else ""
+            return Feedback("correct", f"Correct! {notes}{tail}")
+        if self.multiple and set(chosen) < self.correct:
+            return Feedback("incorrect", f"Partly: {notes} Some right answers are still missing.")
+        return Feedback("incorrect", f"Not quite: {notes}")
+
+    def solution_html(self) -> str:
+        rows = "".join(
+            f"<li><b>{'✓' if k in self.correct else '✗'}</b> {html.escape(k)}: {html.escape(v)}</li>"
+            for k, v in self.options.items())
+        return f"<ul>{rows}</ul>"
+
+
+Question = Numeric | Choice
+
+
+class Quiz:
+    """Several questions shown together: live widgets in a kernel, static HTML elsewhere."""
+
+    def __init__(self, questions: Sequence[Question], title: str = "Check your understanding"):
+        if not questions or not all(isinstance(q, (Numeric, Choice)) for q in questions):
+            raise ValueError(f"questions must be a non-empty list of Numeric/Choice questions, got {questions!r}")
+        self.questions = list(questions)
+        self.title = _text("title", title)
+
+    def check(self, responses: Sequence[Any]) -> list[Feedback]:
+        """Judge one response per question (``...`` for the ones not answered yet)."""
+        if len(responses) != len(self.questions):
+            raise ValueError(f"responses must have one entry per question ({len(self.questions)}), "
+                             f"got {len(responses)}")
+        return [q.check(r) for q, r in zip(self.questions, responses)]
+
+    def to_html(self) -> str:
+        """The static version: each question with its options and the answer in ``<details>``."""
+        parts = [f"<div class='labkit-quiz'><h4>{html.escape(self.title)}</h4><ol>"]
+        for q in self.questions:
+            parts.append(f"<li><p>{html.escape(q.prompt)}</p>")
+            if isinstance(q, Choice):
+                parts.append("<ul>")
+                for k, v in q.options.items():
+                    parts.append(f"<li><details><summary>{html.escape(k)}</summary>"
+                                 f"{'✓' if k in q.correct else '✗'} {html.escape(v)}</details></li>")
+                parts.append("</ul>")
+            else:
+                parts.append(f"<details><summary>Show the answer</summary>{q.solution_html()}</details>")
+            parts.append("</li>")
+        parts.append("</ol></div>")
+        return "".join(parts)
+
+    def widget(self) -> Any:
+        """The live version: an input and a Check button per question, feedback shown below it."""
+        import ipywidgets as w
+
+        boxes = [w.HTML(f"<h4>{html.escape(self.title)}</h4>")]
+        for i, q in enumerate(self.questions, 1):
+            if isinstance(q, Choice):
+                field = (w.SelectMultiple(options=list(q.options), rows=len(q.options)) if q.multiple
+                         else w.RadioButtons(options=list(q.options), value=None))
+            else:
+                field = w.Text(placeholder=f"your answer{' in ' + q.unit if q.unit else ''}")
+            button = w.Button(description="Check")
+            verdict = w.HTML()
+
+            def judge(_b: Any, q: Question = q, field: Any = field, verdict: Any = verdict) -> None:
+                verdict.value = q.check(field.value)._repr_html_()
+
+            button.on_click(judge)
+            boxes += [w.HTML(f"<p><b>{i}.</b> {html.escape(q.prompt)}</p>"), field, button, verdict]
+        return w.VBox(boxes)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        bundle = self.widget()._repr_mimebundle_() if _live_kernel() else {}
+        # text/html too when live: front ends that cannot show widgets (and the book) fall back to it
+        bundle.update({"text/plain": f"{self.title} ({len(self.questions)} questions)", "text/html": self.to_html()})
+        return bundle
+
+
+def quiz(questions: Sequence[Question], title: str = "Check your understanding") -> Quiz:
+    """Show ``questions`` as a quiz (display the returned object: make it the cell's last expression)."""
+    return Quiz(questions, title)
+
+
+def _live_kernel() -> bool:
+    """True in a Jupyter kernel that can run widget callbacks, unless LABKIT_STATIC asks for static HTML."""
+    if os.environ.get("LABKIT_STATIC"):
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
