@@ -131,8 +131,8 @@ def arrival_times(profile: RateProfile, seed: int | None = 0) -> Iterator[float]
     t0, t1, rate = next(segments)
     lam_start = 0.0
     for u in units:
-        while lam_start + rate * (t1 - t0) <= u:
-            lam_start += rate * (t1 - t0)
+        while lam_start + (mass := rate * (t1 - t0) if rate else 0.0) <= u:  # `if rate`: 0 · inf is NaN
+            lam_start += mass
             nxt = next(segments, None)
             if nxt is None:
                 return
@@ -174,7 +174,8 @@ class _Runner:
         except Exception as exc:  # noqa: BLE001 - any failure of the operation is a measured outcome
             self.records.append(Record(scheduled, start, time.monotonic(), False, _describe(exc), {}))
         else:
-            self.records.append(Record(scheduled, start, time.monotonic(), True, None, dict(info or {})))
+            info = info if isinstance(info, dict) else {} if info is None else {"result": info}
+            self.records.append(Record(scheduled, start, time.monotonic(), True, None, info))
         self.bar.update(1)
 
     def launch(self, i: int, scheduled: float) -> None:

@@ -250,3 +250,16 @@ async def test_closed_loop_validation():
         await closed_loop(op, concurrency=1)
     with pytest.raises(ValueError, match="think_time must be >= 0"):
         await closed_loop(op, concurrency=1, duration=1, think_time=-1)
+
+
+async def test_non_dict_results_are_kept_as_result():
+    async def op(i):
+        return i * 10
+
+    rec = await open_loop(op, rate=100, max_requests=3, arrivals="constant", progress=False)
+    assert sorted(r.info["result"] for r in rec) == [0, 10, 20]
+
+
+def test_endless_profile_with_zero_rate_tail_ends():
+    p = RateProfile(((0, 1, 10), (1, float("inf"), 0)), "constant")
+    assert len(list(arrival_times(p))) == 10
