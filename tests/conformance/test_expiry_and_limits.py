@@ -12,6 +12,8 @@ async def test_queue_message_ttl_expires_messages(client):
     queue = await client.queue(arguments={"x-message-ttl": 50})
     await client.publish(queue, "a", "b")
     await asyncio.sleep(0.3)
+    # Expired without anyone reading: a depth sampler (passive declare) sees them gone.
+    assert await client.message_count(queue) == 0
     assert await client.get_all(queue) == []
 
 
