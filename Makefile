@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[book,test]'
 	touch $(STAMP)
 
+# Execute the chapters (cached in _build/.jupyter_cache until they or labkit change) and build the HTML,
+# then check in headless Chromium that every figure, widget and formula draws with no network.
 book: install
 	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(PYTEST) -q tests/book/test_built_book.py
 
 test: install
 	$(PYTEST) $(PYTEST_PARALLEL) --nbval-lax tests chapters

@@ -4,7 +4,7 @@ Why: a book that renders only with a CDN at hand fails its readers on a train an
 review (a blank box where the figure was). This opens every page of ``_build/html`` in headless Chromium
 served from 127.0.0.1, refuses every request to any other host, and checks that each plotly figure drew
 an SVG with data traces, each widget view rendered, each formula was typeset, and nothing raised.
-Screenshots go to ``_build/screenshots/`` for a human look.
+Screenshots of the pages with figures or widgets go to ``_build/screenshots/`` for a human look.
 
 Skips (with the reason) when the book has not been built: run ``make book`` first. ``BOOK_HTML`` points
 it at another build, ``CHROMIUM`` at another browser binary.
@@ -140,8 +140,9 @@ def test_page_renders_offline(browser, base_url, page_path):
             )
         if has_math:
             page.wait_for_selector("mjx-container", timeout=RENDER_TIMEOUT_MS)
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / (page_path.replace("/", "__") + ".png")), full_page=True)
+        if figures or widgets:
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / (page_path.replace("/", "__") + ".png")), full_page=True)
     finally:
         context.close()
 
