@@ -29,7 +29,7 @@ PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 HANDSHAKE_TIMEOUT = 1.0  # the embedded broker under test gives up on a silent handshake after this
 # Connection-level reply codes a broker may close a broken connection with.
 CONNECTION_ERRORS = {501, 502, 503, 504, 505, 530, 540}
-FUZZ = settings(max_examples=20, deadline=None, database=None,
+FUZZ = settings(max_examples=20, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -253,6 +253,23 @@ def test_an_unknown_method_closes_the_connection(target, bystander):
         raw.send(raw_frame(1, 1, struct.pack(">HH", 60, 999)))
         result = raw.outcome()
         assert result == ("eof",) if target.kind == "rabbitmq" else result in {("close", 501), ("close", 540)}
+    finally:
+        raw.close()
+    target.assert_healthy(bystander)
+
+
+def test_a_queue_name_pamqp_would_refuse_is_declared_like_rabbitmq_does(target, bystander, request):
+    # Found by test_mutated_valid_frames: pamqp decodes a name with a NUL byte but refuses to encode it
+    # in queue.declare-ok, so the embedded broker answered 541 INTERNAL_ERROR. RabbitMQ declares it.
+    if target.kind == "embedded":
+        request.applymarker(pytest.mark.xfail(reason="embedded broker: queue.declare-ok with a name pamqp "
+                                                     "cannot encode raises 541 (reported to broker core)"))
+    name = b"fz-\x00-" + uuid.uuid4().hex[:6].encode()
+    raw = target.connect().open_channel()
+    try:
+        raw.send(raw_frame(1, 1, struct.pack(">HHH", 50, 10, 0) + bytes([len(name)]) + name
+                           + b"\x08" + b"\x00\x00\x00\x00"))  # exclusive, no arguments
+        assert isinstance(raw.recv_frame()[1], commands.Queue.DeclareOk)
     finally:
         raw.close()
     target.assert_healthy(bystander)
