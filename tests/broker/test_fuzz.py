@@ -268,7 +268,7 @@ def test_a_queue_name_pamqp_would_refuse_is_declared_like_rabbitmq_does(target, 
     raw = target.connect().open_channel()
     try:
         raw.send(raw_frame(1, 1, struct.pack(">HHH", 50, 10, 0) + bytes([len(name)]) + name
-                           + b"\x08" + b"\x00\x00\x00\x00"))  # exclusive, no arguments
+                           + b"\x04" + b"\x00\x00\x00\x00"))  # bit 4: exclusive; no arguments
         assert isinstance(raw.recv_frame()[1], commands.Queue.DeclareOk)
     finally:
         raw.close()
