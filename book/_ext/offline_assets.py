@@ -38,6 +38,8 @@ NOT_SERVED = {"README.md", "refresh.sh"}
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 # After Sphinx's and the theme's scripts (priority 200-800), so nothing loaded later meets require.js.
 PRIORITY = 900
+# Notebooks' outputs depend on the lab kit's code, not only on their own cells.
+LABKIT_DIR = Path(render.__file__).resolve().parent
 FINGERPRINT_FILE = ".labkit-fingerprint"
 # ipywidgets typesets widget descriptions through MathJax 2's ``MathJax.Hub.Queue`` whenever
 # ``window.MathJax`` exists; the book loads MathJax 3, so without this every widget with a description
@@ -116,10 +118,9 @@ def drop_duplicate_scripts(app: Sphinx, pagename: str, templatename: str, contex
     scripts[:] = unique  # in place: Sphinx restores the list before the next page
 
 
-def labkit_fingerprint() -> str:
-    """Hash of the lab kit's sources: notebooks' outputs depend on them, not only on their own cells."""
+def source_fingerprint(root: Path) -> str:
+    """Hash of the Python sources under ``root`` (their paths and contents)."""
     digest = hashlib.sha256()
-    root = Path(render.__file__).resolve().parent  # the labkit package directory
     for path in sorted(root.rglob("*.py")):
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
@@ -133,7 +134,7 @@ def clear_stale_cache(app: Sphinx) -> None:
     # myst-nb's default when JB1 leaves nb_execution_cache_path empty: <outdir>/../.jupyter_cache
     cache = Path(app.config.nb_execution_cache_path or Path(app.outdir).parent / ".jupyter_cache")
     stamp = cache.parent / FINGERPRINT_FILE
-    current = labkit_fingerprint()
+    current = source_fingerprint(LABKIT_DIR)
     if cache.exists() and (not stamp.exists() or stamp.read_text() != current):
         LOG.info("labkit changed since the notebooks were cached: clearing %s", cache)
         shutil.rmtree(cache)
