@@ -143,6 +143,7 @@ class Lab:
         self._running = False
         if Lab._current is self:
             Lab._current = None
+        existing = asyncio.all_tasks()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -165,6 +166,11 @@ class Lab:
                 await close()
             except Exception as exc:  # keep stopping the rest, then say what went wrong
                 errors.append(f"{getattr(close, '__self__', close)!r}: {exc!r}")
+        # Closing spawns clean-up tasks of its own (aiormq finishes a connection in a fire-and-forget task):
+        # wait for them, so that when stop() returns nothing of the lab is still running.
+        stragglers = asyncio.all_tasks() - existing
+        if stragglers:
+            await asyncio.wait(stragglers, timeout=2.0)
         if errors:
             # A warning, not an exception: the last cell of a chapter must not fail because, say, a
             # sampled queue was deleted before the lab stopped; everything else was still released.
@@ -316,6 +322,17 @@ class Lab:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def own(self, thing: Any) -> Any:
+        """Hand the lab a started component built outside it (anything with an async ``stop()``, e.g. a
+        :class:`labkit.projection.Shop`): the lab stops it with everything else, or now with :meth:`remove`.
+        Returns ``thing``."""
+        self._check_running()
+        if not callable(getattr(thing, "stop", None)):
+            raise ValueError(f"thing must have an async stop() method, got {thing!r}")
+        if thing not in self._owned:
+            self._owned.append(thing)
+        return thing
 
     async def remove(self, thing: Any) -> None:
         """Stop one service, consumer, proxy or sampler of this lab now (the rest keep running)."""

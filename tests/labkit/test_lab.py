@@ -57,7 +57,7 @@ async def test_restarting_twenty_times_leaks_nothing(unique):
         assert counts[-1][key] == counts[1][key], (key, counts)
     for key in ("fds", "sockets"):
         assert counts[-1][key] <= counts[1][key] + 3, (key, [c[key] for c in counts])
-    assert after["tasks"] == 1  # only this test's own task remains
+    assert after["tasks"] == 1, asyncio.all_tasks()  # only this test's own task remains
     assert after["sockets"] < counts[0]["sockets"]
 
 
