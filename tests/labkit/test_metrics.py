@@ -1,12 +1,14 @@
 """Records, recordings and the queue-depth sampler (against the real RabbitMQ on 127.0.0.1:5672)."""
 
 import asyncio
+import contextlib
 import math
 import uuid
 
 import aiormq
 import pytest
 
+from labkit.broker import Broker
 from labkit.metrics import Clock, QueueDepthSampler, Record, Recording, as_t0, percentile
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
@@ -128,12 +130,16 @@ async def test_clock_shares_one_timeline():
         as_t0(-1)
 
 
-@pytest.fixture
-async def amqp_channel():
-    conn = await aiormq.connect(RABBITMQ)
-    ch = await conn.channel()
-    yield ch
-    await conn.close()
+@pytest.fixture(params=["rabbitmq", "embedded"])
+async def amqp_channel(request):
+    """A channel on RabbitMQ and on the embedded broker: the sampler must read both the same way."""
+    async with contextlib.AsyncExitStack() as stack:
+        url = RABBITMQ
+        if request.param == "embedded":
+            url = (await stack.enter_async_context(Broker())).url
+        conn = await aiormq.connect(url)
+        stack.push_async_callback(conn.close)
+        yield await conn.channel()
 
 
 async def test_queue_depth_sampler_follows_publishes(amqp_channel):
