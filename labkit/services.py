@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import random
 import time
 import zlib
@@ -327,8 +326,7 @@ class Service:
             self.tracer.finish(span, ok, status=status, waited=started - arrived)
         payload = {"service": self.name, "correlation_id": correlation_id, "ok": ok, "error": error,
                    "downstream": calls, **extra}
-        return web.json_response(payload, status=status, headers={tracing.CORRELATION_HEADER: correlation_id},
-                                 dumps=json.dumps)
+        return web.json_response(payload, status=status, headers={tracing.CORRELATION_HEADER: correlation_id})
 
     async def _work(self, body: bytes, correlation_id: str, span: tracing.Span | None):
         """Own work, then the injected failure roll, then the hook, then the downstream calls."""
