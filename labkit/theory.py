@@ -26,7 +26,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from labkit._validate import integer, non_negative, one_of, positive, probability
+from labkit._validate import between, integer, non_negative, one_of, positive, probability
 
 __all__ = [
     "chain_availability",
@@ -36,6 +36,8 @@ __all__ = [
     "mm1_utilization",
     "mm1_wait",
     "mm1_response",
+    "mm1_response_percentile",
+    "mm1_response_cdf",
     "mm1_queue_length",
     "mm1_in_system",
     "erlang_c",
@@ -131,6 +133,19 @@ def mm1_response(arrival_rate: float, service_rate: float) -> float:
     return 1.0 / (service_rate - arrival_rate)
 
 
+def mm1_response_percentile(q: float, arrival_rate: float, service_rate: float) -> float:
+    """q-th percentile (0-100) of the M/M/1 FCFS response time: W ~ Exp(μ − λ), so −ln(1 − q/100) / (μ − λ).
+
+    (Kleinrock §3.2; Harchol-Balter ch. 13.) The median is ln 2 / (μ − λ), i.e. 0.69 × the mean: a chapter's
+    p50 should be compared with this, not with the mean.
+    """
+    between("q", q, 0, 100)
+    _stable(arrival_rate, service_rate)
+    if q == 100:
+        return math.inf
+    return -math.log1p(-q / 100) / (service_rate - arrival_rate)
+
+
 def mm1_queue_length(arrival_rate: float, service_rate: float) -> float:
     """Mean number waiting (not in service), L_q = ρ² / (1 − ρ) (Kleinrock §3.2)."""
     rho = _stable(arrival_rate, service_rate)
@@ -141,6 +156,15 @@ def mm1_in_system(arrival_rate: float, service_rate: float) -> float:
     """Mean number in the system (waiting + in service), L = ρ / (1 − ρ) (Kleinrock eq. 3.24)."""
     rho = _stable(arrival_rate, service_rate)
     return rho / (1.0 - rho)
+
+
+def mm1_response_cdf(t: float, arrival_rate: float, service_rate: float) -> float:
+    """P(response time ≤ t) in a FIFO M/M/1 queue: 1 − e^{−(μ − λ)·t} (Kleinrock §3.2, the sojourn time
+    is exponential with rate μ − λ). Chapter 05 reads it as the chance that a read ``t`` seconds after a
+    write already sees it, when one projection applies events in order."""
+    non_negative("t", t)
+    _stable(arrival_rate, service_rate)
+    return 1.0 - math.exp(-(service_rate - arrival_rate) * t)
 
 
 def erlang_c(servers: int, arrival_rate: float, service_rate: float) -> float:

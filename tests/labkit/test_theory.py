@@ -57,6 +57,38 @@ def test_mm1_textbook_values():
     assert th.mm1_wait(80, 100) == pytest.approx(0.04)
 
 
+def test_mm1_response_percentile():
+    assert th.mm1_response_percentile(50, 80, 100) == pytest.approx(math.log(2) / 20)
+    assert th.mm1_response_percentile(0, 80, 100) == 0
+    assert th.mm1_response_percentile(100, 80, 100) == math.inf
+    with pytest.raises(ValueError, match=r"q must be in \[0, 100\], got 120"):
+        th.mm1_response_percentile(120, 1, 2)
+
+
+def test_mm1_response_cdf_inverts_the_percentile():
+    assert th.mm1_response_cdf(0, 80, 100) == 0
+    for q in (10, 50, 99):
+        assert th.mm1_response_cdf(th.mm1_response_percentile(q, 80, 100), 80, 100) == pytest.approx(q / 100)
+    with pytest.raises(ValueError, match="t must be >= 0"):
+        th.mm1_response_cdf(-1, 1, 2)
+
+
+def test_mm1_formulas_match_a_simulated_queue():
+    """Lindley's recursion over 200k seeded customers at ρ = 0.8 (the chapters' upper bound)."""
+    rng = random.Random(11)
+    lam, mu, n = 0.8, 1.0, 200_000
+    wait, waits, responses = 0.0, [], []
+    for _ in range(n):
+        service = rng.expovariate(mu)
+        waits.append(wait)
+        responses.append(wait + service)
+        wait = max(0.0, wait + service - rng.expovariate(lam))
+    assert sum(waits) / n == pytest.approx(th.mm1_wait(lam, mu), rel=0.1)
+    assert sum(responses) / n == pytest.approx(th.mm1_response(lam, mu), rel=0.1)
+    responses.sort()
+    assert responses[int(0.99 * n)] == pytest.approx(th.mm1_response_percentile(99, lam, mu), rel=0.1)
+
+
 def test_mm1_rejects_unstable():
     with pytest.raises(ValueError, match=r"arrival_rate must be < servers \* service_rate = 1 .* got 1"):
         th.mm1_wait(1, 1)
