@@ -61,7 +61,7 @@ async def publish(
         raise ValueError(f"body must be bytes, got {type(body).__name__}")
     span = tracer.start(f"publish {exchange or '(default)'}/{routing_key}", "publish", correlation_id, parent_id) \
         if tracer is not None else None
-    correlation_id = span.correlation_id if span else (correlation_id or tracing.new_id())
+    correlation_id = span.correlation_id if span else (correlation_id or tracing.current()[0] or tracing.new_id())
     all_headers = dict(headers or {})
     all_headers[PUBLISHED_AT_HEADER] = int(time.monotonic() * 1e9)
     if span is not None:
@@ -169,17 +169,19 @@ class Consumer:
             if not self.running:
                 return  # crashed or stopped while this message waited for a slot
             started = time.monotonic()
+            span = self._open_span(message, started)
             self.in_flight += 1
             try:
-                ok, error, info = await self._process(message)
+                with tracing.activate(span):  # what the handler calls or publishes joins this trace
+                    ok, error, info = await self._process(message)
             finally:
                 self.in_flight -= 1
+        if span is not None:
+            self.tracer.finish(span, ok is True, crashed=ok is None)
         if ok is None:
             return  # crashed before the ack: the broker will redeliver
-        ended = time.monotonic()
         published = _published_at(message)
-        self.records.append(Record(published or received, started, ended, ok, error, info))
-        self._trace(message, published, received, started, ended, ok)
+        self.records.append(Record(published or received, started, time.monotonic(), ok, error, info))
 
     async def _process(self, message: DeliveredMessage) -> tuple[bool | None, str | None, dict[str, Any]]:
         """Work, then ack (or nack); ``ok`` None means the consumer crashed before acknowledging."""
@@ -215,19 +217,19 @@ class Consumer:
         self.processed += 1
         return True, None, info
 
-    def _trace(self, message: DeliveredMessage, published: float | None, received: float, started: float,
-               ended: float, ok: bool) -> None:
+    def _open_span(self, message: DeliveredMessage, started: float) -> tracing.Span | None:
+        """The consume span, after a span for the time the message sat in the queue (if known)."""
         props = message.header.properties
         if self.tracer is None or not props.correlation_id:
-            return
+            return None
         parent = (props.headers or {}).get(tracing.PARENT_AMQP_HEADER)
+        published = _published_at(message)
         if published is not None:
             queued = tracing.Span(props.correlation_id, tracing.new_id()[:16], parent, f"queue {self.queue}",
                                   "queue", published, started)
             self.tracer.add(queued)
             parent = queued.span_id
-        self.tracer.add(tracing.Span(props.correlation_id, tracing.new_id()[:16], parent, self.name, "consume",
-                                     started, ended, ok))
+        return self.tracer.start(self.name, "consume", props.correlation_id, parent)
 
 
 def _published_at(message: DeliveredMessage) -> float | None:

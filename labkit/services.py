@@ -336,7 +336,8 @@ class Service:
         extra: dict[str, Any] = {}
         if self.handler is not None:
             try:
-                extra = dict(await self.handler(body) or {})
+                with tracing.activate(span):  # calls/publishes made by the hook join this trace
+                    extra = dict(await self.handler(body) or {})
             except Exception as exc:  # the hook's failure is this request's failure, as in a real service
                 return 500, f"handler failed: {exc!r}", {}, []
         if not self.downstream:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +28,8 @@ __all__ = [
     "PARENT_AMQP_HEADER",
     "Span",
     "Tracer",
+    "activate",
+    "current",
     "from_http",
     "http_headers",
     "new_id",
@@ -87,8 +91,11 @@ class Tracer:
         parent_id: str | None = None,
         **attributes: Any,
     ) -> Span:
-        """Open a span (call :meth:`finish` with it); a missing correlation id starts a new trace."""
+        """Open a span (call :meth:`finish` with it). Without a correlation id it continues the trace of
+        the span made :func:`current` by :func:`activate` (if any), else it starts a new trace."""
         one_of("kind", kind, KINDS)
+        if correlation_id is None:
+            correlation_id, parent_id = current()
         return Span(
             correlation_id=correlation_id or new_id(),
             span_id=new_id()[:16],
@@ -132,6 +139,25 @@ class Tracer:
     def spans(self) -> list[Span]:
         """All kept spans, in the order they finished."""
         return list(self._spans)
+
+
+_current: ContextVar[tuple[str, str] | None] = ContextVar("labkit_current_span", default=None)
+
+
+def current() -> tuple[str | None, str | None]:
+    """``(correlation_id, span_id)`` of the span active in this task, or ``(None, None)``."""
+    return _current.get() or (None, None)
+
+
+@contextmanager
+def activate(span: Span | None) -> Iterator[Span | None]:
+    """Make ``span`` current while user code runs (a service's or consumer's ``handler``), so the calls
+    and publishes it makes continue the same trace without passing ids around. None: no change."""
+    token = _current.set((span.correlation_id, span.span_id) if span is not None else _current.get())
+    try:
+        yield span
+    finally:
+        _current.reset(token)
 
 
 def http_headers(correlation_id: str, parent_id: str | None = None) -> dict[str, str]:

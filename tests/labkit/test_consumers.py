@@ -138,3 +138,33 @@ def test_invalid_arguments_name_the_argument(kwargs, argument):
         Consumer("amqp://guest:guest@127.0.0.1:5672/", "q", **kwargs)
     with pytest.raises(ValueError, match="queue"):
         Consumer("amqp://guest:guest@127.0.0.1:5672/", "")
+
+
+async def test_one_trace_follows_http_then_amqp_then_http(lab, unique):
+    queue = unique("emails")
+    smtp = await lab.service("smtp", service_time=0.0)
+
+    async def send_mail(message):
+        await lab.call(smtp)  # no ids passed: the active consume span carries the trace
+
+    async def announce(body):
+        await lab.publish(queue, body)  # no ids passed: the active server span carries the trace
+        return {"queued": True}
+
+    await lab.consumer(queue, work_time=0.0, handler=send_mail)
+    order = await lab.service("order", service_time=0.0, handler=announce)
+    answer = await lab.call(order, correlation_id="cid-mixed")
+    assert answer["queued"]
+    await _until(lambda: any(s.name == "smtp" for s in lab.tracer.trace("cid-mixed")))
+    await _until(lambda: any(s.kind == "consume" for s in lab.tracer.trace("cid-mixed")))
+    spans = lab.tracer.trace("cid-mixed")
+    kinds = [s.kind for s in spans]
+    assert kinds[:3] == ["client", "server", "publish"] and "queue" in kinds and "consume" in kinds
+    by_id = {s.span_id: s for s in spans}
+    smtp_span = next(s for s in spans if s.name == "smtp")
+    chain = []
+    while smtp_span is not None:  # walk up to the root: every hop is linked
+        chain.append(smtp_span.kind)
+        smtp_span = by_id.get(smtp_span.parent_id)
+    assert chain == ["server", "client", "consume", "queue", "publish", "server", "client"]
+    await lab.delete_queue(queue)

@@ -49,3 +49,17 @@ def test_invalid_arguments_name_the_argument():
         tracing.Tracer().start("x", "rpc")
     with pytest.raises(ValueError, match="max_spans"):
         tracing.Tracer(max_spans=0)
+
+
+def test_activate_makes_new_spans_continue_the_trace():
+    tracer = tracing.Tracer()
+    outer = tracer.start("order", "server", "cid-ctx")
+    assert tracing.current() == (None, None)
+    with tracing.activate(outer):
+        assert tracing.current() == ("cid-ctx", outer.span_id)
+        inner = tracer.start("publish", "publish")
+        with tracing.activate(None):  # None keeps the active span
+            assert tracing.current()[0] == "cid-ctx"
+    assert (inner.correlation_id, inner.parent_id) == ("cid-ctx", outer.span_id)
+    assert tracing.current() == (None, None)
+    assert tracer.start("fresh", "client").correlation_id != "cid-ctx"
