@@ -84,7 +84,7 @@ class Channel:
                                         method=_ids(method))
         try:
             handler(method)
-        except errors.ChannelError as exc:
+        except errors.AMQPError as exc:
             if exc.method == (0, 0):
                 exc.method = _ids(method)
             raise
@@ -216,7 +216,7 @@ class Channel:
     # -- Basic ----------------------------------------------------------------------------------
     def _on_qos(self, m: spec.Basic.Qos) -> None:
         if m.prefetch_size:
-            raise errors.NotImplementedFeature("prefetch_size!=0 is not supported", method=(60, 10))
+            raise errors.NotImplementedFeature(f"prefetch_size!=0 ({m.prefetch_size})", method=(60, 10))
         if m.global_:
             self.prefetch_global = m.prefetch_count
             self._redispatch()
@@ -232,6 +232,8 @@ class Channel:
             self._consume_replies(m, tag)
             return
         queue = self.vhost.queue(m.queue or "", self.conn)
+        if self.prefetch_global and queue.kind == "quorum":
+            raise errors.NotImplementedFeature(f"queue '{queue.name}' in vhost '/' does not support global qos")
         consumer = queue.consumer_class(self, queue, tag, frames.shortstr(tag), m.no_ack, m.exclusive,
                                         self.prefetch_consumer, dict(m.arguments or {}))
         queue.add_consumer(consumer)
@@ -385,7 +387,7 @@ class Channel:
         q = self.vhost.queue_declare(self.conn, m.queue, m.passive, m.durable, m.exclusive, m.auto_delete,
                                      dict(m.arguments or {}))
         if not m.nowait:
-            self._send(spec.Queue.DeclareOk(q.name, q.message_count(), len(q.consumers)))
+            self._send(spec.Queue.DeclareOk(q.name, q.declared_count(), len(q.consumers)))
 
     def _on_queue_bind(self, m: spec.Queue.Bind | spec.Queue.Unbind) -> None:
         unbind = isinstance(m, spec.Queue.Unbind)

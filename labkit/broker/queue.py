@@ -132,13 +132,31 @@ class Consumer:
         return (not self.limit or self.unacked < self.limit) and self.channel.can_deliver(True)
 
 
-def _int_arg(args: dict, name: str, lo: int, hi: int | None = None) -> int | None:
+def amqp_type(value: Any) -> str:
+    """The AMQP field type RabbitMQ names in its messages, as pamqp would encode ``value``."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "short" if -32768 <= value <= 32767 else "signedint" if -2**31 <= value < 2**31 else "long"
+    if isinstance(value, str):
+        return "longstr"
+    return type(value).__name__
+
+
+def _int_arg(args: dict, name: str, queue: str, lo: int, hi: int | None = None) -> int | None:
+    """An integer queue argument, rejected with RabbitMQ's wording ({value_negative,-1} ...)."""
     value = args.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-        raise errors.PreconditionFailed(f"invalid arg '{name}' for queue: {value!r}")
-    return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        problem = f'"expected integer, got {amqp_type(value)}"'
+    elif value < lo:
+        problem = "{value_zero,%d}" % value if value == 0 else "{value_negative,%d}" % value
+    elif hi is not None and value > hi:
+        problem = "{max_value_exceeded,%d}" % value
+    else:
+        return value
+    raise errors.PreconditionFailed(f"invalid arg '{name}' for queue '{queue}' in vhost '/': {problem}")
 
 
 class Queue:
@@ -156,16 +174,17 @@ class Queue:
         self.auto_delete = auto_delete
         self.arguments = dict(arguments)
         args = self.arguments
-        self.ttl_ms = _int_arg(args, "x-message-ttl", 0)
-        self.max_length = _int_arg(args, "x-max-length", 0)
-        self.max_bytes = _int_arg(args, "x-max-length-bytes", 0)
+        self.ttl_ms = _int_arg(args, "x-message-ttl", name, 0)
+        self.max_length = _int_arg(args, "x-max-length", name, 0)
+        self.max_bytes = _int_arg(args, "x-max-length-bytes", name, 0)
         self.overflow = args.get("x-overflow", "drop-head")
         if self.overflow not in OVERFLOW_MODES:
-            raise errors.PreconditionFailed(f"invalid arg 'x-overflow' for queue '{name}': {self.overflow!r}")
+            raise errors.PreconditionFailed(f"invalid arg 'x-overflow' for queue '{name}' in vhost '/': "
+                                            "invalid_overflow")
         self.dlx = args.get("x-dead-letter-exchange")
         self.dlrk = args.get("x-dead-letter-routing-key")
         self.delivery_limit = self._delivery_limit(args)
-        max_priority = _int_arg(args, "x-max-priority", 0, 255)
+        max_priority = _int_arg(args, "x-max-priority", name, 0, 255)
         self.ready: Ready | PriorityReady = PriorityReady(max_priority) if max_priority else Ready()
         self.consumers: deque[Consumer] = deque()
         self.had_consumer = False
@@ -175,7 +194,7 @@ class Queue:
         self.deleted = False
         self.stats = [0, 0, 0]  # published, delivered, acked
         self.single_active = bool(args.get("x-single-active-consumer"))
-        self.expires_ms = _int_arg(args, "x-expires", 1)
+        self.expires_ms = _int_arg(args, "x-expires", name, 1)
         self._timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
@@ -387,6 +406,10 @@ class Queue:
         self._expire()
         return len(self.ready)
 
+    def declared_count(self) -> int:
+        """message_count in declare-ok."""
+        return self.message_count()
+
     def purge(self) -> int:
         msgs = self.ready.clear()
         for msg in msgs:
@@ -422,8 +445,8 @@ class QuorumQueue(Queue):
             raise errors.PreconditionFailed(f"invalid property 'auto-delete' for queue '{self.name}' in vhost '/'")
         if "x-max-priority" in args:
             raise errors.PreconditionFailed(
-                f"invalid arg 'x-max-priority' for queue '{self.name}' in vhost '/': not supported by quorum queues")
-        return _int_arg(args, "x-delivery-limit", 0)
+                f"invalid arg 'x-max-priority' for queue '{self.name}' in vhost '/' of queue type rabbit_quorum_queue")
+        return _int_arg(args, "x-delivery-limit", self.name, 0)
 
     def outgoing(self, msg: Message) -> Message:
         if not msg.returns:

@@ -48,7 +48,7 @@ class StreamQueue(Queue):
                     "x-overflow", "x-delivery-limit"):
             if arg in arguments:
                 raise errors.PreconditionFailed(
-                    f"invalid arg '{arg}' for queue '{name}' in vhost '/': not supported by stream queues")
+                    f"invalid arg '{arg}' for queue '{name}' in vhost '/' of queue type rabbit_stream_queue")
         super().__init__(vhost, name, durable, exclusive_owner, auto_delete, arguments)
         self.max_age = _max_age(self.arguments.get("x-max-age"), name)
         self.log: deque[Message] = deque()
@@ -135,14 +135,19 @@ class StreamQueue(Queue):
 
     def add_consumer(self, consumer: Consumer) -> None:
         if consumer.no_ack:
-            raise errors.PreconditionFailed("stream queues require manual acknowledgement (no_ack=false)")
+            raise errors.NotImplementedFeature(
+                f"automatic acknowledgement not supported by stream queues queue '{self.name}' in vhost '/'")
         if not consumer.limit:
-            raise errors.PreconditionFailed(f"consumer prefetch count is not set for '{self.name}'")
+            raise errors.PreconditionFailed(
+                f"consumer prefetch count is not set for 'queue '{self.name}' in vhost '/''")
         consumer.position = self.start_position(consumer.arguments.get("x-stream-offset"))
         super().add_consumer(consumer)
 
     def message_count(self) -> int:
         return len(self.log)
+
+    def declared_count(self) -> int:
+        return 0  # RabbitMQ's declare-ok reports 0 for streams
 
     def purge(self) -> int:
         count = len(self.log)

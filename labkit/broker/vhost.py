@@ -16,7 +16,7 @@ from . import errors
 from .exchange import TYPES, Exchange
 from .flow import MemoryAlarm
 from .message import Message, clone_properties
-from .queue import QUEUE_TYPES, Queue, QuorumQueue
+from .queue import QUEUE_TYPES, Queue, QuorumQueue, amqp_type
 from .stream import StreamQueue
 
 PREDECLARED = (("", "direct"), ("amq.direct", "direct"), ("amq.fanout", "fanout"), ("amq.topic", "topic"),
@@ -56,6 +56,8 @@ class VHost:
                          internal: bool, arguments: dict) -> Exchange:
         if passive:
             return self.exchange(name)
+        if name == "":
+            raise errors.AccessRefused("operation not permitted on the default exchange")
         if name.startswith("amq."):
             raise errors.AccessRefused(f"exchange name '{name}' contains reserved prefix 'amq.*'")
         if kind not in TYPES:
@@ -75,8 +77,8 @@ class VHost:
 
     def exchange_delete(self, name: str, if_unused: bool) -> None:
         if name == "" or name.startswith("amq."):
-            raise errors.AccessRefused(f"operation not permitted on the default exchange" if name == "" else
-                                       f"exchange name '{name}' contains reserved prefix 'amq.*'")
+            raise errors.AccessRefused("operation not permitted on the default exchange" if name == "" else
+                                       f"deletion of system exchange '{name}' in vhost '/' not allowed")
         ex = self.exchanges.get(name)
         if ex is None:
             return
@@ -137,7 +139,7 @@ class VHost:
         kind = arguments.get("x-queue-type", "classic")
         if kind not in QUEUE_TYPES:
             raise errors.PreconditionFailed(
-                f"invalid arg 'x-queue-type' for queue '{name}' in vhost '/': {kind!r} is not one of {QUEUE_TYPES}")
+                f"invalid arg 'x-queue-type' for queue '{name}' in vhost '/': \"unsupported queue type '{kind}'\"")
         q = _QUEUE_CLASSES[kind](self, name, durable, conn if exclusive else None, auto_delete, arguments)
         self.queues[name] = q
         return q
@@ -152,12 +154,15 @@ class VHost:
                     f"received '{_bool(got)}' but current is '{_bool(have)}'")
         for arg in _EQUIV_ARGS:
             got, have = arguments.get(arg), q.arguments.get(arg)
-            if arg == "x-queue-type":
-                got, have = got or "classic", have or "classic"
+            if arg == "x-queue-type" and (got or "classic") == (have or "classic"):
+                continue
             if got != have:
+                if got is not None and have is not None:
+                    detail = f"received '{got}' but current is '{have}'"
+                else:
+                    detail = f"received {_describe(got)} but current is {_describe(have)}"
                 raise errors.PreconditionFailed(
-                    f"inequivalent arg '{arg}' for queue '{q.name}' in vhost '/': "
-                    f"received {_describe(got)} but current is {_describe(have)}")
+                    f"inequivalent arg '{arg}' for queue '{q.name}' in vhost '/': {detail}")
 
     def queue_bind(self, conn: Any, queue: str, exchange: str, routing_key: str, arguments: dict,
                    unbind: bool) -> None:
@@ -301,4 +306,4 @@ class VHost:
 
 
 def _describe(value: Any) -> str:
-    return "none" if value is None else f"the value '{value}'"
+    return "none" if value is None else f"the value '{value}' of type '{amqp_type(value)}'"
