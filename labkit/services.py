@@ -167,6 +167,10 @@ class Service:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
         self.name = name
         self._rng = rng_for(seed, name)
+        self.service_time, self.distribution, self.failure_rate = 0.0, "fixed", 0.0
+        self.capacity: int | None = None
+        self.queue_limit: int | None = None
+        self._admission = _Admission(None, None)
         self.configure(
             service_time=STORY.get(name, 0.0) if service_time is None else service_time,
             distribution=distribution,
@@ -205,23 +209,20 @@ class Service:
         Arguments left out keep their value; ``capacity=None`` means unlimited and ``queue_limit=None``
         an unbounded line.
         """
-        mean = getattr(self, "service_time", 0.0) if service_time is None else service_time
-        dist = getattr(self, "distribution", "fixed") if distribution is None else distribution
-        self._sample = sampler(mean, dist, self._rng)
-        self.service_time, self.distribution = mean, dist
-        if failure_rate is not None:
-            self.failure_rate = probability("failure_rate", failure_rate)
-        cap = getattr(self, "capacity", None) if capacity is KEEP else capacity
-        limit = getattr(self, "queue_limit", None) if queue_limit is KEEP else queue_limit
+        # validate everything first, so that a bad argument changes nothing
+        mean = self.service_time if service_time is None else service_time
+        dist = self.distribution if distribution is None else distribution
+        draw = sampler(mean, dist, self._rng)
+        rate = self.failure_rate if failure_rate is None else probability("failure_rate", failure_rate)
+        cap = self.capacity if capacity is KEEP else capacity
+        limit = self.queue_limit if queue_limit is KEEP else queue_limit
         if cap is not None:
             integer("capacity", cap, 1)
         if limit is not None:
             integer("queue_limit", limit, 0)
+        self._sample, self.service_time, self.distribution, self.failure_rate = draw, mean, dist, rate
         self.capacity, self.queue_limit = cap, limit
-        if hasattr(self, "_admission"):
-            self._admission.resize(cap, limit)
-        else:
-            self._admission = _Admission(cap, limit)
+        self._admission.resize(cap, limit)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 

@@ -207,3 +207,10 @@ def test_invalid_name_and_target():
         Service("")
     with pytest.raises(ValueError, match="downstream"):
         target_url(12)
+
+
+async def test_a_rejected_configure_changes_nothing(http_lab):
+    svc = await http_lab.service("payment", service_time=0.02, capacity=2)
+    with pytest.raises(ValueError, match="capacity"):
+        svc.configure(service_time=0.5, failure_rate=0.5, capacity=0)
+    assert (svc.service_time, svc.failure_rate, svc.capacity) == (0.02, 0.0, 2)
