@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from .._validate import positive
 from .__main__ import argv
+from .server import Broker
 
 __all__ = ["BrokerProcess"]
 
@@ -43,6 +44,14 @@ def _reap(proc: subprocess.Popen, errlog: IO[bytes], timeout: float = 5.0) -> No
             stream.close()
         except (OSError, AttributeError):
             pass
+
+
+async def _exited(proc: subprocess.Popen, timeout: float) -> None:
+    """Wait up to ``timeout`` s for ``proc`` to exit without blocking the event loop."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while proc.poll() is None and loop.time() < deadline:
+        await asyncio.sleep(0.02)
 
 
 def _stderr_tail(errlog: IO[bytes], limit: int = 2000) -> str:
@@ -65,28 +74,25 @@ class BrokerProcess:
         """Spawn the broker (Broker keyword arguments, default port 0) and wait for its two URLs."""
         positive("startup_timeout", startup_timeout)
         options = {"port": 0, **broker_options}
-        cmd = [sys.executable, "-m", "labkit.broker", *argv(**options), "--admin-port", "0", "--exit-with-parent"]
+        flags = argv(**options)
+        Broker(**options)  # validate here, so a bad option is a ValueError naming it, not a child's exit status
+        cmd = [sys.executable, "-m", "labkit.broker", *flags, "--admin-port", "0", "--exit-with-parent"]
         errlog = tempfile.TemporaryFile()
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog,
                                 start_new_session=True)
         try:
             lines = await asyncio.wait_for(
                 asyncio.get_running_loop().run_in_executor(None, _read_urls, proc), startup_timeout)
+            if lines is None:
+                await _exited(proc, timeout=5.0)
+                raise RuntimeError(f"broker process exited with status {proc.poll()} before it was ready: "
+                                   f"{_stderr_tail(errlog)}")
         except BaseException as exc:
             detail = _stderr_tail(errlog)
             _reap(proc, errlog)  # also ends the reader thread: the child's stdout closes
             if isinstance(exc, asyncio.TimeoutError):
                 raise RuntimeError(f"broker process printed no URLs within {startup_timeout} s: {detail}") from None
             raise
-        if lines is None:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-            detail = _stderr_tail(errlog)
-            _reap(proc, errlog)
-            raise RuntimeError(f"broker process exited with status {proc.returncode} before it was ready: "
-                               f"{detail}")
         return cls(proc, errlog, *lines)
 
     @property
@@ -115,13 +121,9 @@ class BrokerProcess:
         positive("timeout", timeout)
         if not self._finalizer.alive:
             return
-        proc = self._proc
-        if proc.poll() is None:
-            proc.terminate()
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            while proc.poll() is None and loop.time() < deadline:
-                await asyncio.sleep(0.02)
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            await _exited(self._proc, timeout)
         self._finalizer()  # kills if still running, waits, closes the pipes
 
     async def _call(self, method: str, path: str, timeout: float = 10.0) -> Any:

@@ -109,6 +109,8 @@ async def test_options_reach_the_broker_and_bad_ones_are_refused_by_name():
         await bp.stop()
     with pytest.raises(ValueError, match="broker option must be one of"):
         await BrokerProcess.start(no_such_option=1)
+    with pytest.raises(ValueError, match="heartbeat must be an integer in"):
+        await BrokerProcess.start(heartbeat=-1)  # checked in the kernel, before any child starts
     with pytest.raises(ValueError, match="startup_timeout must be"):
         await BrokerProcess.start(startup_timeout=0)
 
