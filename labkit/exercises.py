@@ -13,8 +13,8 @@ friendly prompt and never raises, so notebooks run cleanly under nbval before an
     q.check(0.9606)       # -> "Correct! ..."
 
 :func:`quiz` shows several questions with answer boxes and Check buttons in a live kernel, and as static
-HTML (options and feedback in expandable ``<details>``, no JavaScript) in the built book or when the
-environment variable ``LABKIT_STATIC`` is set.
+HTML (options and feedback in expandable ``<details>``, no JavaScript) in the built book (detected from the
+process that started the kernel) or when the environment variable ``LABKIT_STATIC`` is set.
 """
 
 from __future__ import annotations
@@ -282,7 +282,12 @@ def quiz(questions: Sequence[Question], title: str = "Check your understanding")
 
 
 def _live_kernel() -> bool:
-    """True in a Jupyter kernel that can run widget callbacks, unless LABKIT_STATIC asks for static HTML."""
+    """True in a Jupyter kernel whose front end can run widget callbacks.
+
+    False outside a kernel, when ``LABKIT_STATIC`` is set, and when the kernel was started by a book build
+    (jupyter-book / sphinx-build): the page would embed the widgets' state, but no kernel would answer
+    their Check buttons, so the book gets the static quiz instead.
+    """
     if os.environ.get("LABKIT_STATIC"):
         return False
     try:
@@ -290,4 +295,16 @@ def _live_kernel() -> bool:
     except ImportError:
         return False
     shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
+    return shell is not None and getattr(shell, "kernel", None) is not None and not _started_by_book_build()
+
+
+def _started_by_book_build() -> bool:
+    import psutil
+
+    try:
+        for proc in psutil.Process().parents()[:3]:
+            if any(arg.endswith(("jupyter-book", "sphinx-build")) or "jupyter_book" in arg for arg in proc.cmdline()):
+                return True
+    except psutil.Error:
+        pass
+    return False

@@ -113,3 +113,28 @@ def test_quiz_widget_checks_answers_on_click():
 def test_invalid_arguments_name_the_argument(build, argument):
     with pytest.raises(ValueError, match=argument):
         build()
+
+
+def test_quiz_in_a_live_kernel_adds_the_widget_unless_static_is_asked(monkeypatch):
+    from labkit import exercises
+
+    monkeypatch.setattr(exercises, "_started_by_book_build", lambda: False)
+
+    class Kernel:  # what get_ipython() returns inside ipykernel: a shell with a kernel
+        kernel = object()
+
+    monkeypatch.setattr("IPython.get_ipython", lambda: Kernel())
+    monkeypatch.delenv("LABKIT_STATIC", raising=False)
+    bundle = quiz([CHAIN])._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle and "text/html" in bundle
+    monkeypatch.setenv("LABKIT_STATIC", "1")
+    assert "application/vnd.jupyter.widget-view+json" not in quiz([CHAIN])._repr_mimebundle_()
+    monkeypatch.delenv("LABKIT_STATIC")
+    monkeypatch.setattr(exercises, "_started_by_book_build", lambda: True)
+    assert "application/vnd.jupyter.widget-view+json" not in quiz([CHAIN])._repr_mimebundle_()
+
+
+def test_this_test_process_is_not_a_book_build():
+    from labkit import exercises
+
+    assert exercises._started_by_book_build() is False
