@@ -4,8 +4,9 @@ Why: the asynchronous half of every comparison. A consumer takes messages from a
 ``prefetch`` (how many unacknowledged messages the broker pushes to it) and works on ``concurrency`` of
 them at a time for ``work_time`` each, acknowledging only *after* the work -- so a consumer that dies
 mid-work gets its messages redelivered, which is what at-least-once delivery means. Options show the
-lessons of the delivery chapter: injected failures (nack with or without requeue), a crash between the
-work and the ack (``crash_after``), and idempotency (skip a ``message_id`` already processed).
+lessons of the delivery chapter: injected failures (nack with or without requeue; with a dead-letter
+exchange in the queue's ``arguments`` a rejected message goes there), a crash between the work and the
+ack (``crash_after``), and idempotency (skip a ``message_id`` already processed).
 
 Each consumer has its own AMQP connection (closing it is what a crash looks like to the broker) and keeps
 one :class:`labkit.metrics.Record` per message with ``scheduled`` = publish time (when published with
@@ -101,6 +102,7 @@ class Consumer:
         crash_after: int | None = None,
         handler: MessageHandler | None = None,
         declare: bool = True,
+        arguments: dict[str, Any] | None = None,
         name: str | None = None,
         seed: int = 0,
         tracer: tracing.Tracer | None = None,
@@ -124,6 +126,9 @@ class Consumer:
         self.crash_after = None if crash_after is None else integer("crash_after", crash_after, 1)
         self.handler = handler
         self.declare = bool(declare)
+        if arguments is not None and not isinstance(arguments, dict):
+            raise ValueError(f"arguments must be a dict of queue arguments or None, got {arguments!r}")
+        self.arguments = arguments
         self.tracer = tracer
         self.records: collections.deque[Record] = collections.deque(maxlen=integer("max_records", max_records, 1))
         #: counters: acked after work, skipped as duplicates, failed (nacked), seen with redelivered=True
@@ -141,7 +146,7 @@ class Consumer:
         try:
             self._channel = await self._connection.channel()
             if self.declare:
-                await self._channel.queue_declare(self.queue)
+                await self._channel.queue_declare(self.queue, arguments=self.arguments)
             await self._channel.basic_qos(prefetch_count=self.prefetch)
             await self._channel.basic_consume(self.queue, self._on_message)
         except BaseException:

@@ -131,6 +131,7 @@ async def test_sampled_queue_depth_rises_and_drains(lab, unique):
         ({"failure_rate": -0.1}, "failure_rate"),
         ({"crash_after": 0}, "crash_after"),
         ({"max_records": 0}, "max_records"),
+        ({"arguments": ["x-max-length"]}, "arguments"),
     ],
 )
 def test_invalid_arguments_name_the_argument(kwargs, argument):
@@ -168,3 +169,21 @@ async def test_one_trace_follows_http_then_amqp_then_http(lab, unique):
         smtp_span = by_id.get(smtp_span.parent_id)
     assert chain == ["server", "client", "consume", "queue", "publish", "server", "client"]
     await lab.delete_queue(queue)
+
+
+async def test_rejected_messages_go_to_the_dead_letter_queue(lab, unique):
+    queue, dlq = unique("work"), unique("dead")
+    channel = await lab.channel()
+    await channel.queue_declare(dlq)
+    worker = await lab.consumer(queue, work_time=0.0, failure_rate=1.0, requeue_failed=False,
+                                arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq})
+    await lab.publish(queue, b"poison")
+    await _until(lambda: worker.failed == 1)
+    for _ in range(200):  # dead-lettering is asynchronous in the broker
+        if await lab.queue_depth(dlq) == 1:
+            break
+        await asyncio.sleep(0.02)
+    got = await channel.basic_get(dlq, no_ack=True)
+    assert got.body == b"poison" and got.header.properties.headers["x-death"][0]["reason"] == "rejected"
+    for q in (queue, dlq):
+        await lab.delete_queue(q)
