@@ -4,10 +4,12 @@ Why: a book that renders only with a CDN at hand fails its readers on a train an
 review (a blank box where the figure was). This opens every page of ``_build/html`` in headless Chromium
 served from 127.0.0.1, refuses every request to any other host, and checks that each plotly figure drew
 an SVG with data traces, each widget view rendered, each formula was typeset, and nothing raised.
-Screenshots of the pages with figures or widgets go to ``_build/screenshots/`` for a human look.
+Screenshots of every figure and widget go to ``_build/screenshots/`` for a human look.
 
-Skips (with the reason) when the book has not been built: run ``make book`` first. ``BOOK_HTML`` points
-it at another build, ``CHROMIUM`` at another browser binary.
+Runs when named on the command line (``make book`` does: ``pytest tests/book/test_built_book.py``) and
+skips otherwise, with the reason: a chapter page costs seconds of browser CPU, and inside ``make test``
+it would check whichever build happens to be lying around. Also skips when the book has not been built.
+``BOOK_HTML`` points it at another build, ``CHROMIUM`` at another browser binary.
 """
 
 from __future__ import annotations
@@ -61,6 +63,13 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@pytest.fixture(scope="module", autouse=True)
+def only_when_named(request):
+    named = [arg.split("::")[0] for arg in request.config.args]
+    if not any(Path(arg).resolve() == Path(__file__).resolve() for arg in named):
+        pytest.skip(f"the built-book browser check runs when named: pytest {Path(__file__).relative_to(ROOT)}")
+
+
 @pytest.fixture(scope="module")
 def base_url():
     server = http.server.ThreadingHTTPServer((LOCAL_HOST, 0), functools.partial(_QuietHandler, directory=HTML))
@@ -103,6 +112,15 @@ class PageLog:
             route.continue_()
 
 
+def save_screenshots(page, page_path: str) -> None:
+    """One PNG per figure and widget view (a full-page shot of a chapter costs seconds)."""
+    stem = page_path.removesuffix(".html").replace("/", "__")
+    for kind, selector in (("figure", ".labkit-plotly"), ("widget", ".widget-subarea")):
+        for i, element in enumerate(page.query_selector_all(selector)):
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            element.screenshot(path=str(SCREENSHOTS / f"{stem}__{kind}{i}.png"))
+
+
 def test_pages_were_found():
     assert "book/intro.html" in PAGES, f"the built book at {HTML} has no intro page: {PAGES}"
 
@@ -142,8 +160,7 @@ def test_page_renders_offline(browser, base_url, page_path):
         if has_math:
             page.wait_for_selector("mjx-container", timeout=RENDER_TIMEOUT_MS)
         if figures or widgets:
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOTS / (page_path.replace("/", "__") + ".png")), full_page=True)
+            save_screenshots(page, page_path)
     finally:
         context.close()
 
