@@ -11,7 +11,9 @@ covers them all:
 - ``failure_rate`` -- the probability that a request fails with 500 after doing its work (seeded);
 - ``downstream`` -- other services it calls over HTTP for every request (a chain A -> B -> C), with its
   own aiohttp connector ``connector_limit`` (connection pool size) and ``timeout``; any downstream
-  failure makes this request fail with 502 (504 on timeout), as an unprotected synchronous chain does.
+  failure makes this request fail with 502 (504 on timeout), as an unprotected synchronous chain does;
+- ``retries`` with ``backoff`` (a :func:`labkit.theory.backoff_schedule` kind) and a circuit ``breaker``
+  per downstream -- the cures of the cascading-failure chapter, and their side effects (retry storms).
 
 Each service counts requests in flight over time and keeps one :class:`labkit.metrics.Record` per request
 (``scheduled`` = arrival, ``start`` = admitted to work, ``end`` = response ready), and takes part in tracing.
@@ -31,12 +33,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from labkit import tracing
+from labkit import theory, tracing
 from labkit._validate import integer, non_negative, one_of, positive, probability
 from labkit._validate import port as check_port
 from labkit.metrics import Record
 
-__all__ = ["STORY", "DISTRIBUTIONS", "Service", "sampler", "target_url", "rng_for"]
+__all__ = ["STORY", "DISTRIBUTIONS", "CircuitBreaker", "Service", "sampler", "target_url", "rng_for"]
 
 #: Default mean service time (seconds) of each service in the checkout story: the email and
 #: fulfillment steps are the slow ones, which is why the course moves them off the critical path.
@@ -136,6 +138,67 @@ class _Admission:
             self._waiters.popleft().set_result(None)
 
 
+class CircuitBreaker:
+    """Stops calling a failing downstream for a while, so callers fail fast instead of piling up.
+
+    Closed: calls go through; ``failure_threshold`` consecutive failures open it. Open: calls fail at
+    once (no network) for ``reset_timeout`` seconds, then it is half-open: one trial call goes through,
+    whose success closes it and whose failure opens it again. ``transitions`` keeps ``(time, state)``
+    (monotonic seconds) so a chapter can shade the open periods on a timeline.
+    """
+
+    def __init__(self, failure_threshold: int = 5, reset_timeout: float = 1.0):
+        self.failure_threshold = integer("failure_threshold", failure_threshold, 1)
+        self.reset_timeout = positive("reset_timeout", reset_timeout)
+        self.state = "closed"
+        self.failures = 0
+        self.opened_at = 0.0
+        self.transitions: list[tuple[float, str]] = []
+        self._trial_running = False
+
+    def allow(self) -> bool:
+        """May a call go out now? (In half-open state only one trial at a time.)"""
+        if self.state == "open" and time.monotonic() - self.opened_at >= self.reset_timeout:
+            self._to("half_open")
+        if self.state == "closed":
+            return True
+        if self.state == "half_open" and not self._trial_running:
+            self._trial_running = True
+            return True
+        return False
+
+    def record(self, ok: bool) -> None:
+        """The outcome of a call that :meth:`allow` let through."""
+        self._trial_running = False
+        if ok:
+            self.failures = 0
+            if self.state != "closed":
+                self._to("closed")
+            return
+        self.failures += 1
+        if self.state == "half_open" or self.failures >= self.failure_threshold:
+            self.opened_at = time.monotonic()
+            self._to("open")
+
+    def open_bands(self, t0: float, label: str = "circuit open") -> list[tuple[float, float | None, str]]:
+        """``(start, end, label)`` of each open period in seconds since ``t0`` (end None if still open),
+        ready for ``plots.add_fault_bands``."""
+        bands, start = [], None
+        for t, state in self.transitions:
+            if state == "open" and start is None:
+                start = t
+            elif state == "closed" and start is not None:
+                bands.append((start - t0, t - t0, label))
+                start = None
+        if start is not None:
+            bands.append((start - t0, None, label))
+        return bands
+
+    def _to(self, state: str) -> None:
+        self.state = state
+        self.transitions.append((time.monotonic(), state))
+
+
 class Service:
     """One named HTTP service on ``127.0.0.1`` (an ephemeral port unless ``port`` is given).
 
@@ -157,6 +220,11 @@ class Service:
         parallel: bool = False,
         connector_limit: int = 100,
         timeout: float | None = None,
+        retries: int = 0,
+        backoff: str = "full_jitter",
+        backoff_base: float = 0.05,
+        backoff_cap: float = 1.0,
+        breaker: dict[str, Any] | None = None,
         handler: Handler | None = None,
         seed: int = 0,
         port: int = 0,
@@ -182,6 +250,16 @@ class Service:
         self.parallel = bool(parallel)
         self.connector_limit = integer("connector_limit", connector_limit, 1)
         self.timeout = None if timeout is None else positive("timeout", timeout)
+        self.retries = integer("retries", retries, 0)
+        self.backoff = one_of("backoff", backoff, theory.BACKOFF_KINDS)
+        self.backoff_base = positive("backoff_base", backoff_base)
+        self.backoff_cap = positive("backoff_cap", backoff_cap, allow_inf=True)
+        if breaker is not None and not isinstance(breaker, dict):
+            raise ValueError(f"breaker must be a dict like {{'failure_threshold': 5, 'reset_timeout': 1.0}} "
+                             f"or None, got {breaker!r}")
+        #: one circuit breaker per downstream (by name), if ``breaker`` settings were given
+        self.breakers = {label: CircuitBreaker(**breaker) for label, _ in self.downstream} if breaker is not None \
+            else {}
         self.handler = handler
         self._port = check_port("port", port, allow_zero=True)
         self.tracer = tracer
@@ -359,8 +437,28 @@ class Service:
         return status, f"downstream {failed[0]['name']} failed: {failed[0]['error']}", extra, calls
 
     async def _call(self, label: str, url: str, correlation_id: str, parent: str | None) -> dict[str, Any]:
-        """One downstream HTTP call; never raises: failures come back as a status and an error text."""
-        span = self.tracer.start(f"{self.name} -> {label}", "client", correlation_id, parent) if self.tracer is not None else None
+        """One downstream call with this service's retries and circuit breaker; never raises: failures
+        come back as a status and an error text. 4xx answers are not retried (retrying cannot help)."""
+        breaker = self.breakers.get(label)
+        delays = theory.backoff_schedule(self.backoff, self.backoff_base, self.backoff_cap, self.retries,
+                                         seed=self._rng.getrandbits(32)) if self.retries else []
+        attempts = 0
+        while True:
+            if breaker is not None and not breaker.allow():
+                status, error = 503, "circuit open: not called"
+                break
+            attempts += 1
+            status, error = await self._attempt(label, url, correlation_id, parent)
+            if breaker is not None:
+                breaker.record(status == 200)
+            if status == 200 or status < 500 or attempts > len(delays):
+                break
+            await asyncio.sleep(delays[attempts - 1])
+        return {"name": label, "url": url, "status": status, "error": error, "attempts": attempts}
+
+    async def _attempt(self, label: str, url: str, correlation_id: str, parent: str | None) -> tuple[int, str | None]:
+        tracer = self.tracer
+        span = tracer.start(f"{self.name} -> {label}", "client", correlation_id, parent) if tracer is not None else None
         headers = tracing.http_headers(correlation_id, span.span_id if span else parent)
         try:
             async with self._session.post(url, headers=headers) as resp:
@@ -371,5 +469,5 @@ class Service:
         except aiohttp.ClientError as exc:
             status, error = 502, f"{type(exc).__name__}: {exc}"
         if span is not None:
-            self.tracer.finish(span, status == 200, status=status)
-        return {"name": label, "url": url, "status": status, "error": error}
+            tracer.finish(span, status == 200, status=status)
+        return status, error

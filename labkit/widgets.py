@@ -43,7 +43,8 @@ def control(name: str, spec: Any) -> w.ValueWidget:
         if not spec:
             raise ValueError(f"{name} must list at least one option, got []")
         return w.Dropdown(options=spec, value=spec[0], description=name, style={"description_width": "initial"})
-    if isinstance(spec, tuple) and len(spec) == 4 and all(isinstance(v, Real) and not isinstance(v, bool) for v in spec):
+    numbers = isinstance(spec, tuple) and all(isinstance(v, Real) and not isinstance(v, bool) for v in spec)
+    if numbers and len(spec) == 4:
         lo, hi, step, value = spec
         if not (lo < hi and step > 0 and lo <= value <= hi):
             raise ValueError(f"{name} must be (min, max, step, value) with min < max, step > 0 and "

@@ -3,11 +3,12 @@
 import asyncio
 import random
 import statistics
+import time
 
 import pytest
 
 from labkit.lab import HTTPStatusError
-from labkit.services import STORY, Service, sampler, target_url
+from labkit.services import STORY, CircuitBreaker, Service, sampler, target_url
 
 
 async def _status(lab, svc, **kw):
@@ -195,6 +196,13 @@ def test_exponential_sampler_has_the_mean_and_spread():
         ({"downstream": ["ftp://example.org/"]}, "downstream"),
         ({"downstream": [object()]}, "downstream"),
         ({"seed": -1}, "seed"),
+        ({"retries": -1}, "retries"),
+        ({"backoff": "linear"}, "backoff"),
+        ({"backoff_base": 0}, "backoff_base"),
+        ({"backoff_cap": -1}, "backoff_cap"),
+        ({"breaker": 5}, "breaker"),
+        ({"downstream": ["http://127.0.0.1:9/"], "breaker": {"failure_threshold": 0}}, "failure_threshold"),
+        ({"downstream": ["http://127.0.0.1:9/"], "breaker": {"reset_timeout": 0}}, "reset_timeout"),
     ],
 )
 def test_invalid_arguments_name_the_argument(kwargs, argument):
@@ -214,3 +222,45 @@ async def test_a_rejected_configure_changes_nothing(http_lab):
     with pytest.raises(ValueError, match="capacity"):
         svc.configure(service_time=0.5, failure_rate=0.5, capacity=0)
     assert (svc.service_time, svc.failure_rate, svc.capacity) == (0.02, 0.0, 2)
+
+
+async def test_retries_hide_flaky_failures_but_multiply_downstream_load(http_lab):
+    flaky = await http_lab.service("payment", service_time=0.0, failure_rate=0.5)
+    plain = await http_lab.service("order", service_time=0.0, downstream=[flaky])
+    retrying = await http_lab.service("checkout", service_time=0.0, downstream=[flaky], retries=3,
+                                      backoff_base=0.001)
+    plain_ok = [await _status(http_lab, plain) for _ in range(40)].count(200)
+    before = len(flaky.records)
+    retry_ok = [await _status(http_lab, retrying) for _ in range(40)].count(200)
+    assert retry_ok >= 32 and retry_ok > plain_ok
+    assert len(flaky.records) - before > 40 * 1.4  # the retry storm the downstream sees
+
+
+async def test_circuit_breaker_fails_fast_then_probes_and_closes(http_lab):
+    down = await http_lab.service("payment", service_time=0.0, failure_rate=1.0)
+    up = await http_lab.service("order", service_time=0.0, downstream=[down],
+                                breaker={"failure_threshold": 3, "reset_timeout": 0.2})
+    statuses = [await _status(http_lab, up) for _ in range(8)]
+    assert statuses == [502] * 8 and len(down.records) == 3  # after 3 failures it stopped calling
+    assert "circuit open" in up.records[-1].error
+    await asyncio.sleep(0.25)
+    assert await _status(http_lab, up) == 502 and len(down.records) == 4  # one trial, failed: open again
+    down.configure(failure_rate=0.0)
+    await asyncio.sleep(0.25)
+    assert await _status(http_lab, up) == 200 and await _status(http_lab, up) == 200
+    breaker = up.breakers["payment"]
+    assert [s for _, s in breaker.transitions] == ["open", "half_open", "open", "half_open", "closed"]
+    bands = breaker.open_bands(t0=breaker.transitions[0][0])
+    assert len(bands) == 1 and bands[0][0] == 0 and bands[0][1] >= 0.4
+
+
+def test_circuit_breaker_allows_one_trial_at_a_time():
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=0.01)
+    assert breaker.allow()
+    breaker.record(False)
+    assert breaker.state == "open" and not breaker.allow()
+    time.sleep(0.02)
+    assert breaker.allow() and not breaker.allow()  # half-open: the second caller must wait
+    breaker.record(True)
+    assert breaker.state == "closed" and breaker.allow()
+    assert breaker.open_bands(t0=0.0)[0][1] is not None
