@@ -36,13 +36,13 @@ from labkit._validate import integer, positive
 from labkit._validate import port as check_port
 from labkit.consumers import Consumer, publish
 from labkit.metrics import Clock, QueueDepthSampler
-from labkit.services import Service, target_url
+from labkit.services import Service, is_success, target_url
 
 __all__ = ["Lab", "HTTPStatusError"]
 
 
 class HTTPStatusError(Exception):
-    """A service answered with a non-200 status (raised by :meth:`Lab.call`, so load counts a failure)."""
+    """A service answered with a non-2xx status (raised by :meth:`Lab.call`, so load counts a failure)."""
 
     def __init__(self, status: int, url: str, body: Any):
         self.status, self.url, self.body = status, url, body
@@ -244,7 +244,7 @@ class Lab:
     ) -> dict[str, Any]:
         """POST to a service (or proxy, or URL) with a correlation id and return its JSON answer.
 
-        Raises :class:`HTTPStatusError` on any status but 200 (and aiohttp/timeout errors as they come),
+        Raises :class:`HTTPStatusError` on any status but 2xx (and aiohttp/timeout errors as they come),
         so it can be used directly as a load operation: ``op = lambda i: lab.call(order)``.
         """
         self._check_running()
@@ -260,7 +260,7 @@ class Lab:
                     answer = json.loads(raw)
                 except ValueError:
                     answer = raw.decode(errors="replace")
-                if resp.status != 200:
+                if not is_success(resp.status):
                     raise HTTPStatusError(resp.status, url, answer)
                 ok = True
                 return answer

@@ -38,7 +38,7 @@ from labkit._validate import integer, non_negative, one_of, positive, probabilit
 from labkit._validate import port as check_port
 from labkit.metrics import Record
 
-__all__ = ["STORY", "DISTRIBUTIONS", "CircuitBreaker", "Service", "sampler", "target_url", "rng_for"]
+__all__ = ["STORY", "DISTRIBUTIONS", "CircuitBreaker", "Service", "is_success", "sampler", "target_url", "rng_for"]
 
 #: Default mean service time (seconds) of each service in the checkout story: the email and
 #: fulfillment steps are the slow ones, which is why the course moves them off the critical path.
@@ -203,8 +203,9 @@ class Service:
     """One named HTTP service on ``127.0.0.1`` (an ephemeral port unless ``port`` is given).
 
     Every path and method is served by the same work: ``POST {url}anything`` returns
-    ``{"service", "correlation_id", "ok", "error", "downstream": [...]}`` with status 200, 500 (injected
-    failure), 502/504 (downstream failed/timed out) or 503 (line full).
+    ``{"service", "correlation_id", "ok", "error", "downstream": [...]}`` with status ``success_status``
+    (200, or e.g. 202 Accepted for a service that only queues the work), 500 (injected failure),
+    502/504 (downstream failed/timed out) or 503 (line full).
     """
 
     def __init__(
@@ -226,6 +227,7 @@ class Service:
         backoff_cap: float = 1.0,
         breaker: dict[str, Any] | None = None,
         handler: Handler | None = None,
+        success_status: int = 200,
         seed: int = 0,
         port: int = 0,
         tracer: tracing.Tracer | None = None,
@@ -261,6 +263,7 @@ class Service:
         self.breakers = {label: CircuitBreaker(**breaker) for label, _ in self.downstream} if breaker is not None \
             else {}
         self.handler = handler
+        self.success_status = integer("success_status", success_status, 200, 299)
         self._port = check_port("port", port, allow_zero=True)
         self.tracer = tracer
         self.max_records = integer("max_records", max_records, 1)
@@ -398,7 +401,7 @@ class Service:
         finally:
             self._count(-1)
         ended = time.monotonic()
-        ok = status == 200
+        ok = is_success(status)
         info = {"service": self.name, "status": status, "correlation_id": correlation_id}
         self.records.append(Record(arrived, started, ended, ok, error, info))
         if span is not None:
@@ -420,7 +423,7 @@ class Service:
             except Exception as exc:  # the hook's failure is this request's failure, as in a real service
                 return 500, f"handler failed: {exc!r}", {}, []
         if not self.downstream:
-            return 200, None, extra, []
+            return self.success_status, None, extra, []
         parent = span.span_id if span else None
         if self.parallel:
             calls = list(await asyncio.gather(*(self._call(*t, correlation_id, parent) for t in self.downstream)))
@@ -428,11 +431,11 @@ class Service:
             calls = []
             for label, url in self.downstream:
                 calls.append(await self._call(label, url, correlation_id, parent))
-                if calls[-1]["status"] != 200:
+                if not is_success(calls[-1]["status"]):
                     break  # a synchronous chain stops at the first failure
-        failed = [c for c in calls if c["status"] != 200]
+        failed = [c for c in calls if not is_success(c["status"])]
         if not failed:
-            return 200, None, extra, calls
+            return self.success_status, None, extra, calls
         status = 504 if any(c["status"] == 504 for c in failed) else 502
         return status, f"downstream {failed[0]['name']} failed: {failed[0]['error']}", extra, calls
 
@@ -450,8 +453,8 @@ class Service:
             attempts += 1
             status, error = await self._attempt(label, url, correlation_id, parent)
             if breaker is not None:
-                breaker.record(status == 200)
-            if status == 200 or status < 500 or attempts > len(delays):
+                breaker.record(is_success(status))
+            if status < 500 or attempts > len(delays):
                 break
             await asyncio.sleep(delays[attempts - 1])
         return {"name": label, "url": url, "status": status, "error": error, "attempts": attempts}
@@ -463,11 +466,16 @@ class Service:
         try:
             async with self._session.post(url, headers=headers) as resp:
                 await resp.read()
-                status, error = resp.status, None if resp.status == 200 else f"HTTP {resp.status}"
+                status, error = resp.status, None if is_success(resp.status) else f"HTTP {resp.status}"
         except asyncio.TimeoutError:
             status, error = 504, f"timeout after {self.timeout}s"
         except aiohttp.ClientError as exc:
             status, error = 502, f"{type(exc).__name__}: {exc}"
         if span is not None:
-            tracer.finish(span, status == 200, status=status)
+            tracer.finish(span, is_success(status), status=status)
         return status, error
+
+
+def is_success(status: int) -> bool:
+    """2xx: what HTTP clients (and :meth:`labkit.lab.Lab.call`) count as success, e.g. 202 Accepted."""
+    return 200 <= status < 300

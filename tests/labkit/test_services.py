@@ -264,3 +264,13 @@ def test_circuit_breaker_allows_one_trial_at_a_time():
     breaker.record(True)
     assert breaker.state == "closed" and breaker.allow()
     assert breaker.open_bands(t0=0.0)[0][1] is not None
+
+
+async def test_a_service_can_answer_202_accepted_and_callers_count_it_as_success(http_lab):
+    intake = await http_lab.service("order", service_time=0.0, success_status=202)
+    front = await http_lab.service("checkout", service_time=0.0, downstream=[intake])
+    assert (await http_lab.call(intake))["ok"] is True
+    assert (await http_lab.call(front))["downstream"][0]["status"] == 202
+    assert intake.records[0].ok and intake.records[0].info["status"] == 202
+    with pytest.raises(ValueError, match="success_status"):
+        Service("order", success_status=302)
