@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiormq
@@ -103,6 +103,7 @@ class Consumer:
         handler: MessageHandler | None = None,
         declare: bool = True,
         arguments: dict[str, Any] | None = None,
+        bindings: Sequence[tuple[str, str]] = (),
         name: str | None = None,
         seed: int = 0,
         tracer: tracing.Tracer | None = None,
@@ -129,6 +130,10 @@ class Consumer:
         if arguments is not None and not isinstance(arguments, dict):
             raise ValueError(f"arguments must be a dict of queue arguments or None, got {arguments!r}")
         self.arguments = arguments
+        self.bindings = list(bindings)
+        for i, binding in enumerate(self.bindings):
+            if not (isinstance(binding, tuple) and len(binding) == 2 and all(isinstance(x, str) for x in binding)):
+                raise ValueError(f"bindings[{i}] must be an (exchange, routing_key) tuple, got {binding!r}")
         self.tracer = tracer
         self.records: collections.deque[Record] = collections.deque(maxlen=integer("max_records", max_records, 1))
         #: counters: acked after work, skipped as duplicates, failed (nacked), seen with redelivered=True
@@ -147,6 +152,8 @@ class Consumer:
             self._channel = await self._connection.channel()
             if self.declare:
                 await self._channel.queue_declare(self.queue, arguments=self.arguments)
+            for exchange, routing_key in self.bindings:
+                await self._channel.queue_bind(self.queue, exchange, routing_key=routing_key)
             await self._channel.basic_qos(prefetch_count=self.prefetch)
             await self._channel.basic_consume(self.queue, self._on_message)
         except BaseException:

@@ -272,7 +272,7 @@ class Lab:
     async def consumer(self, queue: str, **options: Any) -> Consumer:
         """Start a consumer of ``queue`` on its own connection (see :class:`labkit.consumers.Consumer`
         for ``options``: work_time, distribution, prefetch, concurrency, failure_rate, requeue_failed,
-        idempotent, seen, crash_after, handler, declare, arguments, name)."""
+        idempotent, seen, crash_after, handler, declare, arguments, bindings, name)."""
         self._check_running()
         self._check_amqp()
         consumer = Consumer(self.amqp_url, queue, seed=self.seed, tracer=self.tracer, **options)

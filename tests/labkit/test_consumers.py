@@ -132,6 +132,7 @@ async def test_sampled_queue_depth_rises_and_drains(lab, unique):
         ({"crash_after": 0}, "crash_after"),
         ({"max_records": 0}, "max_records"),
         ({"arguments": ["x-max-length"]}, "arguments"),
+        ({"bindings": [("exchange",)]}, "bindings"),
     ],
 )
 def test_invalid_arguments_name_the_argument(kwargs, argument):
@@ -187,3 +188,16 @@ async def test_rejected_messages_go_to_the_dead_letter_queue(lab, unique):
     assert got.body == b"poison" and got.header.properties.headers["x-death"][0]["reason"] == "rejected"
     for q in (queue, dlq):
         await lab.delete_queue(q)
+
+
+async def test_fan_out_reaches_every_bound_consumer(lab, unique):
+    exchange = unique("order-placed")
+    channel = await lab.channel()
+    await channel.exchange_declare(exchange, exchange_type="fanout")
+    names = [unique(n) for n in ("email", "analytics", "fulfillment")]
+    workers = [await lab.consumer(q, work_time=0.0, bindings=[(exchange, "")]) for q in names]
+    await lab.publish("", b"order 1", exchange=exchange)
+    await _until(lambda: all(w.processed == 1 for w in workers))
+    for q in names:
+        await lab.delete_queue(q)
+    await channel.exchange_delete(exchange)
