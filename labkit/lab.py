@@ -72,6 +72,8 @@ class Lab:
         if amqp_url is not None and not str(amqp_url).startswith(("amqp://", "amqps://")):
             raise ValueError(f"amqp_url must start with amqp:// or amqps://, got {amqp_url!r}")
         self._amqp_url_option = amqp_url
+        if broker_options is not None and not isinstance(broker_options, dict):
+            raise ValueError(f"broker_options must be a dict of Broker options or None, got {broker_options!r}")
         self.broker_options = dict(broker_options or {})
         self.http_timeout = positive("http_timeout", http_timeout)
         #: the experiment's timeline, shared with labkit.load/metrics/faults (see :meth:`mark`).

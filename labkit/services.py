@@ -36,7 +36,7 @@ from aiohttp import web
 from labkit import theory, tracing
 from labkit._validate import integer, non_negative, one_of, positive, probability
 from labkit._validate import port as check_port
-from labkit.metrics import Record
+from labkit.metrics import Clock, Record, as_t0
 
 __all__ = ["STORY", "DISTRIBUTIONS", "CircuitBreaker", "Service", "is_success", "sampler", "target_url", "rng_for"]
 
@@ -357,13 +357,14 @@ class Service:
 
     # -- observation ---------------------------------------------------------------------------------
 
-    def in_flight_timeline(self, t0: float | None = None) -> tuple[list[float], list[int]]:
+    def in_flight_timeline(self, t0: Clock | float | None = None) -> tuple[list[float], list[int]]:
         """``(times, counts)``: requests in flight (working or waiting) after every change; times are
-        seconds since ``t0`` (default: the first change). Plot as a step line."""
+        seconds since ``t0`` (a Clock such as ``lab.clock``, or a monotonic time; default: the first
+        change). Plot with ``plots.timeline(..., step=True)``."""
         log = list(self._in_flight_log)
         if not log:
             return [], []
-        base = log[0][0] if t0 is None else t0
+        base = log[0][0] if t0 is None else as_t0(t0)
         return [t - base for t, _ in log], [n for _, n in log]
 
     def reset_records(self) -> None:

@@ -79,7 +79,9 @@ async def test_capacity_with_unbounded_line_queues_requests(http_lab):
     assert waited[-1] >= 0.15  # the last pair waited for two earlier rounds
     assert latencies[-1] >= 2 * latencies[0]
     times, counts = svc.in_flight_timeline()
-    assert max(counts) == 6 and counts[-1] == 0 and times == sorted(times)
+    assert max(counts) == 6 and counts[-1] == 0 and times == sorted(times) and times[0] == 0
+    on_lab_clock, _ = svc.in_flight_timeline(http_lab.clock)
+    assert on_lab_clock[0] > 0 and on_lab_clock[-1] - on_lab_clock[0] == pytest.approx(times[-1])
 
 
 async def test_configure_live_resizes_capacity_and_failure_rate(http_lab):
