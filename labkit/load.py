@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import random
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ __all__ = ["PROCESSES", "RateProfile", "spike", "arrival_times", "open_loop", "c
 Op = Callable[[int], Awaitable[dict | None]]
 
 PROCESSES = ("poisson", "constant")
+_LATE_START_S = 0.5  # a t0 this far in the past is almost certainly a stale clock
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,14 @@ async def open_loop(
     non_negative("drain_timeout", drain_timeout)
     times = list(itertools.islice(arrival_times(profile, seed), max_requests))
     origin = as_t0(t0)
+    behind = time.monotonic() - origin - (times[0] if times else 0.0)
+    if behind > _LATE_START_S:
+        warnings.warn(
+            f"t0 is {behind:.1f} s behind the first arrival: every request already due is sent at once "
+            "(use a fresh Clock, e.g. lab.mark(), just before the run)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     runner = _Runner(op, timeout, progress, len(times), "open loop")
     try:
         for i, t in enumerate(times):

@@ -263,3 +263,11 @@ async def test_non_dict_results_are_kept_as_result():
 def test_endless_profile_with_zero_rate_tail_ends():
     p = RateProfile(((0, 1, 10), (1, float("inf"), 0)), "constant")
     assert len(list(arrival_times(p))) == 10
+
+
+async def test_stale_clock_warns():
+    stale = Clock(time.monotonic() - 5)
+    with pytest.warns(RuntimeWarning, match="t0 is 5.0 s behind the first arrival"):
+        rec = await open_loop(lambda i: asyncio.sleep(0), rate=10, duration=0.3, arrivals="constant", t0=stale,
+                              progress=False)
+    assert len(rec) == 3
