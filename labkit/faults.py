@@ -183,7 +183,10 @@ class _Connection:
     def __init__(self, proxy: FaultProxy, client, upstream):
         self.proxy = proxy
         (c_reader, self.client), (u_reader, self.upstream) = client, upstream
-        self.pipes = (_Pipe(self, "upstream", c_reader, self.upstream), _Pipe(self, "downstream", u_reader, self.client))
+        self.pipes = (
+            _Pipe(self, "upstream", c_reader, self.upstream),
+            _Pipe(self, "downstream", u_reader, self.client),
+        )
         self.draws: dict[Toxic, bool] = {}  # probability draws, once per toxic
 
     def hit(self, toxic: Toxic) -> bool:
@@ -196,7 +199,7 @@ class _Connection:
         tasks = [asyncio.ensure_future(f()) for p in self.pipes for f in (p.read, p.write)]
         try:
             await asyncio.gather(*tasks)
-        except (OSError, asyncio.IncompleteReadError):
+        except OSError:  # a reset on either side (or a Reset toxic): reset the other side too
             self.abort()
         finally:
             for t in tasks:
