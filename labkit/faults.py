@@ -160,6 +160,7 @@ class _Pipe:
         """Keep reading (even while blackholed), stamping each chunk with its arrival time; b"" is EOF."""
         while True:
             data = await self.reader.read(_CHUNK)
+            self.proxy.bytes[self.direction] += len(data)
             self.chunks.put_nowait((time.monotonic(), data))
             if not data:
                 return
@@ -245,7 +246,9 @@ class FaultProxy:
         self.rng = random.Random(seed)
         self.started_at: float | None = None
         self.activations: list[Activation] = []
+        #: connections accepted, and bytes read from clients ("upstream") and from the upstream ("downstream")
         self.accepted = 0
+        self.bytes = {"upstream": 0, "downstream": 0}
         self._active: list[Toxic] = []
         self._changed = asyncio.Event()
         self._connections: set[_Connection] = set()

@@ -83,6 +83,8 @@ async def test_passthrough(proxy, http):
     assert body == b"x" * BIG
     assert proxy.accepted >= 1
     assert proxy.url == f"http://127.0.0.1:{proxy.port}"
+    assert proxy.bytes["downstream"] > BIG  # the big body came back through the proxy
+    assert 6 * 30 < proxy.bytes["upstream"] < BIG  # six small GET requests went up
 
 
 @pytest.mark.parametrize("direction", ["downstream", "upstream"])
