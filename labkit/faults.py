@@ -93,7 +93,11 @@ class Latency(Toxic):
 
 
 class Bandwidth(Toxic):
-    """Limit the byte rate to ``kbps`` kilobits (1000 bits) per second, per connection and direction."""
+    """Limit the byte rate to ``kbps`` kilobits (1000 bits) per second, per connection and direction.
+
+    Each chunk read (up to 64 KiB) leaves when the link would have finished sending it, so transfer times
+    are right while the output arrives in chunk-sized steps rather than a smooth trickle.
+    """
 
     default_direction = "downstream"
 
