@@ -45,7 +45,7 @@ class Channel:
         self._body: list[bytes] = []
         self._remaining = 0
         self._handlers = {
-            spec.Basic.Ack: self._on_ack, spec.Basic.Nack: self._on_nack, spec.Basic.Reject: self._on_reject,
+            spec.Basic.Nack: self._on_nack, spec.Basic.Reject: self._on_reject,
             spec.Basic.Consume: self._on_consume, spec.Basic.Cancel: self._on_cancel,
             spec.Basic.Get: self._on_get, spec.Basic.Qos: self._on_qos, spec.Basic.Recover: self._on_recover,
             spec.Basic.RecoverAsync: self._on_recover, spec.Confirm.Select: self._on_confirm_select,
@@ -62,8 +62,16 @@ class Channel:
         if self._publish is not None:
             raise errors.UnexpectedFrame(f"expected content header for class 60, got a method frame",
                                          method=(0, 0))
-        if payload[:4] == frames.PUBLISH_ID:
+        kind = payload[:4]
+        if kind == frames.PUBLISH_ID:
             self._publish = frames.decode_publish(payload)  # content is dropped if the channel is closing
+            return
+        if kind == frames.ACK_ID and self.state is OPEN:
+            try:
+                self._ack(*frames.decode_ack(payload))
+            except errors.AMQPError as exc:
+                exc.method = (60, 80)
+                raise
             return
         method = frames.decode_method(payload)
         if isinstance(method, spec.Channel.Close):
@@ -301,8 +309,8 @@ class Channel:
                 self.global_unacked -= 1
         return taken
 
-    def _on_ack(self, m: spec.Basic.Ack) -> None:
-        taken = self._take(m.delivery_tag, m.multiple)
+    def _ack(self, tag: int, multiple: bool) -> None:
+        taken = self._take(tag, multiple)
         for queue, msg, _consumer in taken:
             queue.ack(msg)
         self._after_settle(taken)

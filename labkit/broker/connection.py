@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 HEADER, START, TUNE, OPEN, RUNNING, CLOSING, CLOSED = range(7)
 CAPABILITIES = {
     "publisher_confirms": True, "exchange_exchange_bindings": True, "basic.nack": True,
-    "consumer_cancel_notify": True, "connection.blocked": True, "consumer_priorities": True,
+    "consumer_cancel_notify": True, "connection.blocked": True,
     "authentication_failure_close": True, "per_consumer_qos": True, "direct_reply_to": True,
 }
 CLOSE_OK_TIMEOUT = 1.0
@@ -108,9 +108,8 @@ class Connection(asyncio.Protocol):
                 self.confirming = []
             if self.published:
                 self.published = False
-                if self.broker.memory.blocked and self.blocked_sent and not self.paused and self.transport:
-                    self.paused = True
-                    self.transport.pause_reading()
+                if self.broker.memory.blocked:
+                    self._block()
             self._flush()
 
     # -- writing --------------------------------------------------------------------------------
@@ -199,6 +198,7 @@ class Connection(asyncio.Protocol):
                 raise errors.NotAllowed(f"vhost {method.virtual_host} not found", method=(10, 40))
             self.state = RUNNING
             self.write(frames.method_frame(0, spec.Connection.OpenOk()))
+
         elif state == RUNNING and isinstance(method, spec.Connection.UpdateSecret):
             self.write(frames.method_frame(0, spec.Connection.UpdateSecretOk()))
         elif state == RUNNING and isinstance(method, (spec.Connection.Blocked, spec.Connection.Unblocked)):
@@ -262,20 +262,27 @@ class Connection(asyncio.Protocol):
             del self.channels[channel.number]
 
     # -- flow control ---------------------------------------------------------------------------
-    def set_blocked(self, blocked: bool) -> None:
-        """Memory alarm changed: notify (connection.blocked capability) and pause/resume publishers."""
-        if self.state != RUNNING:
+    def _block(self) -> None:
+        """This connection published while the memory alarm is on: like RabbitMQ, stop reading from it
+        and send connection.blocked. Connections that only consume are never blocked, so they can
+        keep acknowledging and drain the queues that clear the alarm."""
+        if self.state != RUNNING or self.paused or self.transport is None:
             return
-        if blocked and not self.blocked_sent and self.client_capabilities.get("connection.blocked"):
+        if self.client_capabilities.get("connection.blocked"):
             self.blocked_sent = True
             self.write(frames.method_frame(0, spec.Connection.Blocked("low on memory")))
-        elif not blocked:
-            if self.blocked_sent:
-                self.blocked_sent = False
+        self.paused = True
+        self.transport.pause_reading()
+
+    def unblock(self) -> None:
+        """The memory alarm cleared: connection.unblocked, and read from this connection again."""
+        if self.blocked_sent:
+            self.blocked_sent = False
+            if self.state == RUNNING:
                 self.write(frames.method_frame(0, spec.Connection.Unblocked()))
-            if self.paused and self.transport is not None:
-                self.paused = False
-                self.transport.resume_reading()
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
 
     # -- liveness -------------------------------------------------------------------------------
     def _handshake_expired(self) -> None:

@@ -1,7 +1,9 @@
 """Memory alarm: block publishers while stored message bytes exceed a limit, like RabbitMQ's
 vm_memory_high_watermark does for its memory.
 
-Why: chapter 04 shows back-pressure reaching the producer. Counting stored message bytes (ready and
+Why: chapter 04 shows back-pressure reaching the producer. As in RabbitMQ, only connections that
+publish while the alarm is on are blocked (connection.blocked, socket no longer read); consumers
+keep going, which is what clears the alarm. Counting stored message bytes (ready and
 unacknowledged) instead of process RSS makes the threshold deterministic for experiments and tests.
 """
 

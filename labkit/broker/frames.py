@@ -26,6 +26,8 @@ _U16 = struct.Struct(">H")
 _U64 = struct.Struct(">Q")
 _DELIVER_HEAD = struct.Struct(">BHIHH")
 PUBLISH_ID = b"\x00\x3c\x00\x28"  # Basic (60) . Publish (40)
+ACK_ID = b"\x00\x3c\x00\x50"  # Basic (60) . Ack (80)
+_ACK = struct.Struct(">QB")
 _END = b"\xce"
 
 
@@ -71,18 +73,46 @@ def decode_method(payload: bytes) -> commands.base.Frame:
         raise errors.FrameError(f"cannot decode method: {exc}") from None
 
 
+_NAMES: dict[bytes, str] = {}
+_NAMES_LIMIT = 10_000
+
+
+def _name(raw: bytes) -> str:
+    """Decode an exchange/routing-key name, sharing one str per distinct name (100k stored messages
+    with the same routing key then hold one string, not 100k copies)."""
+    name = _NAMES.get(raw)
+    if name is None:
+        name = raw.decode()
+        if len(_NAMES) >= _NAMES_LIMIT:
+            _NAMES.clear()
+        _NAMES[raw] = name
+    return name
+
+
 def decode_publish(payload: bytes) -> tuple[str, str, bool]:
-    """Decode Basic.Publish by hand (the hot path): (exchange, routing_key, mandatory)."""
+    """Decode Basic.Publish by hand (the hot path): (exchange, routing_key, mandatory).
+
+    immediate=true is refused with 540 like RabbitMQ 3.x."""
     try:
         n = payload[6]
-        exchange = payload[7 : 7 + n].decode()
+        exchange = _name(payload[7 : 7 + n])
         pos = 7 + n
         m = payload[pos]
-        routing_key = payload[pos + 1 : pos + 1 + m].decode()
+        routing_key = _name(payload[pos + 1 : pos + 1 + m])
         bits = payload[pos + 1 + m]
     except (IndexError, UnicodeDecodeError) as exc:
         raise errors.FrameError(f"malformed basic.publish: {exc}") from None
+    if bits & 2:
+        raise errors.NotImplementedFeature("immediate=true", method=(60, 40))
     return exchange, routing_key, bool(bits & 1)
+
+
+def decode_ack(payload: bytes) -> tuple[int, bool]:
+    """Decode Basic.Ack by hand (the consume hot path): (delivery_tag, multiple)."""
+    if len(payload) != 13:
+        raise errors.FrameError("malformed basic.ack")
+    tag, bits = _ACK.unpack_from(payload, 4)
+    return tag, bool(bits & 1)
 
 
 def header_body_size(payload: bytes) -> int:

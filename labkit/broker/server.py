@@ -113,8 +113,10 @@ class Broker:
 
     # -- flow control ---------------------------------------------------------------------------
     def _alarm(self, blocked: bool) -> None:
-        for conn in list(self.connections):
-            conn.set_blocked(blocked)
+        """Publishing connections block themselves when they next publish; clearing unblocks them all."""
+        if not blocked:
+            for conn in list(self.connections):
+                conn.unblock()
 
     # -- introspection --------------------------------------------------------------------------
     def queues(self) -> list[dict]:
