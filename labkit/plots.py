@@ -315,7 +315,11 @@ def trace_waterfall(spans: Sequence[Any], *, title: str = "One request, hop by h
             span, d = by_id[span.parent_id], d + 1
         return d
 
-    labels = [f"{' ' * 3 * depth(s)}{s.name}  [{k}]" for k, s in enumerate(spans, 1)]
+    def label(k: int, span: Any) -> str:  # tick labels are right-aligned, so depth is drawn, not indented
+        d = depth(span)
+        return f"{'· ' * max(0, d - 1)}{'└ ' if d else ''}{span.name}  [{k}]"
+
+    labels = [label(k, s) for k, s in enumerate(spans, 1)]
     fig = figure(title, "time since the request began (ms)", "span", height=max(260, 60 + 32 * len(spans)),
                  barmode="overlay")
     for kind in dict.fromkeys(s.kind for s in spans):

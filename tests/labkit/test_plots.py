@@ -104,8 +104,7 @@ def test_trace_waterfall_orders_and_indents_spans():
     ]
     fig = plots.trace_waterfall(spans)
     labels = list(fig.layout.yaxis.categoryarray)
-    assert [label.strip().split("  [")[0] for label in labels] == ["client -> order", "order", "payment"]
-    assert labels[2].startswith(" " * 6)  # depth 2
+    assert labels == ["client -> order  [1]", "└ order  [2]", "· └ payment  [3]"]  # depth drawn
     server = next(t for t in fig.data if t.name == "server")
     assert list(server.base) == pytest.approx([1, 5]) and list(server.x) == pytest.approx([29, 20])
     assert list(server.marker.line.width) == [0, 3]  # the failed span is outlined
