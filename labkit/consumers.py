@@ -167,6 +167,11 @@ class Consumer:
         if connection is not None and not connection.is_closed:
             await connection.close()
 
+    def reset_records(self) -> None:
+        """Forget records and counters (between experiments); the message ids in ``seen`` are kept."""
+        self.records.clear()
+        self.processed = self.duplicates = self.failed = self.redelivered = 0
+
     @property
     def running(self) -> bool:
         return self._connection is not None and not self._connection.is_closed
@@ -193,6 +198,7 @@ class Consumer:
         if ok is None:
             return  # crashed before the ack: the broker will redeliver
         published = _published_at(message)
+        info["received"] = received  # arrival at this consumer: start - received is the wait for a free slot
         self.records.append(Record(published or received, started, time.monotonic(), ok, error, info))
 
     async def _process(self, message: DeliveredMessage) -> tuple[bool | None, str | None, dict[str, Any]]:

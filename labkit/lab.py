@@ -188,6 +188,14 @@ class Lab:
         self.clock = Clock()
         return self.clock
 
+    def reset_records(self) -> Clock:
+        """Start a fresh experiment with the same parts: forget every service's and consumer's records
+        and all spans, and start a new timeline (returned, as by :meth:`mark`)."""
+        for part in [*self.services.values(), *self.consumers]:
+            part.reset_records()
+        self.tracer.clear()
+        return self.mark()
+
     @property
     def t0(self) -> float:
         """Start of the current experiment (``time.monotonic()`` seconds)."""

@@ -200,3 +200,18 @@ async def test_a_proxy_in_front_of_a_service_injects_faults_and_is_owned(http_la
 async def test_a_proxy_can_front_the_broker(lab):
     proxy = await lab.proxy("amqp")
     assert proxy.upstream_port == int(lab.amqp_url.rsplit(":", 1)[1].strip("/"))
+
+
+async def test_reset_records_starts_a_fresh_experiment(lab, unique):
+    svc = await lab.service("order", service_time=0.0)
+    queue = unique("reset")
+    worker = await lab.consumer(queue, work_time=0.0)
+    await lab.call(svc)
+    await lab.publish(queue)
+    while worker.processed < 1:
+        await asyncio.sleep(0.01)
+    old_t0 = lab.t0
+    clock = lab.reset_records()
+    assert clock is lab.clock and lab.t0 > old_t0
+    assert (len(svc.records), len(worker.records), worker.processed, lab.tracer.spans) == (0, 0, 0, [])
+    await lab.delete_queue(queue)
