@@ -22,6 +22,7 @@ Everything listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
 import warnings
@@ -30,6 +31,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 import aiormq
+from yarl import URL
 
 from labkit import tracing
 from labkit._validate import integer, positive
@@ -352,8 +354,27 @@ class Lab:
 
     def __repr__(self) -> str:
         state = "running" if self._running else "stopped"
-        return (f"<Lab {state} seed={self.seed} broker={self.broker_kind} amqp_url={self.amqp_url} "
+        return (f"<Lab {state} seed={self.seed} broker={self.broker_kind} amqp_url={_without_password(self.amqp_url)} "
                 f"services={list(self.services)} consumers={len(self.consumers)} proxies={len(self.proxies)}>")
+
+    def _repr_html_(self) -> str:
+        """What is running, at a glance (shown when a cell ends with ``lab``)."""
+        rows = [f"<tr><td>{html.escape(name)}</td><td>{html.escape(svc.url if svc._runner else 'stopped')}</td>"
+                f"<td>{svc.service_time * 1e3:g} ms {svc.distribution}</td><td>{svc.capacity or '∞'}</td>"
+                f"<td>{len(svc.records)}</td><td>{sum(r.ok for r in svc.records)}</td></tr>"
+                for name, svc in self.services.items()]
+        rows += [f"<tr><td>{html.escape(c.name)}</td><td>queue {html.escape(c.queue)}</td>"
+                 f"<td>{c.work_time * 1e3:g} ms {c.distribution}</td><td>prefetch {c.prefetch}</td>"
+                 f"<td>{len(c.records)}</td><td>{c.processed}</td></tr>" for c in self.consumers]
+        rows += [f"<tr><td>{html.escape(p.name)}</td><td>proxy :{p.port}</td><td colspan=4>"
+                 f"{html.escape(repr(p.toxics))}</td></tr>" for p in self.proxies]
+        state = "running" if self._running else "stopped"
+        head = (f"<b>Lab</b> ({state}, seed {self.seed}) · broker: {html.escape(str(self.broker_kind))} "
+                f"<code>{html.escape(_without_password(self.amqp_url))}</code>")
+        if not rows:
+            return head
+        return (head + "<table><tr><th>part</th><th>where</th><th>work</th><th>capacity</th><th>records</th>"
+                "<th>ok</th></tr>" + "".join(rows) + "</table>")
 
     # -- internals -----------------------------------------------------------------------------------
 
@@ -367,8 +388,6 @@ class Lab:
 
     def _amqp_port(self) -> int:
         self._check_amqp()
-        from yarl import URL
-
         return URL(self.amqp_url).port or 5672
 
     async def _forget(self, thing: Any) -> None:
@@ -394,6 +413,14 @@ class Lab:
         if self._default_channel is None or self._default_channel.is_closed:
             self._default_channel = await self.channel()
         return self._default_channel
+
+
+def _without_password(url: str | None) -> str:
+    """The URL fit for a notebook's output (which gets shared): any password masked."""
+    if not url:
+        return str(url)
+    parsed = URL(url)
+    return str(parsed.with_password("***")) if parsed.password else url
 
 
 async def _stop_current() -> None:

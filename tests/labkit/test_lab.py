@@ -215,3 +215,13 @@ async def test_reset_records_starts_a_fresh_experiment(lab, unique):
     assert clock is lab.clock and lab.t0 > old_t0
     assert (len(svc.records), len(worker.records), worker.processed, lab.tracer.spans) == (0, 0, 0, [])
     await lab.delete_queue(queue)
+
+
+async def test_the_lab_shows_its_parts_and_hides_passwords(http_lab):
+    svc = await http_lab.service("payment", service_time=0.05, capacity=3)
+    await http_lab.proxy(svc)
+    await http_lab.call(svc)
+    page = http_lab._repr_html_()
+    assert "payment" in page and "50 ms fixed" in page and "proxy :" in page and "<td>1</td>" in page
+    http_lab.amqp_url = "amqp://app:s3cret@127.0.0.1:5672/"
+    assert "s3cret" not in http_lab._repr_html_() and "s3cret" not in repr(http_lab)
