@@ -63,6 +63,7 @@ class Connection(asyncio.Protocol):
         self._head = b""
         self._out: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
+        self._receiving = False
         self._timers: list[asyncio.TimerHandle] = []
         self._heard = True
         self._spoke = True
@@ -93,6 +94,7 @@ class Connection(asyncio.Protocol):
             data = self._protocol_header(data)
             if not data:
                 return
+        self._receiving = True  # writes made while handling this data are flushed once, at the end
         try:
             for ftype, number, payload in self.reader.feed(data):
                 self._frame(ftype, number, payload)
@@ -110,21 +112,24 @@ class Connection(asyncio.Protocol):
                 self.published = False
                 if self.broker.memory.blocked:
                     self._block()
+            self._receiving = False
             self._flush()
 
     # -- writing --------------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
         self._out.append(data)
-        if self._flush_handle is None:
+        if self._flush_handle is None and not self._receiving:
             self._flush_handle = self.loop.call_soon(self._flush)
 
     def write_frames(self, parts: list[bytes]) -> None:
         self._out += parts
-        if self._flush_handle is None:
+        if self._flush_handle is None and not self._receiving:
             self._flush_handle = self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        self._flush_handle = None
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         if self._out:
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.write(b"".join(self._out))

@@ -42,10 +42,12 @@ def topic_matches(pattern: tuple[str, ...], key: tuple[str, ...]) -> bool:
 
 
 def headers_match(arguments: dict, headers: dict) -> bool:
-    """Headers exchange match; binding keys starting with ``x-`` are not matched (RabbitMQ)."""
+    """Headers exchange match; binding keys starting with ``x-`` are not matched unless x-match is
+    all-with-x / any-with-x (RabbitMQ 3.10)."""
     mode = arguments.get("x-match", "all")
-    wanted = [(k, v) for k, v in arguments.items() if not k.startswith("x-")]
-    if mode == "any":
+    with_x = mode.endswith("-with-x") if isinstance(mode, str) else False
+    wanted = [(k, v) for k, v in arguments.items() if k != "x-match" and (with_x or not k.startswith("x-"))]
+    if mode in ("any", "any-with-x"):
         return any(k in headers and (v is None or headers[k] == v) for k, v in wanted)
     return all(k in headers and (v is None or headers[k] == v) for k, v in wanted)
 

@@ -101,6 +101,9 @@ class StreamQueue(Queue):
             return self.end
         if isinstance(spec, int) and not isinstance(spec, bool):
             return min(max(spec, self.first_offset), self.end)
+        if isinstance(spec, str) and _AGE.match(spec):  # an interval such as "10m": that long ago
+            return self.start_position(datetime.datetime.fromtimestamp(time.time() - _max_age(spec, self.name),
+                                                                       datetime.timezone.utc))
         raise errors.PreconditionFailed(f"invalid x-stream-offset {spec!r}")
 
     def dispatch(self) -> None:

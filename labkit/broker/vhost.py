@@ -217,14 +217,21 @@ class VHost:
         if ex.internal:
             raise errors.AccessRefused(f"cannot publish to internal exchange '{exchange}' in vhost '/'")
         dests = ex.route(routing_key, msg)
-        if all(d.__class__ is not Exchange for d in dests):
+        if dests and all(d.__class__ is not Exchange for d in dests):
             return dests
         out: list[Queue] = []
         self._follow(ex, routing_key, msg, out, {ex.name})
         return out
 
     def _follow(self, ex: Exchange, routing_key: str, msg: Message, out: list, seen: set) -> None:
-        for dest in ex.route(routing_key, msg):
+        """Resolve exchange-to-exchange bindings; an exchange that routes nowhere hands the message
+        to its alternate-exchange, if it has one."""
+        dests = ex.route(routing_key, msg)
+        alternate = self.exchanges.get(ex.arguments.get("alternate-exchange") or "\0")
+        if not dests and alternate is not None and alternate.name not in seen:
+            seen.add(alternate.name)
+            self._follow(alternate, routing_key, msg, out, seen)
+        for dest in dests:
             if dest.__class__ is Exchange:
                 if dest.name not in seen:
                     seen.add(dest.name)
