@@ -119,6 +119,16 @@ def test_a_taken_port_exits_1_with_one_line_and_no_traceback():
     assert done.stdout == b""
 
 
+def test_the_broker_process_stays_lean():
+    # The idle-RSS budget (40 MB, bench/broker.py) has no room for aiohttp.web (+15 MB measured) or the
+    # client stack: the CLI, the broker and the admin endpoint must not import them.
+    code = ("import sys, labkit.broker.__main__, labkit.broker.admin; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'aiohttp', 'aiormq', 'yarl', 'plotly', "
+            "'psutil', 'numpy'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=WAIT)
+    assert done.stdout.decode().strip() == "[]", done
+
+
 # --- running ------------------------------------------------------------------------------------------
 
 
