@@ -70,6 +70,8 @@ class Target:
     url: str
     pid: int | None
     results: dict[str, float | None] = field(default_factory=dict)
+    cpu_broker: float = 0.0  # CPU seconds over the throughput workloads: the broker's process ...
+    cpu_client: float = 0.0  # ... and this one (the aiormq clients)
 
 
 # --- helpers ------------------------------------------------------------------------------------------
@@ -241,6 +243,15 @@ def rss(pid: int | None) -> float | None:
         return None
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of ``pid`` (0.0 if not visible)."""
+    try:
+        times = psutil.Process(pid).cpu_times() if pid is not None else None
+    except (psutil.Error, OSError):
+        times = None
+    return times.user + times.system if times else 0.0
+
+
 def rabbitmq_pid() -> int | None:
     """The beam.smp process of a local RabbitMQ, if there is exactly one we can see."""
     found = [p.pid for p in psutil.process_iter(["name", "cmdline"])
@@ -299,7 +310,10 @@ async def run_workloads(targets: list[Target], in_loop: Target, sizes: Sizes) ->
         elapsed = dict.fromkeys((t.name for t in runners), 0.0)
         for _ in range(sizes.rounds):
             for target in runners:
+                broker0, client0 = cpu_seconds(target.pid), time.process_time()
                 elapsed[target.name] += await with_queue(target.url, make(per_round))
+                target.cpu_broker += cpu_seconds(target.pid) - broker0
+                target.cpu_client += time.process_time() - client0
         for target in runners:
             target.results[key] = per_round * sizes.rounds / elapsed[target.name]
             print(f"  {key:10} {target.name:9} {target.results[key]:>10,.0f} msg/s  ({elapsed[target.name]:.1f} s)",
@@ -363,6 +377,11 @@ def report(sizes: Sizes, embedded: Target, rabbit: Target | None, in_loop: Targe
         lines.append(f"{label:31} {unit:5} {fmt(mine, unit):>9} {fmt(theirs, unit):>9} "
                      f"{'n/a' if ratio is None else f'{ratio:.2f}':>6}  {target:14} {mark:4}  "
                      f"{fmt(in_loop.results.get(key), unit):>8}")
+    lines.append("")
+    for t in (embedded, rabbit):
+        if t is not None and t.pid is not None and t.cpu_client:
+            lines.append(f"CPU over the throughput workloads, {t.name}: broker {t.cpu_broker:.1f} s, aiormq clients "
+                         f"{t.cpu_client:.1f} s (broker/client {t.cpu_broker / t.cpu_client:.2f})")
     lines += ["", f"another client's wait for connection.start while the loop that owns the broker is blocked "
                   f"{sizes.block_s:g} s:",
               f"  broker in its own process (BrokerProcess) {blocked['process']:9.1f} ms",
