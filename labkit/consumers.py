@@ -107,7 +107,7 @@ class Consumer:
         name: str | None = None,
         seed: int = 0,
         tracer: tracing.Tracer | None = None,
-            max_records: int = 200_000,
+        max_records: int = 200_000,
     ):
         if not isinstance(queue, str) or not queue:
             raise ValueError(f"queue must be a non-empty queue name, got {queue!r}")
