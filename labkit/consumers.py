@@ -125,6 +125,8 @@ class Consumer:
         #: message ids already processed; pass one set to several consumers to dedupe across them.
         self.seen: set[str] = set() if seen is None else seen
         self.crash_after = None if crash_after is None else integer("crash_after", crash_after, 1)
+        if handler is not None and not callable(handler):
+            raise ValueError(f"handler must be an async function handler(message), got {handler!r}")
         self.handler = handler
         self.declare = bool(declare)
         if arguments is not None and not isinstance(arguments, dict):

@@ -256,12 +256,15 @@ class Service:
         self.backoff = one_of("backoff", backoff, theory.BACKOFF_KINDS)
         self.backoff_base = positive("backoff_base", backoff_base)
         self.backoff_cap = positive("backoff_cap", backoff_cap, allow_inf=True)
-        if breaker is not None and not isinstance(breaker, dict):
+        if breaker is not None and (not isinstance(breaker, dict)
+                                    or not set(breaker) <= {"failure_threshold", "reset_timeout"}):
             raise ValueError(f"breaker must be a dict like {{'failure_threshold': 5, 'reset_timeout': 1.0}} "
                              f"or None, got {breaker!r}")
         #: one circuit breaker per downstream (by name), if ``breaker`` settings were given
         self.breakers = {label: CircuitBreaker(**breaker) for label, _ in self.downstream} if breaker is not None \
             else {}
+        if handler is not None and not callable(handler):
+            raise ValueError(f"handler must be an async function handler(body) -> dict | None, got {handler!r}")
         self.handler = handler
         self.success_status = integer("success_status", success_status, 200, 299)
         self._port = check_port("port", port, allow_zero=True)

@@ -133,6 +133,7 @@ async def test_sampled_queue_depth_rises_and_drains(lab, unique):
         ({"max_records": 0}, "max_records"),
         ({"arguments": ["x-max-length"]}, "arguments"),
         ({"bindings": [("exchange",)]}, "bindings"),
+        ({"handler": 42}, "handler"),
     ],
 )
 def test_invalid_arguments_name_the_argument(kwargs, argument):

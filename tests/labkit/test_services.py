@@ -203,6 +203,8 @@ def test_exponential_sampler_has_the_mean_and_spread():
         ({"backoff_base": 0}, "backoff_base"),
         ({"backoff_cap": -1}, "backoff_cap"),
         ({"breaker": 5}, "breaker"),
+        ({"breaker": {"threshold": 3}}, "breaker"),
+        ({"handler": "reserve stock"}, "handler"),
         ({"downstream": ["http://127.0.0.1:9/"], "breaker": {"failure_threshold": 0}}, "failure_threshold"),
         ({"downstream": ["http://127.0.0.1:9/"], "breaker": {"reset_timeout": 0}}, "reset_timeout"),
     ],
