@@ -60,6 +60,8 @@ async def publish(
     """
     if not isinstance(body, (bytes, bytearray)):
         raise ValueError(f"body must be bytes, got {type(body).__name__}")
+    if not isinstance(routing_key, str) or not isinstance(exchange, str):
+        raise ValueError(f"routing_key and exchange must be strings, got {routing_key!r} and {exchange!r}")
     span = tracer.start(f"publish {exchange or '(default)'}/{routing_key}", "publish", correlation_id, parent_id) \
         if tracer is not None else None
     correlation_id = span.correlation_id if span else (correlation_id or tracing.current()[0] or tracing.new_id())

@@ -260,6 +260,8 @@ class Lab:
         so it can be used directly as a load operation: ``op = lambda i: lab.call(order)``.
         """
         self._check_running()
+        if not isinstance(path, str) or not isinstance(body, (bytes, bytearray)):
+            raise ValueError(f"path must be a str and body bytes, got path={path!r}, body of type {type(body).__name__}")
         url = target_url(target) + path.lstrip("/")
         span = self.tracer.start(f"client -> {getattr(target, 'name', url)}", "client", correlation_id)
         kwargs = {} if timeout is None else {"timeout": aiohttp.ClientTimeout(total=positive("timeout", timeout))}
@@ -306,6 +308,7 @@ class Lab:
 
     async def queue_depth(self, queue: str) -> int:
         """Messages ready in ``queue`` (a passive declare: works on both brokers; unacked not counted)."""
+        _queue_name(queue)
         channel = await self._channel()
         ok = await channel.queue_declare(queue, passive=True)
         return ok.message_count
@@ -320,6 +323,7 @@ class Lab:
 
     async def delete_queue(self, queue: str) -> None:
         """Delete ``queue`` (for clean-up between experiments; missing queues are fine)."""
+        _queue_name(queue)
         channel = await self._channel()
         await channel.queue_delete(queue)
 
@@ -413,6 +417,12 @@ class Lab:
         if self._default_channel is None or self._default_channel.is_closed:
             self._default_channel = await self.channel()
         return self._default_channel
+
+
+def _queue_name(queue: Any) -> str:
+    if not isinstance(queue, str) or not queue:
+        raise ValueError(f"queue must be a non-empty queue name, got {queue!r}")
+    return queue
 
 
 def _without_password(url: str | None) -> str:

@@ -225,3 +225,16 @@ async def test_the_lab_shows_its_parts_and_hides_passwords(http_lab):
     assert "payment" in page and "50 ms fixed" in page and "proxy :" in page and "<td>1</td>" in page
     http_lab.amqp_url = "amqp://app:s3cret@127.0.0.1:5672/"
     assert "s3cret" not in http_lab._repr_html_() and "s3cret" not in repr(http_lab)
+
+
+async def test_messaging_and_call_arguments_are_validated(lab):
+    with pytest.raises(ValueError, match="queue"):
+        await lab.queue_depth("")
+    with pytest.raises(ValueError, match="queue"):
+        await lab.delete_queue(None)
+    with pytest.raises(ValueError, match="body"):
+        await lab.publish("q", "text, not bytes")
+    with pytest.raises(ValueError, match="routing_key"):
+        await lab.publish(7, b"")
+    with pytest.raises(ValueError, match="body"):
+        await lab.call("http://127.0.0.1:9/", body={"json": 1})
