@@ -261,7 +261,7 @@ class Lab:
         """
         self._check_running()
         if not isinstance(path, str) or not isinstance(body, (bytes, bytearray)):
-            raise ValueError(f"path must be a str and body bytes, got path={path!r}, body of type {type(body).__name__}")
+            raise ValueError(f"path must be a str and body bytes, got path={path!r} and a {type(body).__name__} body")
         url = target_url(target) + path.lstrip("/")
         span = self.tracer.start(f"client -> {getattr(target, 'name', url)}", "client", correlation_id)
         kwargs = {} if timeout is None else {"timeout": aiohttp.ClientTimeout(total=positive("timeout", timeout))}
