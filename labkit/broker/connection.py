@@ -62,9 +62,10 @@ class Connection(asyncio.Protocol):
         self.confirming: list[Channel] = []
         self._head = b""
         self._out: list[bytes] = []
-        self._flush_handle: asyncio.Handle | None = None
+        self.flush_queued = False
         self._receiving = False
-        self._timers: list[asyncio.TimerHandle] = []
+        self._timers: list[asyncio.TimerHandle] = []  # handshake and close-ok deadlines
+        self._tick: asyncio.TimerHandle | None = None  # the next heartbeat check
         self._heard = True
         self._spoke = True
         self._silent_ticks = 0
@@ -114,22 +115,24 @@ class Connection(asyncio.Protocol):
                     self._block()
             self._receiving = False
             self._flush()
+            self.broker.flush_pending()  # deliveries this data caused on other connections: send now
 
     # -- writing --------------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
+        """Buffer output; it is sent at the end of the data_received that caused it (one send per
+        connection per batch), or by the broker's flush on the next loop iteration."""
         self._out.append(data)
-        if self._flush_handle is None and not self._receiving:
-            self._flush_handle = self.loop.call_soon(self._flush)
+        if not self._receiving and not self.flush_queued:
+            self.flush_queued = True
+            self.broker.queue_flush(self)
 
     def write_frames(self, parts: list[bytes]) -> None:
         self._out += parts
-        if self._flush_handle is None and not self._receiving:
-            self._flush_handle = self.loop.call_soon(self._flush)
+        if not self._receiving and not self.flush_queued:
+            self.flush_queued = True
+            self.broker.queue_flush(self)
 
     def _flush(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
         if self._out:
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.write(b"".join(self._out))
@@ -241,7 +244,7 @@ class Connection(asyncio.Protocol):
         self.state = OPEN
         if self.heartbeat:
             interval = self.heartbeat / 2
-            self._timers.append(self.loop.call_later(interval, self._heartbeat_tick, interval))
+            self._tick = self.loop.call_later(interval, self._heartbeat_tick, interval)
 
     # -- channels -------------------------------------------------------------------------------
     def _channel_method(self, number: int, payload: bytes) -> None:
@@ -296,7 +299,8 @@ class Connection(asyncio.Protocol):
             self._abort()
 
     def _heartbeat_tick(self, interval: float) -> None:
-        if self.state >= CLOSED:
+        self._tick = None
+        if self.state >= CLOSING:
             return
         self._silent_ticks = 0 if self._heard else self._silent_ticks + 1
         self._heard = False
@@ -307,9 +311,7 @@ class Connection(asyncio.Protocol):
         if not self._spoke:
             self.write(frames.HEARTBEAT_FRAME)
         self._spoke = False
-        self._timers.append(self.loop.call_later(interval, self._heartbeat_tick, interval))
-        if len(self._timers) > 8:
-            self._timers = [t for t in self._timers if not t.cancelled()][-4:]
+        self._tick = self.loop.call_later(interval, self._heartbeat_tick, interval)
 
     # -- closing --------------------------------------------------------------------------------
     def close_with(self, exc: errors.AMQPError) -> None:
@@ -346,9 +348,9 @@ class Connection(asyncio.Protocol):
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
         self._release_channels()
         self.broker.vhost.connection_closed(self)
         self.broker.connections.discard(self)

@@ -56,6 +56,8 @@ class Broker:
         self.handshake_timeout = v.positive("handshake_timeout", handshake_timeout)
         self.cluster_name = "labkit"
         self.connections: set[Connection] = set()
+        self._pending: list[Connection] = []  # connections with unflushed output
+        self._flush_handle: asyncio.Handle | None = None
         self.memory = MemoryAlarm(self.memory_limit, self._alarm)
         self.vhost = VHost(self.memory)
         self._server: asyncio.base_events.Server | None = None
@@ -97,6 +99,7 @@ class Broker:
         for conn in list(self.connections):
             conn._abort()
         self.vhost.clear()
+        self.flush_pending()
         await server.wait_closed()
 
     async def __aenter__(self) -> Broker:
@@ -110,6 +113,23 @@ class Broker:
         self.vhost.clear()
         self.memory.reset()
         self._samples.clear()
+
+    # -- output coalescing ----------------------------------------------------------------------
+    def queue_flush(self, conn: Connection) -> None:
+        self._pending.append(conn)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush_pending)
+
+    def flush_pending(self) -> None:
+        """Send what every connection has buffered (one socket write each)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        pending = self._pending
+        while pending:
+            conn = pending.pop()
+            conn.flush_queued = False
+            conn._flush()
 
     # -- flow control ---------------------------------------------------------------------------
     def _alarm(self, blocked: bool) -> None:
