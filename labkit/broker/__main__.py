@@ -24,6 +24,7 @@ from typing import Any
 
 from .._validate import port as check_port
 from .admin import AdminServer
+from .server import Broker
 
 # Broker keyword -> (flag, type, help). BrokerProcess builds its command line from the same table.
 OPTIONS: dict[str, tuple[str, type, str]] = {
@@ -116,8 +117,6 @@ async def serve(broker: Any, admin: AdminServer | None, exit_with_parent: bool) 
 
 
 def main(args: list[str] | None = None) -> int:
-    from . import Broker  # here, not at the top: BrokerProcess imports this module for OPTIONS/argv
-
     parser = build_parser()
     ns = parser.parse_args(args)
     options = {name: getattr(ns, name) for name in OPTIONS if getattr(ns, name) is not None}

@@ -4,16 +4,15 @@ Why it exists: the broker runs in its own process (see bench/broker.py), so the 
 ask it "how deep are the queues?" and "start from a clean slate" without speaking AMQP. A reader can use
 it too: ``curl http://127.0.0.1:PORT/api/queues``.
 
-Why it is hand-written instead of aiohttp: importing ``aiohttp.web`` costs about 15 MB of RSS (measured
-here: a process importing pamqp grows from 22 MB to 38 MB), which alone would break the broker's 40 MB
-idle budget. Three routes on loopback need a request line, a Content-Length and ``Connection: close``,
+Why it is hand-written instead of aiohttp: importing ``aiohttp.web`` costs about 14 MB of RSS (measured
+here: the idle broker process is 25.3 MB with this endpoint, 39.2 MB with aiohttp.web imported), which
+alone would use up the broker's 40 MB idle budget. Three routes on loopback need a request line, a Content-Length and ``Connection: close``,
 nothing more. It binds 127.0.0.1 only: the endpoint can wipe every queue and has no authentication.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
 import time
@@ -38,17 +37,12 @@ class _HTTPError(Exception):
         self.status, self.message, self.headers = status, message, headers or {}
 
 
-async def _maybe_await(value: Any) -> Any:
-    """Broker's ``queues()``/``overview()`` are synchronous and ``reset()`` awaitable; accept either."""
-    return await value if inspect.isawaitable(value) else value
-
-
 class AdminServer:
     """Serve a Broker's introspection API as JSON on ``http://127.0.0.1:<port>/``.
 
-    ``broker`` needs ``queues()`` (list of dicts), ``overview()`` (dict) and ``reset()``; ``port=0`` picks
-    a free port.
-    Every response closes its connection, so ``stop()`` never waits on idle keep-alive clients.
+    ``broker`` is a ``labkit.broker.Broker`` (``queues()``, ``overview()``, ``await reset()``); ``port=0``
+    picks a free port. Every response closes its connection, so ``stop()`` never waits on idle
+    keep-alive clients.
     """
 
     def __init__(self, broker: Any, port: int = 0, *, request_timeout: float = 5.0) -> None:
@@ -89,14 +83,14 @@ class AdminServer:
     # --- routes -------------------------------------------------------------------------------------
 
     async def _queues(self) -> list[dict[str, Any]]:
-        return list(await _maybe_await(self.broker.queues()))
+        return self.broker.queues()
 
     async def _overview(self) -> dict[str, Any]:
-        return {**await _maybe_await(self.broker.overview()), "pid": os.getpid(),
+        return {**self.broker.overview(), "pid": os.getpid(),
                 "uptime_s": round(time.monotonic() - self._started, 3)}
 
     async def _reset(self) -> dict[str, bool]:
-        await _maybe_await(self.broker.reset())
+        await self.broker.reset()
         return {"reset": True}
 
     # --- HTTP ---------------------------------------------------------------------------------------
