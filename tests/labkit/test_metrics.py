@@ -3,13 +3,14 @@
 import asyncio
 import contextlib
 import math
+import time
 import uuid
 
 import aiormq
 import pytest
 
 from labkit.broker import Broker
-from labkit.metrics import Clock, QueueDepthSampler, Record, Recording, as_t0, percentile
+from labkit.metrics import Clock, QueueDepthSampler, Record, Recording, as_t0, percentile, sleep_until
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -128,6 +129,16 @@ async def test_clock_shares_one_timeline():
     assert as_t0(12.5) == 12.5
     with pytest.raises(ValueError, match="t0 must be >= 0"):
         as_t0(-1)
+
+
+async def test_sleep_until_is_never_early():
+    lateness = []
+    for k in range(30):
+        when = time.monotonic() + 0.0005 * (k % 7)
+        await sleep_until(when)
+        lateness.append(time.monotonic() - when)
+    assert min(lateness) >= 0
+    await sleep_until(time.monotonic() - 1)  # a time in the past returns at once
 
 
 @pytest.fixture(params=["rabbitmq", "embedded"])
