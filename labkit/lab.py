@@ -351,9 +351,11 @@ class Lab:
         return thing
 
     async def remove(self, thing: Any) -> None:
-        """Stop one service, consumer, proxy or sampler of this lab now (the rest keep running)."""
+        """Stop one part of this lab now (service, consumer, proxy, sampler or an :meth:`own`-ed component);
+        the rest keep running."""
         if thing not in self._owned:
-            raise ValueError(f"thing must be a service, consumer or proxy of this lab, got {thing!r}")
+            raise ValueError(f"thing must be a part of this lab (service, consumer, proxy, sampler or owned), "
+                             f"got {thing!r}")
         await self._forget(thing)
 
     def __repr__(self) -> str:

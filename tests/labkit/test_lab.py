@@ -238,3 +238,22 @@ async def test_messaging_and_call_arguments_are_validated(lab):
         await lab.publish(7, b"")
     with pytest.raises(ValueError, match="body"):
         await lab.call("http://127.0.0.1:9/", body={"json": 1})
+
+
+async def test_own_hands_an_outside_component_to_the_lab():
+    class Part:
+        stopped = 0
+
+        async def stop(self):
+            Part.stopped += 1
+
+    lab = await Lab.start(amqp=False)
+    first, second = Part(), Part()
+    assert lab.own(first) is first and lab.own(first) is first  # owning twice is harmless
+    lab.own(second)
+    await lab.remove(second)
+    assert Part.stopped == 1
+    with pytest.raises(ValueError, match="thing"):
+        lab.own(object())
+    await lab.stop()
+    assert Part.stopped == 2
