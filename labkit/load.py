@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from labkit._validate import integer, non_negative, one_of, positive
 from labkit.metrics import Clock, Record, Recording, as_t0, sleep_until
+from labkit.theory import rate_segments
 
 __all__ = ["PROCESSES", "RateProfile", "spike", "arrival_times", "open_loop", "closed_loop"]
 
@@ -46,19 +47,8 @@ class RateProfile:
     process: str = "poisson"
 
     def __post_init__(self):
-        segs = tuple(tuple(float(x) for x in s) for s in self.segments)
-        if not segs:
-            raise ValueError("segments must hold at least one (t_start, t_end, rate) segment, got ()")
-        for i, (t0, t1, rate) in enumerate(segs):
-            non_negative(f"segments[{i}].t_start", t0)
-            positive(f"segments[{i}].length", t1 - t0, allow_inf=i == len(segs) - 1)
-            non_negative(f"segments[{i}].rate", rate)
-            if i and t0 != segs[i - 1][1]:
-                raise ValueError(
-                    f"segments[{i}].t_start must equal the previous segment's end {segs[i - 1][1]!r}, got {t0!r}"
-                )
+        object.__setattr__(self, "segments", rate_segments(self.segments, "segments", endless=True))
         one_of("process", self.process, PROCESSES)
-        object.__setattr__(self, "segments", segs)
 
     @property
     def duration(self) -> float:

@@ -44,6 +44,7 @@ __all__ = [
     "mmc_wait",
     "mmc_response",
     "Backlog",
+    "rate_segments",
     "fluid_backlog",
     "fanout_slow_probability",
     "BACKOFF_KINDS",
@@ -243,17 +244,27 @@ class Backlog:
         return after[0]
 
 
-def _segments(profile) -> list[tuple[float, float, float]]:
+def rate_segments(profile, name: str = "profile", endless: bool = False) -> tuple[tuple[float, float, float], ...]:
+    """Validate a piecewise-constant rate profile and return it as ``((t_start, t_end, rate), ...)`` floats.
+
+    ``profile`` is a sequence of contiguous segments or any object with a ``.segments`` attribute; times
+    are ≥ 0 seconds, rates ≥ 0 per second; ``endless`` lets the last segment run to ``math.inf``. Shared
+    by ``fluid_backlog`` and ``labkit.load.RateProfile`` so a profile means the same thing to both.
+    """
     raw = profile.segments if hasattr(profile, "segments") else profile
-    segs = [tuple(s) for s in raw]
+    try:
+        segs = tuple((float(t0), float(t1), float(rate)) for t0, t1, rate in raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a sequence of (t_start, t_end, rate) segments, got {profile!r}") from None
     if not segs:
-        raise ValueError("profile must have at least one (t_start, t_end, rate) segment, got []")
+        raise ValueError(f"{name} must have at least one (t_start, t_end, rate) segment, got {profile!r}")
     for i, (t0, t1, rate) in enumerate(segs):
-        non_negative(f"profile[{i}].t_start", t0)
-        positive(f"profile[{i}].length", t1 - t0)
-        non_negative(f"profile[{i}].rate", rate)
+        non_negative(f"{name}[{i}].t_start", t0)
+        positive(f"{name}[{i}].length", t1 - t0, allow_inf=endless and i == len(segs) - 1)
+        non_negative(f"{name}[{i}].rate", rate)
         if i and t0 != segs[i - 1][1]:
-            raise ValueError(f"profile[{i}].t_start must equal the previous segment's end {segs[i-1][1]!r}, got {t0!r}")
+            previous = segs[i - 1][1]
+            raise ValueError(f"{name}[{i}].t_start must equal the previous segment's end {previous!r}, got {t0!r}")
     return segs
 
 
@@ -266,7 +277,7 @@ def fluid_backlog(profile, capacity: float) -> Backlog:
     ``.segments`` attribute (e.g. ``labkit.load.spike(...)``). After the last segment, its rate continues.
     """
     positive("capacity", capacity)
-    segs = _segments(profile)
+    segs = rate_segments(profile)
     points = [(segs[0][0], 0.0)]
     q = 0.0
     for t0, t1, rate in segs:
