@@ -209,7 +209,7 @@ def test_backlog_validation():
         th.fluid_backlog([(1, 1, 5)], 1)
     with pytest.raises(ValueError, match=r"profile must be a sequence of \(t_start, t_end, rate\) segments"):
         th.fluid_backlog([(1, 2)], 1)
-    with pytest.raises(ValueError, match=r"profile\[0\].length must be > 0, got inf"):
+    with pytest.raises(ValueError, match=r"profile\[0\].length must be a finite number > 0, got inf"):
         th.fluid_backlog([(0, float("inf"), 5)], 1)
 
 
