@@ -63,10 +63,6 @@ class FrameError(ConnectionError):
     code, label = 501, "FRAME_ERROR"
 
 
-class SyntaxError(ConnectionError):  # noqa: A001
-    code, label = 502, "SYNTAX_ERROR"
-
-
 class CommandInvalid(ConnectionError):
     code, label = 503, "COMMAND_INVALID"
 
