@@ -386,6 +386,8 @@ class Queue:
             return
         if self.auto_delete and not self.consumers and not self.deleted:
             self.vhost.delete_queue(self)
+        elif self.consumers:
+            self.dispatch()  # with x-single-active-consumer the next consumer takes over the backlog
         self.touch()
 
     def touch(self) -> None:

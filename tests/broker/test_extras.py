@@ -67,3 +67,24 @@ async def test_stream_offset_interval_reads_messages_published_within_it(channel
 async def test_immediate_publish_is_not_implemented(channel):
     with pytest.raises(aiormq.exceptions.ConnectionNotImplemented, match="immediate=true"):
         await channel.basic_publish(b"m", routing_key="q", immediate=True)
+
+
+async def test_single_active_consumer_hands_the_backlog_to_the_next_consumer(channel):
+    """The active consumer is at its prefetch limit with a backlog waiting; when it cancels, the next
+    consumer gets the backlog at once (no new publish needed)."""
+    await channel.queue_declare("sac", arguments={"x-single-active-consumer": True})
+    await channel.basic_qos(prefetch_count=1)
+    first: list = []
+    second: list = []
+    ok = await channel.basic_consume("sac", first.append)
+    await channel.basic_consume("sac", second.append)
+    for i in range(3):
+        await channel.basic_publish(b"%d" % i, routing_key="sac")
+    async with asyncio.timeout(5):
+        while not first:
+            await asyncio.sleep(0.01)
+    await channel.basic_cancel(ok.consumer_tag)
+    async with asyncio.timeout(5):
+        while not second:
+            await asyncio.sleep(0.01)
+    assert [m.body for m in first] == [b"0"] and second[0].body == b"1"
