@@ -54,12 +54,12 @@ class Sizes:
     messages: int  # per throughput workload and broker
     round_trips: int
     fill: int  # queued messages for the RSS measurement
-    rounds: int = 4
+    rounds: int = 10
     block_s: float = 1.0
 
 
 FULL = Sizes(messages=20_000, round_trips=2_000, fill=100_000)
-QUICK = Sizes(messages=2_000, round_trips=300, fill=20_000, rounds=2)
+QUICK = Sizes(messages=2_000, round_trips=300, fill=20_000, rounds=4)
 
 
 @dataclass
