@@ -126,7 +126,8 @@ class OrderService:
         await publish(self.channel, self.queue, json.dumps(event).encode(), message_id=order_id,
                       correlation_id=correlation_id, tracer=self.tracer, content_type="application/json")
         order = {"id": order_id, "customer": customer, "version": version}
-        if request.headers.get("Prefer", "").lower() == "respond-async":
+        preferences = {p.split("=")[0].strip() for p in request.headers.get("Prefer", "").lower().split(",")}
+        if "respond-async" in preferences:
             status = f"{self.status_base}orders/{order_id}/status"
             return web.json_response({**order, "status": status}, status=202, headers={"Location": status})
         return web.json_response(order, status=201)
