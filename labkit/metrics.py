@@ -242,6 +242,27 @@ class Recording:
                 out[f"p{q}"].append(percentile(good, q))
         return out
 
+    def in_flight(self, bin_s: float = 1.0, t0: Clock | float | None = None) -> dict[str, list]:
+        """Time-averaged number of operations in progress (from scheduled time to end) in each bin.
+
+        The measured L of Little's law: over a whole run, its mean equals the arrival rate times the mean
+        latency (L = λW), which a chapter can check against ``throughput("all") * mean("all")``.
+        Returns ``t`` (bin start, s) and ``in_flight``.
+        """
+        positive("bin_s", bin_s)
+        origin = self.t0 if t0 is None else as_t0(t0)
+        span = max([self.duration + self.t0 - origin] + [r.end - origin for r in self.records])
+        n_bins = max(1, math.ceil(span / bin_s - 1e-9))
+        busy = [0.0] * n_bins  # operation-seconds inside each bin
+        for r in self.records:
+            lo, hi = max(0.0, r.scheduled - origin), min(n_bins * bin_s, r.end - origin)
+            k = math.floor(lo / bin_s)
+            while lo < hi and k < n_bins:
+                edge = min(hi, (k + 1) * bin_s)
+                busy[k] += edge - lo
+                lo, k = edge, k + 1
+        return {"t": [k * bin_s for k in range(n_bins)], "in_flight": [b / bin_s for b in busy]}
+
     def summary(self) -> dict[str, float]:
         """The headline numbers of a run (latencies and send error in milliseconds)."""
         return {

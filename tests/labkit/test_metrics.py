@@ -102,12 +102,28 @@ def test_timeseries_empty_bins_are_nan_and_end_binning():
     assert shifted["count"][:2] == [0, 1]
 
 
+def test_in_flight_time_average():
+    # one op in flight over [0.5, 2.5), another over [1.0, 1.5): bins of 1 s
+    r = Recording([rec(10.5, 10.5, 12.5), rec(11.0, 11.2, 11.5)], t0=10.0, duration=3)
+    series = r.in_flight(1.0)
+    assert series["t"] == [0.0, 1.0, 2.0]
+    assert series["in_flight"] == pytest.approx([0.5, 1.5, 0.5])
+
+
+def test_in_flight_obeys_littles_law():
+    r = make_recording()  # every op ends inside the 1.1 s after t0
+    whole = r.in_flight(bin_s=1.1)["in_flight"][0]
+    assert whole == pytest.approx(len(r) / 1.1 * r.mean("all"))
+
+
 def test_recording_validation():
     r = make_recording()
     with pytest.raises(ValueError, match="include must be one of 'ok', 'failed', 'all'"):
         r.percentile(50, include="good")
     with pytest.raises(ValueError, match="bin_s must be > 0"):
         r.timeseries(0)
+    with pytest.raises(ValueError, match="bin_s must be > 0"):
+        r.in_flight(-1)
     with pytest.raises(ValueError, match="by must be one of"):
         r.timeseries(1, by="sent")
     with pytest.raises(ValueError, match=r"t_end - t_start must be > 0"):
