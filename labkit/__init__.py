@@ -5,9 +5,17 @@
 importing a small module (say ``labkit.theory``) does not pull in aiohttp and aiormq.
 """
 
+import sys
 from typing import Any
 
 __all__ = ["Lab"]
+
+# plotly imports nbformat, nbformat imports jsonschema, and jsonschema builds a lark parser for the
+# optional ``rfc3987_syntax`` IRI checker at import time: about 2 s of CPU in every chapter kernel, a
+# large share of a chapter's 30 s budget. Nothing in a lab kernel validates IRIs, so the checker is
+# marked unavailable (jsonschema then skips the "iri" formats) unless something already loaded it.
+if "jsonschema" not in sys.modules:
+    sys.modules.setdefault("rfc3987_syntax", None)
 
 
 def __getattr__(name: str) -> Any:
