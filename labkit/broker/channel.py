@@ -60,8 +60,8 @@ class Channel:
     # -- incoming frames ------------------------------------------------------------------------
     def on_method(self, payload: bytes) -> None:
         if self._publish is not None:
-            raise errors.UnexpectedFrame(f"expected content header for class 60, got a method frame",
-                                         method=(0, 0))
+            raise errors.UnexpectedFrame("expected content header for class 60, got non content header frame "
+                                         "instead", method=(60, 40))
         kind = payload[:4]
         if kind == frames.PUBLISH_ID:
             self._publish = frames.decode_publish(payload)  # content is dropped if the channel is closing

@@ -20,7 +20,8 @@ from .connection import Connection
 from .flow import MemoryAlarm
 from .vhost import VHost
 
-STOP_GRACE = 1.0
+STOP_GRACE = 1.0  # seconds clients get to answer connection.close on stop()
+RATE_WINDOW = 5.0  # seconds over which queues() averages rates
 
 
 def _loopback(host: str) -> str:
@@ -61,7 +62,7 @@ class Broker:
         self.memory = MemoryAlarm(self.memory_limit, self._alarm)
         self.vhost = VHost(self.memory)
         self._server: asyncio.base_events.Server | None = None
-        self._samples: dict[str, tuple[float, list[int]]] = {}
+        self._samples: dict[str, list[tuple[float, list[int]]]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> Broker:
@@ -140,20 +141,22 @@ class Broker:
 
     # -- introspection --------------------------------------------------------------------------
     def queues(self) -> list[dict]:
-        """Per queue: ready/unacked counts, consumers, and publish/deliver/ack rates (msg/s) averaged
-        since the previous call (0.0 on the first call for a queue)."""
+        """Per queue: ready/unacked counts, consumers, and publish/deliver/ack rates in msg/s, averaged
+        over the last RATE_WINDOW seconds of calls to this method (0.0 until a queue has been seen
+        twice), so several pollers (a notebook, the admin API) do not disturb each other's rates."""
         now = time.monotonic()
         out, samples = [], {}
         for name in sorted(self.vhost.queues):
             q = self.vhost.queues[name]
-            stats = list(q.stats)
-            previous = self._samples.get(name)
-            if previous is not None and now > previous[0]:
-                dt = now - previous[0]
-                rates = [(c - p) / dt for c, p in zip(stats, previous[1])]
+            history = self._samples.get(name, [])
+            history = [sample for sample in history if now - sample[0] <= RATE_WINDOW] or history[-1:]
+            if history and now > history[0][0]:
+                t0, old = history[0]
+                rates = [(c - p) / (now - t0) for c, p in zip(q.stats, old)]
             else:
                 rates = [0.0, 0.0, 0.0]
-            samples[name] = (now, stats)
+            history.append((now, list(q.stats)))
+            samples[name] = history
             out.append({"name": name, "type": q.kind, "messages_ready": q.message_count(),
                         "messages_unacknowledged": q.unacked, "consumers": len(q.consumers),
                         "publish_rate": rates[0], "deliver_rate": rates[1], "ack_rate": rates[2]})
