@@ -28,17 +28,21 @@ class Binding:
 
 
 def topic_matches(pattern: tuple[str, ...], key: tuple[str, ...]) -> bool:
-    """AMQP topic match: ``*`` is exactly one word, ``#`` zero or more words."""
-    def match(i: int, j: int) -> bool:
-        while i < len(pattern):
-            word = pattern[i]
-            if word == "#":
-                return any(match(i + 1, jj) for jj in range(j, len(key) + 1))
-            if j == len(key) or (word != "*" and word != key[j]):
-                return False
-            i, j = i + 1, j + 1
-        return j == len(key)
-    return match(0, 0)
+    """AMQP topic match: ``*`` is exactly one word, ``#`` zero or more words.
+
+    Dynamic programming over (pattern word, key word) pairs: linear in their product even for
+    patterns like ``#.#.#.x`` that make naive backtracking exponential."""
+    n = len(key)
+    reachable = [True] + [False] * n  # reachable[j]: the pattern so far matches the first j words
+    for word in pattern:
+        if word == "#":
+            for j in range(1, n + 1):
+                reachable[j] = reachable[j] or reachable[j - 1]
+        else:
+            for j in range(n, 0, -1):
+                reachable[j] = reachable[j - 1] and (word == "*" or word == key[j - 1])
+            reachable[0] = False
+    return reachable[n]
 
 
 def headers_match(arguments: dict, headers: dict) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from labkit.broker.exchange import headers_match, topic_matches
@@ -90,3 +91,11 @@ def test_priority_ready_serves_highest_priority_first_and_requeues_in_place():
     assert [m.seq for m in order] == [2, 4, 3, 1]
     ready.requeue(sorted(order[:2], key=lambda m: m.seq))
     assert [m.seq for m in ready] == [2, 4]
+
+
+@pytest.mark.timeout(20)
+def test_topic_matching_terminates_on_pathological_patterns():
+    """Backtracking would take ~2^40 steps here; one binding must not be able to stall the broker.
+    (The DP does ~5,000; the timeout only catches a hang, it is not a speed target.)"""
+    assert not topic_matches(tuple(["#"] * 40 + ["x"]), tuple(["a"] * 120))
+    assert topic_matches(tuple(["#"] * 40 + ["a"]), tuple(["a"] * 120))
