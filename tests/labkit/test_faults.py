@@ -20,6 +20,8 @@ from labkit.metrics import Clock, percentile
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
 BIG = 50_000  # bytes served by /big
+BIG_BODY = bytes(range(256)) * (BIG // 256) + bytes(BIG % 256)  # a pattern: reordering would show
+HUGE_BODY = bytes(range(251)) * 4000  # ~1 MB: many chunks per response
 
 
 @pytest.fixture
@@ -30,11 +32,15 @@ async def upstream():
         return web.Response(text="ok")
 
     async def big(request):
-        return web.Response(body=b"x" * BIG)
+        return web.Response(body=BIG_BODY)
+
+    async def huge(request):
+        return web.Response(body=HUGE_BODY)
 
     app = web.Application()
     app.router.add_get("/", ok)
     app.router.add_get("/big", big)
+    app.router.add_get("/huge", huge)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -80,7 +86,7 @@ async def test_passthrough(proxy, http):
         _, body = await timed_get(http, proxy.url + "/")
         assert body == b"ok"
     _, body = await timed_get(http, proxy.url + "/big")
-    assert body == b"x" * BIG
+    assert body == BIG_BODY
     assert proxy.accepted >= 1
     assert proxy.url == f"http://127.0.0.1:{proxy.port}"
     assert proxy.bytes["downstream"] > BIG  # the big body came back through the proxy
@@ -115,6 +121,24 @@ async def test_latency_probability_is_per_connection(proxy):
         samples = [(await timed_get(session, proxy.url + "/"))[0] for _ in range(16)]
     slow = sum(s >= 0.1 for s in samples)
     assert 3 <= slow <= 13
+
+
+async def test_toggling_toxics_keeps_the_byte_stream_intact(proxy, http):
+    """Chunks forwarded directly (no toxic) and through the queue (toxic) must never overtake each other."""
+
+    async def toggle():
+        for k in range(10_000):
+            proxy.set(Latency(1, jitter_ms=1, direction="both")) if k % 2 else proxy.clear()
+            await asyncio.sleep(0.001)
+
+    toggler = asyncio.ensure_future(toggle())
+    try:
+        for _ in range(8):
+            _, body = await timed_get(http, proxy.url + "/huge")
+            assert body == HUGE_BODY
+    finally:
+        toggler.cancel()
+        await asyncio.gather(toggler, return_exceptions=True)
 
 
 async def test_down_refuses_and_resets_then_recovers(proxy, http):
@@ -185,7 +209,7 @@ async def test_bandwidth_limits_throughput(proxy, http, upstream):
     direct, proxied = await paired_p50(http, proxy, upstream, n=3, path="/big")
     assert proxied - direct >= 0.8 * BIG * 8 / (kbps * 1000)
     _, body = await timed_get(http, proxy.url + "/big")
-    assert body == b"x" * BIG
+    assert body == BIG_BODY
 
 
 async def test_schedule_on_the_experiment_timeline(proxy):
