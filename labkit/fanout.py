@@ -1,0 +1,125 @@
+"""Fan-out: one event to many consumers, and one request to many services.
+
+Why: chapter 07 compares two ways of telling N parties about one thing. Asynchronously, the producer
+publishes once to an exchange with one queue per consumer (:class:`Fanout` declares that topology and
+removes it again), and each consumer falls behind at its own pace (:func:`lag_timeline` measures by how
+much). Synchronously, a caller waits for all N replies, so one occasional hiccup in any of them makes the
+whole request slow (:class:`Hiccup` is that hiccup, injected into a :class:`labkit.services.Service`):
+the tail at scale, 1 - (1 - p)^N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import random
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import aiormq
+
+from labkit._validate import integer, non_negative, one_of, probability
+from labkit.metrics import Clock, as_t0
+from labkit.streams import queue_name
+
+__all__ = ["Fanout", "Hiccup", "lag_timeline", "EXCHANGE_TYPES"]
+
+EXCHANGE_TYPES = ("fanout", "topic", "direct")
+
+
+class Hiccup:
+    """A service ``handler`` that pauses ``delay`` seconds with probability ``p`` (seeded), else returns at once.
+
+    Why a handler and not a service-time distribution: the tail-at-scale argument needs replies that are
+    *usually* fast and *occasionally* very slow (a garbage-collection pause, a cold cache), independent
+    from call to call. ``calls`` and ``slow`` count what it did, so a run can be checked against its draws.
+    """
+
+    def __init__(self, p: float, delay: float, seed: int = 0):
+        self.p = probability("p", p)
+        self.delay = non_negative("delay", delay)
+        self._rng = random.Random(integer("seed", seed, 0))
+        self.calls = self.slow = 0
+
+    async def __call__(self, body: bytes) -> dict[str, Any]:
+        self.calls += 1
+        hiccup = self._rng.random() < self.p
+        if hiccup:
+            self.slow += 1
+            await asyncio.sleep(self.delay)
+        return {"hiccup": hiccup}
+
+    def __repr__(self) -> str:
+        return f"<Hiccup p={self.p} delay={self.delay}s calls={self.calls} slow={self.slow}>"
+
+
+def lag_timeline(published: Iterable[float], done: Iterable[float],
+                 t0: Clock | float | None = None) -> tuple[list[float], list[int]]:
+    """A consumer's lag over time: events published so far minus events it has finished, as steps.
+
+    ``published`` and ``done`` are ``time.monotonic()`` readings (e.g. records' ``scheduled`` and ``end``);
+    the result is ``(t, lag)`` with t in seconds since ``t0``, one point per event, ready for
+    :func:`labkit.plots.timeline` with ``step=True``.
+    """
+    pub, fin = sorted(published), sorted(done)
+    if len(fin) > len(pub):
+        raise ValueError(f"done must not have more events than published, got {len(fin)} > {len(pub)}")
+    origin = as_t0(t0)
+    times = sorted({*pub, *fin})
+    lags = [bisect.bisect_right(pub, t) - bisect.bisect_right(fin, t) for t in times]
+    return [t - origin for t in times], lags
+
+
+class Fanout:
+    """An exchange with ``queues`` bound to it (``routing_key`` pattern for topic/direct), declared by
+    :meth:`start` on ``channel`` and deleted, queues and exchange, by :meth:`stop`.
+
+    Publishing once to ``exchange`` puts a copy in every queue: the producer neither knows nor waits for
+    the consumers, and adding one is binding one more queue (:meth:`add`).
+    """
+
+    def __init__(self, channel: aiormq.abc.AbstractChannel, exchange: str, queues: Sequence[str] = (), *,
+                 exchange_type: str = "fanout", routing_key: str = "#"):
+        if not isinstance(exchange, str) or not exchange:
+            raise ValueError(f"exchange must be a non-empty exchange name, got {exchange!r}")
+        self.channel = channel
+        self.exchange = exchange
+        self.exchange_type = one_of("exchange_type", exchange_type, EXCHANGE_TYPES)
+        if not isinstance(routing_key, str):
+            raise ValueError(f"routing_key must be a string, got {routing_key!r}")
+        self.routing_key = routing_key
+        self._pending = [queue_name(q) for q in queues]
+        self.queues: list[str] = []
+        self._started = False
+
+    async def start(self) -> "Fanout":
+        if self._started:
+            raise RuntimeError(f"fan-out {self.exchange!r} is already started")
+        await self.channel.exchange_declare(self.exchange, exchange_type=self.exchange_type)
+        self._started = True
+        for queue in self._pending:
+            await self.add(queue)
+        return self
+
+    async def add(self, queue: str) -> str:
+        """Declare ``queue`` and bind it: from now on it gets a copy of every event (not earlier ones)."""
+        if not self._started:
+            raise RuntimeError("start the fan-out before adding queues")
+        queue_name(queue)
+        await self.channel.queue_declare(queue)
+        await self.channel.queue_bind(queue, self.exchange, routing_key=self.routing_key)
+        self.queues.append(queue)
+        return queue
+
+    async def stop(self) -> None:
+        """Delete the queues and the exchange (safe to call twice)."""
+        if not self._started:
+            return
+        self._started = False
+        queues, self.queues = self.queues, []
+        for queue in queues:
+            await self.channel.queue_delete(queue)
+        await self.channel.exchange_delete(self.exchange)
+
+    def __repr__(self) -> str:
+        return f"<Fanout {self.exchange_type} {self.exchange!r} -> {len(self.queues)} queues>"

@@ -1,0 +1,67 @@
+"""labkit.fanout: the fan-out topology on the lab's broker, the hiccup handler on real services, lag."""
+
+import asyncio
+
+import pytest
+
+from labkit.fanout import Fanout, Hiccup, lag_timeline
+
+
+async def test_one_publish_reaches_every_bound_queue_and_stop_deletes_them(lab, unique):
+    exchange, queues = unique("events"), [unique("a"), unique("b"), unique("c")]
+    fan = lab.own(await Fanout(await lab.channel(), exchange, queues[:2]).start())
+    await lab.publish("order.placed", b"1", exchange=exchange)
+    await fan.add(queues[2])  # a late queue gets only what comes after it was bound
+    await lab.publish("order.placed", b"2", exchange=exchange)
+    assert [await lab.queue_depth(q) for q in queues] == [2, 2, 1]
+    await lab.remove(fan)
+    channel = await lab.channel()
+    with pytest.raises(Exception):  # deleted: a passive declare fails with 404
+        await channel.queue_declare(queues[0], passive=True)
+
+
+async def test_topic_fanout_routes_by_pattern(lab, unique):
+    exchange, queue = unique("events"), unique("orders")
+    lab.own(await Fanout(await lab.channel(), exchange, [queue], exchange_type="topic",
+                         routing_key="order.*").start())
+    await lab.publish("order.placed", exchange=exchange)
+    await lab.publish("payment.failed", exchange=exchange)
+    assert await lab.queue_depth(queue) == 1
+
+
+async def test_hiccup_slows_a_request_only_when_it_draws_one(http_lab):
+    always = await http_lab.service("always", service_time=0, handler=Hiccup(1.0, 0.2))
+    never = await http_lab.service("never", service_time=0, handler=Hiccup(0.0, 0.2))
+    slow = (await asyncio.gather(*(http_lab.call(always) for _ in range(3))))
+    fast = (await asyncio.gather(*(http_lab.call(never) for _ in range(3))))
+    assert all(r["hiccup"] for r in slow) and not any(r["hiccup"] for r in fast)
+    assert always.handler.slow == always.handler.calls == 3
+    assert min(r.end - r.start for r in always.records) >= 0.2 > max(r.end - r.start for r in never.records) * 2
+
+
+def test_hiccup_draws_are_seeded_and_near_p():
+    async def draw(hiccup):
+        return [(await hiccup(b""))["hiccup"] for _ in range(2000)]
+
+    draws = [asyncio.run(draw(Hiccup(0.1, 0, seed=3))) for _ in range(2)]
+    assert draws[0] == draws[1]
+    assert 0.07 < sum(draws[0]) / 2000 < 0.13
+
+
+def test_lag_timeline_counts_published_minus_done():
+    t, lag = lag_timeline([10.0, 10.1, 10.2], [10.15, 10.3, 10.4], t0=10.0)
+    assert t == pytest.approx([0.0, 0.1, 0.15, 0.2, 0.3, 0.4])
+    assert lag == [1, 2, 1, 2, 1, 0]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: Hiccup(1.5, 0.1), "p must be"),
+    (lambda: Hiccup(0.1, -1), "delay must be"),
+    (lambda: lag_timeline([1.0], [1.0, 2.0]), "done must not have more"),
+    (lambda: Fanout(None, "", []), "exchange must be"),
+    (lambda: Fanout(None, "x", [""]), "queue must be"),
+    (lambda: Fanout(None, "x", exchange_type="headers"), "exchange_type"),
+])
+def test_arguments_are_validated(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
