@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
 
 OPEN, CLOSING, CLOSED = "open", "closing", "closed"
+MAX_MESSAGE_SIZE = 128 * 1024 * 1024  # RabbitMQ 3.10's default max_message_size
 
 
 class Channel:
@@ -64,7 +65,8 @@ class Channel:
                                          "instead", method=(60, 40))
         kind = payload[:4]
         if kind == frames.PUBLISH_ID:
-            self._publish = frames.decode_publish(payload)  # content is dropped if the channel is closing
+            if self.state is OPEN:  # while closing, publishes and their content frames are ignored
+                self._publish = frames.decode_publish(payload)
             return
         if kind == frames.ACK_ID and self.state is OPEN:
             try:
@@ -101,6 +103,10 @@ class Channel:
         if self._publish is None or self._header is not None:
             raise errors.UnexpectedFrame("unexpected content header frame", method=(60, 40))
         size = frames.header_body_size(payload)
+        if size > MAX_MESSAGE_SIZE:
+            self._publish = None
+            raise errors.PreconditionFailed(f"message size {size} is larger than configured max size "
+                                            f"{MAX_MESSAGE_SIZE}", method=(60, 40))
         self._header = payload
         self._remaining = size
         if size == 0:

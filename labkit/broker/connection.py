@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands as spec
 
 from . import errors, frames
-from .channel import Channel
+from .channel import OPEN as CHANNEL_OPEN, Channel
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Broker
@@ -174,6 +174,8 @@ class Connection(asyncio.Protocol):
             channel = self.channels.get(number)
             if number == 0 or channel is None or self.state != RUNNING:
                 raise errors.UnexpectedFrame(f"content frame on channel {number} without basic.publish")
+            if channel.state is not CHANNEL_OPEN:
+                return  # content of a publish sent before the client saw our channel.close
             try:
                 if ftype == frames.HEADER:
                     channel.on_header(payload)

@@ -1,0 +1,105 @@
+"""Wire-level behaviour aiormq cannot provoke: an oversized message announcement, and publishes that
+race with a channel.close the broker sent (the second checked against RabbitMQ 3.10.8 with this client).
+
+Why raw frames: aiormq never announces a 200 MB body it does not send, and never keeps publishing
+on a channel it knows is closed; buggy or hostile clients do, and the broker must answer with the
+channel error RabbitMQ uses and keep the connection usable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pamqp import body, commands as spec, frame, header
+from pamqp.heartbeat import Heartbeat
+
+from labkit.broker import Broker
+from labkit.broker.frames import FrameReader
+
+
+class RawClient:
+    """Just enough of a client: handshake, send frames, read frames."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.frames = FrameReader(frame_max=0)
+        self.inbox: list = []
+
+    @classmethod
+    async def connect(cls, port: int) -> RawClient:
+        client = cls(*await asyncio.open_connection("127.0.0.1", port))
+        client.writer.write(b"AMQP\x00\x00\x09\x01")
+        await client.expect(spec.Connection.Start)
+        client.send(0, spec.Connection.StartOk(client_properties={}, mechanism="PLAIN",
+                                               response="\0guest\0guest"))
+        tune = await client.expect(spec.Connection.Tune)
+        client.send(0, spec.Connection.TuneOk(tune.channel_max, tune.frame_max, 0))
+        client.send(0, spec.Connection.Open("/"))
+        await client.expect(spec.Connection.OpenOk)
+        return client
+
+    def send(self, channel: int, *values) -> None:
+        for value in values:
+            self.writer.write(frame.marshal(value, channel))
+
+    async def expect(self, kind, timeout: float = 5.0):
+        """Read until a frame of ``kind`` arrives; return it."""
+        async with asyncio.timeout(timeout):
+            while True:
+                while self.inbox:
+                    got = self.inbox.pop(0)
+                    if isinstance(got, kind):
+                        return got
+                data = await self.reader.read(65536)
+                assert data, f"connection closed while waiting for {kind.__name__}"
+                for ftype, channel, payload in self.frames.feed(data):
+                    raw = frame._marshal(ftype, channel, payload)
+                    self.inbox.append(frame.unmarshal(raw)[2] if ftype != 8 else Heartbeat())
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+@pytest.fixture
+async def raw():
+    broker = await Broker().start()
+    client = await RawClient.connect(broker.port)
+    yield client
+    await client.close()
+    await broker.stop()
+
+
+async def open_channel(client: RawClient, number: int) -> None:
+    client.send(number, spec.Channel.Open())
+    await client.expect(spec.Channel.OpenOk)
+
+
+async def test_announcing_a_body_above_the_max_message_size_is_precondition_failed(raw):
+    """Same code and text as RabbitMQ 3.10 (max_message_size 128 MiB), but raised as soon as the
+    content header announces the size: RabbitMQ first buffers the whole body, the lab broker does
+    not let one client make it hold 128 MiB."""
+    await open_channel(raw, 1)
+    raw.send(1, spec.Basic.Publish(routing_key="q"), header.ContentHeader(0, 200 * 1024 * 1024))
+    close = await raw.expect(spec.Channel.Close)
+    assert close.reply_code == 406 and "max size" in close.reply_text
+    raw.send(1, spec.Channel.CloseOk())
+    await open_channel(raw, 2)  # the connection is still usable
+    raw.send(2, spec.Queue.Declare(queue="after"))
+    assert (await raw.expect(spec.Queue.DeclareOk)).queue == "after"
+
+
+async def test_publishes_racing_a_channel_close_are_ignored_not_fatal(raw):
+    """The client keeps publishing (method, header, body) after the broker closed the channel but
+    before it read the close: RabbitMQ discards those frames, and so does the broker."""
+    await open_channel(raw, 1)
+    raw.send(1, spec.Basic.Get(queue="missing-queue"))  # 404 closes channel 1
+    message = (spec.Basic.Publish(routing_key="q"), header.ContentHeader(0, 3), body.ContentBody(b"abc"))
+    raw.send(1, *message, *message)
+    close = await raw.expect(spec.Channel.Close)
+    assert close.reply_code == 404
+    raw.send(1, spec.Channel.CloseOk())
+    await open_channel(raw, 1)  # the number can be reused and the connection still works
+    raw.send(1, spec.Queue.Declare(queue="after"))
+    assert (await raw.expect(spec.Queue.DeclareOk)).queue == "after"
