@@ -339,6 +339,8 @@ class Connection(asyncio.Protocol):
         self._teardown()
 
     def _release_channels(self) -> None:
+        """Requeue every channel's unacked messages; none may be redelivered to this connection."""
+        self.writable = False
         for channel in list(self.channels.values()):
             channel.release()
         self.channels.clear()

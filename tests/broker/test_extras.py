@@ -88,3 +88,31 @@ async def test_single_active_consumer_hands_the_backlog_to_the_next_consumer(cha
         while not second:
             await asyncio.sleep(0.01)
     assert [m.body for m in first] == [b"0"] and second[0].body == b"1"
+
+
+async def test_closing_a_connection_does_not_bounce_messages_between_its_own_channels():
+    """Two consumers on one connection hold unacked quorum messages; when the connection closes,
+    each message is returned exactly once (x-delivery-count 1 on the next delivery), not
+    redelivered to the connection's other, still-closing channel and returned twice."""
+    broker = await Broker().start()
+    try:
+        conn = await aiormq.connect(broker.url)
+        first, second = await conn.channel(), await conn.channel()
+        await first.queue_declare("qq", durable=True, arguments={"x-queue-type": "quorum"})
+        for ch, prefetch in ((first, 1), (second, 2)):  # the second could take the first's message
+            await ch.basic_qos(prefetch_count=prefetch)
+            await ch.basic_consume("qq", lambda m: None)
+        for i in range(2):
+            await first.basic_publish(b"%d" % i, routing_key="qq")
+        async with asyncio.timeout(5):
+            while broker.queues()[0]["messages_unacknowledged"] < 2:
+                await asyncio.sleep(0.01)
+        await conn.close()
+        other = await aiormq.connect(broker.url)
+        ch = await other.channel()
+        counts = [(await ch.basic_get("qq", no_ack=True)).header.properties.headers["x-delivery-count"]
+                  for _ in range(2)]
+        assert counts == [1, 1]
+        await other.close()
+    finally:
+        await broker.stop()
