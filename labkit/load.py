@@ -114,6 +114,8 @@ def arrival_times(profile: RateProfile, seed: int | None = 0) -> Iterator[float]
     inverse of Λ(t) = ∫λ — the standard time-change construction of a non-homogeneous Poisson process
     (Çinlar, *Introduction to Stochastic Processes*, 1975, §4.7) — so one code path serves every profile.
     """
+    if not isinstance(profile, RateProfile):
+        raise ValueError(f"profile must be a RateProfile (e.g. spike(...)), got {profile!r}")
     rng = random.Random(seed)
     if profile.process == "constant":
         units: Iterator[float] = itertools.count()

@@ -62,6 +62,7 @@ async def sleep_until(when: float) -> None:
     loop (``sleep(0)``, other tasks keep running) until due: p90 send error drops to ~0.1 ms for at most
     1 ms of yielding per call. Load generation and fault schedules both wait with it.
     """
+    non_negative("when", when)
     loop = asyncio.get_running_loop()  # loop.time() is time.monotonic(), the clock of every Record
     delay = when - _SPIN_S - loop.time()
     if delay > 0:
@@ -132,7 +133,11 @@ class Recording:
         t0: Clock | float | None = None,
         duration: float | None = None,
     ):
-        self.records: list[Record] = sorted(records, key=lambda r: r.scheduled)
+        self.records: list[Record] = list(records)
+        bad = next((r for r in self.records if not isinstance(r, Record)), None)
+        if bad is not None:
+            raise ValueError(f"records must be labkit.metrics.Record objects, got {bad!r}")
+        self.records.sort(key=lambda r: r.scheduled)
         if t0 is None:
             self.t0 = self.records[0].scheduled if self.records else 0.0
         else:

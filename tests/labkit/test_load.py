@@ -56,6 +56,11 @@ def test_zero_rate_segment_sends_nothing():
     assert not [t for t in times if 1 <= t < 2]
 
 
+def test_arrival_times_needs_a_profile():
+    with pytest.raises(ValueError, match=r"profile must be a RateProfile"):
+        next(arrival_times([(0, 1, 10)]))
+
+
 def test_profile_until_cuts():
     p = spike(10, 20, 1, 1, 5).until(1.5)
     assert p.duration == 1.5 and p.segments[-1] == (1, 1.5, 20)

@@ -124,6 +124,8 @@ def test_recording_validation():
         r.timeseries(0)
     with pytest.raises(ValueError, match="bin_s must be > 0"):
         r.in_flight(-1)
+    with pytest.raises(ValueError, match="records must be labkit.metrics.Record objects, got 3"):
+        Recording([rec(1, 1, 2), 3])
     with pytest.raises(ValueError, match="by must be one of"):
         r.timeseries(1, by="sent")
     with pytest.raises(ValueError, match=r"t_end - t_start must be > 0"):
@@ -155,6 +157,8 @@ async def test_sleep_until_is_never_early():
         lateness.append(time.monotonic() - when)
     assert min(lateness) >= 0
     await sleep_until(time.monotonic() - 1)  # a time in the past returns at once
+    with pytest.raises(ValueError, match="when must be >= 0"):
+        await sleep_until(-1)
 
 
 @pytest.fixture(params=["rabbitmq", "embedded"])
