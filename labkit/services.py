@@ -13,7 +13,10 @@ covers them all:
   own aiohttp connector ``connector_limit`` (connection pool size) and ``timeout``; any downstream
   failure makes this request fail with 502 (504 on timeout), as an unprotected synchronous chain does;
 - ``retries`` with ``backoff`` (a :func:`labkit.theory.backoff_schedule` kind) and a circuit ``breaker``
-  per downstream -- the cures of the cascading-failure chapter, and their side effects (retry storms).
+  per downstream -- the cures of the cascading-failure chapter, and their side effects (retry storms);
+- ``routes`` -- which downstreams a request path needs (``{"/browse": ["catalog"]}``), so that one
+  service can serve requests that need a slow dependency next to requests that do not, sharing its
+  connection pool: the setting in which a failure cascades to requests that never touch it.
 
 Each service counts requests in flight over time and keeps one :class:`labkit.metrics.Record` per request
 (``scheduled`` = arrival, ``start`` = admitted to work, ``end`` = response ready), and takes part in tracing.
@@ -202,7 +205,8 @@ class CircuitBreaker:
 class Service:
     """One named HTTP service on ``127.0.0.1`` (an ephemeral port unless ``port`` is given).
 
-    Every path and method is served by the same work: ``POST {url}anything`` returns
+    Every path and method is served by the same work (only ``routes`` picks the downstreams per path):
+    ``POST {url}anything`` returns
     ``{"service", "correlation_id", "ok", "error", "downstream": [...]}`` with status ``success_status``
     (200, or e.g. 202 Accepted for a service that only queues the work), 500 (injected failure),
     502/504 (downstream failed/timed out) or 503 (line full).
@@ -226,6 +230,7 @@ class Service:
         backoff_base: float = 0.05,
         backoff_cap: float = 1.0,
         breaker: dict[str, Any] | None = None,
+        routes: dict[str, Sequence[str]] | None = None,
         handler: Handler | None = None,
         success_status: int = 200,
         seed: int = 0,
@@ -263,6 +268,8 @@ class Service:
         #: one circuit breaker per downstream (by name), if ``breaker`` settings were given
         self.breakers = {label: CircuitBreaker(**breaker) for label, _ in self.downstream} if breaker is not None \
             else {}
+        #: request path -> the downstream names it calls; paths not listed call every downstream
+        self.routes = _check_routes(routes, [label for label, _ in self.downstream])
         if handler is not None and not callable(handler):
             raise ValueError(f"handler must be an async function handler(body) -> dict | None, got {handler!r}")
         self.handler = handler
@@ -399,7 +406,7 @@ class Service:
             if await self._admission.acquire():
                 started = time.monotonic()
                 try:
-                    status, error, extra, calls = await self._work(body, correlation_id, span)
+                    status, error, extra, calls = await self._work(body, request.path, correlation_id, span)
                 finally:
                     self._admission.release()
         finally:
@@ -414,8 +421,9 @@ class Service:
                    "downstream": calls, **extra}
         return web.json_response(payload, status=status, headers={tracing.CORRELATION_HEADER: correlation_id})
 
-    async def _work(self, body: bytes, correlation_id: str, span: tracing.Span | None):
-        """Own work, then the injected failure roll, then the hook, then the downstream calls."""
+    async def _work(self, body: bytes, path: str, correlation_id: str, span: tracing.Span | None):
+        """Own work, then the injected failure roll, then the hook, then the downstream calls (those
+        ``routes`` names for ``path``, else all)."""
         await asyncio.sleep(self._sample())
         if self.failure_rate and self._rng.random() < self.failure_rate:
             return 500, "injected failure", {}, []
@@ -426,14 +434,17 @@ class Service:
                     extra = dict(await self.handler(body) or {})
             except Exception as exc:  # the hook's failure is this request's failure, as in a real service
                 return 500, f"handler failed: {exc!r}", {}, []
-        if not self.downstream:
+        route = self.routes.get(path)
+        targets = self.downstream if route is None else [(label, url) for label, url in self.downstream
+                                                         if label in route]
+        if not targets:
             return self.success_status, None, extra, []
         parent = span.span_id if span else None
         if self.parallel:
-            calls = list(await asyncio.gather(*(self._call(*t, correlation_id, parent) for t in self.downstream)))
+            calls = list(await asyncio.gather(*(self._call(*t, correlation_id, parent) for t in targets)))
         else:
             calls = []
-            for label, url in self.downstream:
+            for label, url in targets:
                 calls.append(await self._call(label, url, correlation_id, parent))
                 if not is_success(calls[-1]["status"]):
                     break  # a synchronous chain stops at the first failure
@@ -478,6 +489,22 @@ class Service:
         if span is not None:
             tracer.finish(span, is_success(status), status=status)
         return status, error
+
+
+def _check_routes(routes: Any, labels: list[str]) -> dict[str, frozenset[str]]:
+    """Validate ``routes`` ({"/path": [downstream names]}) against the service's downstream names."""
+    if routes is None:
+        return {}
+    rule = f"a dict {{'/path': [downstream names]}} with names from {labels}"
+    if not isinstance(routes, dict):
+        raise ValueError(f"routes must be {rule}, got {routes!r}")
+    checked = {}
+    for path, names in routes.items():
+        if not isinstance(path, str) or not path.startswith("/") or isinstance(names, str) \
+                or not isinstance(names, Sequence) or not set(names) <= set(labels):
+            raise ValueError(f"routes must be {rule}, got {path!r}: {names!r}")
+        checked[path] = frozenset(names)
+    return checked
 
 
 def is_success(status: int) -> bool:
