@@ -348,9 +348,9 @@ async def confirm_rtt(channel, queue, n):
 
 
 async def test_amqp_through_the_proxy(amqp_url):
-    port = urlsplit(amqp_url).port
+    host, port = urlsplit(amqp_url).hostname, urlsplit(amqp_url).port
     queue = f"labkit-faults-{uuid.uuid4().hex[:8]}"
-    async with FaultProxy("127.0.0.1", port, "broker") as proxy:
+    async with FaultProxy(host, port, "broker") as proxy:
         assert proxy.via(amqp_url) == amqp_url.replace(f":{port}/", f":{proxy.port}/")
         direct_conn = await aiormq.connect(amqp_url)
         conn = await aiormq.connect(proxy.via(amqp_url))
