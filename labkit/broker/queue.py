@@ -230,10 +230,10 @@ class Queue:
         self.ready.append(msg)
         self.ready_bytes += msg.size
         self.vhost.memory.add(msg.size)
+        self.dispatch(now)  # first: a message a consumer takes at once never counts against x-max-length
         if self.overflow == "drop-head":
             while self._over_limit():
                 self._drop(self.ready.popleft(), "maxlen")
-        self.dispatch(now)
         if ttl is not None:
             self._expire()
         return True

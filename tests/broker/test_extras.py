@@ -116,3 +116,20 @@ async def test_closing_a_connection_does_not_bounce_messages_between_its_own_cha
         await other.close()
     finally:
         await broker.stop()
+
+
+async def test_max_length_zero_still_feeds_a_waiting_consumer(channel):
+    """RabbitMQ delivers to a waiting consumer before it enqueues, so x-max-length 0 (drop-head)
+    makes a "deliver now or drop" queue: consumed messages arrive, the rest are dead-lettered."""
+    await channel.queue_declare("dropped")
+    await channel.queue_declare("zero", arguments={"x-max-length": 0, "x-dead-letter-exchange": "",
+                                                   "x-dead-letter-routing-key": "dropped"})
+    await channel.basic_publish(b"nobody-waiting", routing_key="zero")
+    got: list = []
+    await channel.basic_consume("zero", got.append, no_ack=True)
+    await channel.basic_publish(b"taken", routing_key="zero")
+    async with asyncio.timeout(5):
+        while not got:
+            await asyncio.sleep(0.01)
+    assert [m.body for m in got] == [b"taken"]
+    assert (await channel.basic_get("dropped", no_ack=True)).body == b"nobody-waiting"
