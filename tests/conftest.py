@@ -1,10 +1,32 @@
 """Shared fixtures: a running lab per test, and unique AMQP names (several people share one broker)."""
 
+import os
+import socket
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 
+from labkit.broker import Broker
 from labkit.lab import Lab
+
+# RabbitMQ: AMQP_URL if set, else the local default; its test cases skip when nothing answers there.
+RABBITMQ = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+@pytest.fixture(params=["rabbitmq", "embedded"])
+async def amqp_url(request):
+    """The URL of RabbitMQ and of an embedded broker, in turn: lab parts must work on both the same way."""
+    if request.param == "rabbitmq":
+        parts = urlsplit(RABBITMQ)
+        try:
+            socket.create_connection((parts.hostname, parts.port or 5672), timeout=1).close()
+        except OSError:
+            pytest.skip(f"no RabbitMQ answers at {parts.hostname}:{parts.port or 5672}")
+        yield RABBITMQ
+    else:
+        async with Broker() as broker:
+            yield broker.url
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ Timing checks compare proxied with direct calls made in the same test, relative 
 """
 
 import asyncio
-import os
-import socket
 import statistics
 import time
 import uuid
@@ -16,22 +14,10 @@ import aiormq
 import pytest
 from aiohttp import web
 
-from labkit.broker import Broker
 from labkit.faults import Bandwidth, Blackhole, Down, FaultProxy, Latency, Reset
 from labkit.load import open_loop
 from labkit.metrics import Clock, percentile
 
-# RabbitMQ: AMQP_URL if set, else the local default; its test cases skip when nothing answers there.
-RABBITMQ = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-
-
-def rabbitmq_or_skip() -> str:
-    parts = urlsplit(RABBITMQ)
-    try:
-        socket.create_connection((parts.hostname, parts.port or 5672), timeout=1).close()
-    except OSError:
-        pytest.skip(f"no RabbitMQ answers at {parts.hostname}:{parts.port or 5672}")
-    return RABBITMQ
 BIG = 50_000  # bytes served by /big
 BIG_BODY = bytes(range(256)) * (BIG // 256) + bytes(BIG % 256)  # a pattern: reordering would show
 HUGE_BODY = bytes(range(251)) * 4000  # ~1 MB: many chunks per response
@@ -326,15 +312,6 @@ async def test_schedule_validation(proxy):
 
 
 # --- AMQP through the proxy ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["rabbitmq", "embedded"])
-async def amqp_url(request):
-    if request.param == "rabbitmq":
-        yield rabbitmq_or_skip()
-    else:
-        async with Broker() as broker:
-            yield broker.url
 
 
 async def confirm_rtt(channel, queue, n):

@@ -1,31 +1,15 @@
 """Records, recordings and the queue-depth sampler (against RabbitMQ and the embedded broker)."""
 
 import asyncio
-import contextlib
 import math
-import os
-import socket
 import time
 import uuid
-from urllib.parse import urlsplit
 
 import aiormq
 import pytest
 
-from labkit.broker import Broker
 from labkit.metrics import Clock, QueueDepthSampler, Record, Recording, as_t0, percentile, sleep_until
 
-# RabbitMQ: AMQP_URL if set, else the local default; its test cases skip when nothing answers there.
-RABBITMQ = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-
-
-def rabbitmq_or_skip() -> str:
-    parts = urlsplit(RABBITMQ)
-    try:
-        socket.create_connection((parts.hostname, parts.port or 5672), timeout=1).close()
-    except OSError:
-        pytest.skip(f"no RabbitMQ answers at {parts.hostname}:{parts.port or 5672}")
-    return RABBITMQ
 
 
 def rec(scheduled, start, end, ok=True, error=None, **info):
@@ -174,17 +158,14 @@ async def test_sleep_until_is_never_early():
         await sleep_until(-1)
 
 
-@pytest.fixture(params=["rabbitmq", "embedded"])
-async def amqp_channel(request):
+@pytest.fixture
+async def amqp_channel(amqp_url):
     """A channel on RabbitMQ and on the embedded broker: the sampler must read both the same way."""
-    async with contextlib.AsyncExitStack() as stack:
-        if request.param == "rabbitmq":
-            url = rabbitmq_or_skip()
-        else:
-            url = (await stack.enter_async_context(Broker())).url
-        conn = await aiormq.connect(url)
-        stack.push_async_callback(conn.close)
+    conn = await aiormq.connect(amqp_url)
+    try:
         yield await conn.channel()
+    finally:
+        await conn.close()
 
 
 async def test_queue_depth_sampler_follows_publishes(amqp_channel):
