@@ -186,20 +186,18 @@ class Channel:
         pending, self.pending_confirms = self.pending_confirms, []
         if self.state is not OPEN:
             return
-        out = []
+        write, number = self.conn.write, self.number
         run_end, run_len = 0, 0
         for seq, ok in pending:
             if ok:
                 run_end, run_len = seq, run_len + 1
                 continue
             if run_len:
-                out.append(spec.Basic.Ack(run_end, run_len > 1))
+                write(frames.ack_frame(number, run_end, run_len > 1))
                 run_len = 0
-            out.append(spec.Basic.Nack(seq, False, False))
+            self._send(spec.Basic.Nack(seq, False, False))
         if run_len:
-            out.append(spec.Basic.Ack(run_end, run_len > 1))
-        for method in out:
-            self._send(method)
+            write(frames.ack_frame(number, run_end, run_len > 1))
 
     # -- delivering -----------------------------------------------------------------------------
     def can_deliver(self, with_ack: bool) -> bool:

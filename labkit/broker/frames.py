@@ -122,6 +122,14 @@ def header_body_size(payload: bytes) -> int:
     return _U64.unpack_from(payload, 4)[0]
 
 
+_ACK_FRAME = struct.Struct(">BHIHHQBB")
+
+
+def ack_frame(channel: int, delivery_tag: int, multiple: bool) -> bytes:
+    """Basic.Ack packed directly: with confirm-each publishing it is sent once per message."""
+    return _ACK_FRAME.pack(METHOD, channel, 13, 60, 80, delivery_tag, multiple, FRAME_END)
+
+
 def method_frame(channel: int, method: commands.base.Frame) -> bytes:
     return pframe.marshal(method, channel)
 

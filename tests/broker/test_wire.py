@@ -103,3 +103,21 @@ async def test_publishes_racing_a_channel_close_are_ignored_not_fatal(raw):
     await open_channel(raw, 1)  # the number can be reused and the connection still works
     raw.send(1, spec.Queue.Declare(queue="after"))
     assert (await raw.expect(spec.Queue.DeclareOk)).queue == "after"
+
+
+@pytest.mark.parametrize("tag, multiple", [(1, False), (2**40 + 7, True)])
+def test_hand_packed_frames_equal_pamqps(tag, multiple):
+    """The hot-path encoders/decoders skip pamqp; they must produce and read exactly its bytes."""
+    from labkit.broker import frames
+
+    assert frames.ack_frame(3, tag, multiple) == frame.marshal(spec.Basic.Ack(tag, multiple), 3)
+    deliver = frame.marshal(spec.Basic.Deliver("ctag", tag, multiple, "ex", "rk.é"), 3)
+    fields = frames.deliver_fields(frames.shortstr("ctag"), tag, multiple, "ex", "rk.é")
+    assert b"".join(frames.delivery_frames(3, frames.DELIVER, fields, b"H" * 14, b"", 4096)[:3]) == deliver
+    get_ok = frame.marshal(spec.Basic.GetOk(tag, multiple, "ex", "rk", 5), 3)
+    fields = frames.get_ok_fields(tag, multiple, "ex", "rk", 5)
+    assert b"".join(frames.delivery_frames(3, frames.GET_OK, fields, b"H" * 14, b"", 4096)[:3]) == get_ok
+    publish = frame.marshal(spec.Basic.Publish(exchange="ex", routing_key="rk.é", mandatory=multiple), 3)[7:-1]
+    assert frames.decode_publish(publish) == ("ex", "rk.é", multiple)
+    ack = frame.marshal(spec.Basic.Ack(tag, multiple), 3)[7:-1]
+    assert frames.decode_ack(ack) == (tag, multiple)
