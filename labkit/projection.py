@@ -42,7 +42,7 @@ from labkit._validate import integer, non_negative, positive
 from labkit.consumers import Consumer, publish
 from labkit.metrics import Clock, Record, Recording, as_t0
 
-__all__ = ["OrderService", "ReadModel", "Projection", "Shop", "start_shop", "PREFER_ASYNC"]
+__all__ = ["PREFER_ASYNC", "OrderService", "Projection", "ReadModel", "Shop", "start_shop"]
 
 #: The request header (RFC 7240) with which a client asks for ``202 Accepted`` and a status resource.
 PREFER_ASYNC = {"Prefer": "respond-async"}
@@ -88,7 +88,7 @@ class OrderService:
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
 
-    async def start(self) -> "OrderService":
+    async def start(self) -> OrderService:
         app = web.Application()
         app.router.add_post("/orders", self._place)
         app.router.add_get("/customers/{customer}/orders", self._history)
@@ -156,7 +156,7 @@ class ReadModel:
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
 
-    async def start(self) -> "ReadModel":
+    async def start(self) -> ReadModel:
         app = web.Application()
         app.router.add_get("/customers/{customer}/orders", self._history)
         app.router.add_get("/orders/{order_id}/status", self._status)
@@ -242,7 +242,7 @@ class Projection:
         self.pauses: list[list[float | None]] = []
         self._held: dict[str, float] = {}  # message id -> seconds its event was held by a pause
 
-    async def start(self) -> "Projection":
+    async def start(self) -> Projection:
         await self.consumer.start()
         return self
 
@@ -323,7 +323,7 @@ class Shop:
         self._connection: aiormq.abc.AbstractConnection | None = None
         self._channel: aiormq.abc.AbstractChannel | None = None
 
-    async def start(self) -> "Shop":
+    async def start(self) -> Shop:
         if self._connection is not None:
             raise RuntimeError("this shop is already running")
         self._connection = await aiormq.connect(self.amqp_url)
