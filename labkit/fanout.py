@@ -41,6 +41,12 @@ class Hiccup:
         self._rng = random.Random(integer("seed", seed, 0))
         self.calls = self.slow = 0
 
+    def configure(self, *, p: float | None = None, delay: float | None = None) -> None:
+        """Change the hiccup probability and/or delay while the service runs (e.g. from a widget)."""
+        new_p = self.p if p is None else probability("p", p)
+        self.delay = self.delay if delay is None else non_negative("delay", delay)
+        self.p = new_p
+
     async def __call__(self, body: bytes) -> dict[str, Any]:
         self.calls += 1
         hiccup = self._rng.random() < self.p
@@ -101,13 +107,19 @@ class Fanout:
             await self.add(queue)
         return self
 
-    async def add(self, queue: str) -> str:
-        """Declare ``queue`` and bind it: from now on it gets a copy of every event (not earlier ones)."""
+    async def add(self, queue: str, *, declare: bool = True, routing_key: str | None = None) -> str:
+        """Bind ``queue`` (declared here as a classic queue unless ``declare=False``, e.g. for a stream)
+        with ``routing_key`` (default: the fan-out's): from now on it gets a copy of every event, not
+        of earlier ones. :meth:`stop` deletes it with the rest."""
         if not self._started:
             raise RuntimeError("start the fan-out before adding queues")
         queue_name(queue)
-        await self.channel.queue_declare(queue)
-        await self.channel.queue_bind(queue, self.exchange, routing_key=self.routing_key)
+        if routing_key is not None and not isinstance(routing_key, str):
+            raise ValueError(f"routing_key must be a string or None, got {routing_key!r}")
+        if declare:
+            await self.channel.queue_declare(queue)
+        await self.channel.queue_bind(queue, self.exchange, routing_key=self.routing_key if routing_key is None
+                                      else routing_key)
         self.queues.append(queue)
         return queue
 

@@ -20,13 +20,18 @@ async def test_one_publish_reaches_every_bound_queue_and_stop_deletes_them(lab, 
         await channel.queue_declare(queues[0], passive=True)
 
 
-async def test_topic_fanout_routes_by_pattern(lab, unique):
-    exchange, queue = unique("events"), unique("orders")
-    lab.own(await Fanout(await lab.channel(), exchange, [queue], exchange_type="topic",
-                         routing_key="order.*").start())
+async def test_topic_fanout_routes_by_pattern_and_binds_a_queue_declared_elsewhere(lab, unique):
+    exchange, queue, everything = unique("events"), unique("orders"), unique("all")
+    channel = await lab.channel()
+    fan = lab.own(await Fanout(channel, exchange, [queue], exchange_type="topic", routing_key="order.*").start())
+    await channel.queue_declare(everything, arguments={"x-max-length": 10})
+    await fan.add(everything, declare=False, routing_key="#")
     await lab.publish("order.placed", exchange=exchange)
     await lab.publish("payment.failed", exchange=exchange)
-    assert await lab.queue_depth(queue) == 1
+    assert [await lab.queue_depth(q) for q in (queue, everything)] == [1, 2]
+    await lab.remove(fan)
+    with pytest.raises(Exception):  # deleted with the fan-out although declared elsewhere
+        await (await lab.channel()).queue_declare(everything, passive=True)
 
 
 async def test_hiccup_slows_a_request_only_when_it_draws_one(http_lab):
@@ -45,6 +50,9 @@ def test_hiccup_draws_are_seeded_and_near_p():
 
     draws = [asyncio.run(draw(Hiccup(0.1, 0, seed=3))) for _ in range(2)]
     assert draws[0] == draws[1]
+    hiccup = Hiccup(0.1, 0)
+    hiccup.configure(p=1.0, delay=0.0)
+    assert asyncio.run(hiccup(b""))["hiccup"] and hiccup.slow == 1
     assert 0.07 < sum(draws[0]) / 2000 < 0.13
 
 
@@ -57,6 +65,7 @@ def test_lag_timeline_counts_published_minus_done():
 @pytest.mark.parametrize("call, message", [
     (lambda: Hiccup(1.5, 0.1), "p must be"),
     (lambda: Hiccup(0.1, -1), "delay must be"),
+    (lambda: Hiccup(0.1, 1).configure(p=-0.1), "p must be"),
     (lambda: lag_timeline([1.0], [1.0, 2.0]), "done must not have more"),
     (lambda: Fanout(None, "", []), "exchange must be"),
     (lambda: Fanout(None, "x", [""]), "queue must be"),
