@@ -1,0 +1,267 @@
+"""The course's running story, end to end: one checkout built two ways over the same nine services.
+
+Why: chapter 08 puts the whole argument together. The same steps -- validate, inventory, payment, save,
+email, analytics, fraud, fulfillment, receipt -- run as real HTTP services, and two front doors use them:
+
+- **all-sync** (``checkout.all_sync``): the checkout calls all nine in a row and answers when the last
+  one has; its latency is their sum, and it fails when any of them is down.
+- **hybrid** (``checkout.hybrid``): the checkout calls the four the customer needs an answer from
+  (:data:`EDGE`: validate, inventory, payment, save), publishes one ``order.placed`` event to a topic
+  exchange, and answers. One worker per :data:`SPINE` step consumes its own copy of the event and calls
+  its service, retrying while the service is unreachable, so an outage delays the work but loses none.
+
+The spine services named in ``links`` are reached through a :class:`labkit.faults.FaultProxy`
+(``checkout.links[step]``), and both designs go through the same links, so one fault hits both. Every service records its side effects
+per order (``checkout.effects``), which is how a chapter checks "every email was sent".
+
+The saga: fulfillment answers its worker with success or failure. A failure (an HTTP error, not an
+unreachable service) is published as ``fulfillment.failed``; a refund worker and a stock-release worker
+consume it and call payment and inventory with the compensating action (:data:`labkit.saga.COMPENSATIONS`).
+Every state an order reaches goes into ``checkout.log`` (:class:`labkit.saga.OrderLog`).
+
+The correlation id of the customer's request travels in every HTTP header and in the AMQP
+``correlation_id`` property of every event, so ``lab.tracer.trace(cid)`` holds the whole checkout,
+synchronous edge and asynchronous spine (``plots.trace_waterfall`` draws it).
+
+    checkout = await Checkout(lab).start()
+    await lab.call(checkout.hybrid, body=b"order-1")
+    await checkout.settled(["order-1"])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+
+from labkit import tracing
+from labkit._validate import integer, non_negative, positive
+from labkit.fanout import Fanout
+from labkit.lab import HTTPStatusError
+from labkit.saga import COMPENSATIONS, OrderLog
+from labkit.services import STORY
+
+__all__ = ["EDGE", "SERVICE_TIMES", "SPINE", "STEPS", "Checkout", "critical_path"]
+
+#: The steps of one checkout, in the order an all-synchronous checkout calls them.
+STEPS = ("validate", "inventory", "payment", "save", "email", "analytics", "fraud", "fulfillment", "receipt")
+#: What the customer must wait for: is the order valid, in stock, paid and stored?
+EDGE = STEPS[:4]
+#: Everything that can happen after the customer has their answer.
+SPINE = STEPS[4:]
+#: Mean seconds of work per step (the story's values from :data:`labkit.services.STORY`, small ones for the rest).
+SERVICE_TIMES = {"validate": 0.005, "save": 0.010, "receipt": 0.005, **{s: STORY[s] for s in STEPS if s in STORY}}
+
+#: Errors that mean "the service could not be reached", which a spine worker waits out (HTTP errors do not).
+UNREACHABLE = (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+class Checkout:
+    """Both checkout designs, their spine workers and the saga, started on ``lab`` (which owns them all).
+
+    ``service_times`` overrides :data:`SERVICE_TIMES` per step; ``links`` names the spine steps reached
+    through a fault proxy (each proxy costs CPU per call, so only where a fault will be switched on);
+    ``timeout`` is how long a caller waits for
+    one step; ``retry_delay`` is a spine worker's first pause between attempts on an unreachable service (doubling
+    up to ``retry_cap``);
+    ``workers`` how many messages each spine worker handles at once.
+    """
+
+    def __init__(self, lab: Any, *, name: str = "checkout", service_times: dict[str, float] | None = None,
+                 links: Iterable[str] = ("email", "analytics"), timeout: float = 2.0, retry_delay: float = 0.05,
+                 retry_cap: float = 0.4, workers: int = 16):
+        if not isinstance(name, str) or not name.replace("-", "").isalnum():
+            raise ValueError(f"name must be letters, digits and dashes, got {name!r}")
+        times = dict(SERVICE_TIMES)
+        for step, value in (service_times or {}).items():
+            if step not in STEPS:
+                raise ValueError(f"service_times keys must be steps from {STEPS}, got {step!r}")
+            times[step] = non_negative(f"service_times[{step!r}]", value)
+        self.link_steps = tuple(links) if not isinstance(links, str) else (links,)
+        for step in self.link_steps:
+            if step not in SPINE:
+                raise ValueError(f"links must name spine steps from {SPINE}, got {step!r}")
+        self.lab = lab
+        self.name = f"{name}-{tracing.new_id()[:6]}"  # unique: several runs may share one RabbitMQ
+        self.service_times = times
+        self.timeout = positive("timeout", timeout)
+        self.retry_delay = positive("retry_delay", retry_delay)
+        self.retry_cap = positive("retry_cap", retry_cap)
+        if retry_cap < retry_delay:
+            raise ValueError(f"retry_cap must be >= retry_delay ({retry_delay}), got {retry_cap}")
+        self.workers = integer("workers", workers, 1, 1000)
+        self.exchange = f"{self.name}-events"
+        #: step -> Counter of (order, action) -> times the service did it
+        self.effects: dict[str, collections.Counter] = {s: collections.Counter() for s in STEPS}
+        #: (step, order, action) -> monotonic time the service first did it
+        self.effect_times: dict[tuple[str, str, str], float] = {}
+        self.log = OrderLog()
+        self.services: dict[str, Any] = {}
+        self.links: dict[str, Any] = {}
+        self.spine_workers: dict[str, Any] = {}
+        self.compensators: dict[str, Any] = {}
+        self.all_sync: Any = None
+        self.hybrid: Any = None
+        self._topology: Fanout | None = None
+
+    async def start(self) -> "Checkout":
+        lab = self.lab
+        for step in STEPS:
+            self.services[step] = await lab.service(f"{self.name}-{step}", service_time=self.service_times[step],
+                                                    handler=self._effect(step))
+        for step in self.link_steps:
+            self.links[step] = await lab.proxy(self.services[step], name=f"{step} link")
+        self._topology = lab.own(await Fanout(await lab.channel(), self.exchange, exchange_type="topic",
+                                              routing_key="order.placed").start())
+        for step in SPINE:
+            queue = await self._topology.add(f"{self.exchange}-{step}")
+            self.spine_workers[step] = await self._worker(queue, self._spine(step), f"{step} worker")
+        for step, (action, _) in COMPENSATIONS.items():
+            queue = await self._topology.add(f"{self.exchange}-{action}", routing_key="fulfillment.failed")
+            self.compensators[step] = await self._worker(queue, self._compensate(step), f"{action} worker")
+        self.all_sync = await lab.service(f"{self.name}-all-sync", service_time=0.0, handler=self._all_sync)
+        self.hybrid = await lab.service(f"{self.name}-hybrid", service_time=0.0, handler=self._hybrid)
+        return self
+
+    # -- what the chapter asks -----------------------------------------------------------------------
+
+    def done(self, step: str, order: str, action: str = "do") -> bool:
+        """Has ``step``'s service done ``action`` for ``order``?"""
+        return self.effects[step][(order, action)] > 0
+
+    def settled(self, order: str) -> bool:
+        """Has a hybrid order finished: every spine step done and the saga at rest (fulfilled or compensated)?"""
+        return all(self.done(step, order) for step in SPINE if step != "fulfillment") \
+            and self.log.state(order) in ("fulfilled", "compensated")
+
+    async def wait_settled(self, orders: Iterable[str], timeout: float = 20.0) -> float:
+        """Wait until every order in ``orders`` is :meth:`settled` (or ``timeout`` s pass); returns the
+        monotonic time it happened (or gave up)."""
+        positive("timeout", timeout)
+        pending = list(orders)
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            pending = [o for o in pending if not self.settled(o)]
+            if pending:
+                await asyncio.sleep(0.02)
+        return time.monotonic()
+
+    def reset(self) -> None:
+        """Forget effects and the order log (between experiments)."""
+        for counter in self.effects.values():
+            counter.clear()
+        self.effect_times.clear()
+        self.log.clear()
+
+    # -- the two front doors -------------------------------------------------------------------------
+
+    async def _all_sync(self, body: bytes) -> dict[str, Any]:
+        order = _order(body)
+        for step in STEPS:
+            await self._call(step, order)
+        return {"order": order}
+
+    async def _hybrid(self, body: bytes) -> dict[str, Any]:
+        order = _order(body)
+        for step in EDGE:
+            await self._call(step, order)
+        await self.lab.publish("order.placed", _body(order), exchange=self.exchange, message_id=order)
+        self.log.record(order, "placed")
+        return {"order": order}
+
+    # -- the asynchronous spine and the saga ---------------------------------------------------------
+
+    def _spine(self, step: str):
+        async def work(message: Any) -> None:
+            order = json.loads(message.body)["order"]
+            ok = await self._until_reachable(step, order)
+            if step == "fulfillment":
+                self.log.record(order, "fulfilled" if ok else "fulfillment failed")
+                if not ok:
+                    await self.lab.publish("fulfillment.failed", _body(order), exchange=self.exchange,
+                                           message_id=f"{order}:fulfillment.failed")
+        return work
+
+    def _compensate(self, step: str):
+        action, state = COMPENSATIONS[step]
+
+        async def undo(message: Any) -> None:
+            order = json.loads(message.body)["order"]
+            if not await self._until_reachable(step, order, action):
+                raise RuntimeError(f"{step} refused to {action} order {order}")  # nack: tried again
+            self.log.record(order, state)
+        return undo
+
+    async def _until_reachable(self, step: str, order: str, action: str = "do") -> bool:
+        """Call ``step`` until it answers: True if it did the work, False if it answered with an error.
+
+        The pause between attempts doubles from ``retry_delay`` up to ``retry_cap``: a worker holding many
+        messages must not hammer a service that is down (nor the CPU the rest of the lab shares)."""
+        delay = self.retry_delay
+        while True:
+            try:
+                await self._call(step, order, action)
+                return True
+            except HTTPStatusError:
+                return False
+            except UNREACHABLE:
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, self.retry_cap)
+
+    async def _worker(self, queue: str, handler: Any, name: str) -> Any:
+        return await self.lab.consumer(queue, work_time=0, handler=handler, prefetch=self.workers,
+                                       concurrency=self.workers, idempotent=True, declare=False, name=name)
+
+    # -- the step services ---------------------------------------------------------------------------
+
+    async def _call(self, step: str, order: str, action: str = "do") -> None:
+        target = self.links.get(step) or self.services[step]
+        await self.lab.call(target, body=_body(order, action), timeout=self.timeout)
+
+    def _effect(self, step: str):
+        """The step service's business logic: note that it did ``action`` for ``order``."""
+        async def handle(body: bytes) -> dict[str, Any]:
+            request = json.loads(body)
+            key = (request["order"], request["action"])
+            self.effects[step][key] += 1
+            self.effect_times.setdefault((step, *key), time.monotonic())
+            return {}
+        return handle
+
+
+def critical_path(spans: list[tracing.Span]) -> dict[str, float]:
+    """Where one checkout's time went, from its trace (seconds):
+
+    - ``edge``: the customer's wait (the outermost span, the client's call);
+    - ``hops``: the sum of the calls and publishes the front door made while the customer waited
+      (the children of the front door's server span): the critical-path rule says ``edge`` is this sum
+      plus the cost of the customer's own hop;
+    - ``spine``: how long work of this checkout went on after the customer had the answer.
+    """
+    if not spans:
+        raise ValueError("spans must contain the spans of one trace, got none")
+    ordered = sorted(spans, key=lambda s: s.start)
+    client = ordered[0]
+    door = next((s for s in ordered if s.parent_id == client.span_id and s.kind == "server"), None)
+    if client.end is None or door is None:
+        raise ValueError("spans must start with a finished client call answered by a traced service")
+    hops = sum(s.duration or 0.0 for s in ordered
+               if s.parent_id == door.span_id and s.kind in ("client", "publish"))
+    last = max(s.end or s.start for s in ordered)
+    return {"edge": client.end - client.start, "hops": hops, "spine": max(0.0, last - client.end)}
+
+
+def _order(body: bytes) -> str:
+    order = body.decode()
+    if not order:
+        raise ValueError("the request body must be an order id")
+    return order
+
+
+def _body(order: str, action: str = "do") -> bytes:
+    return json.dumps({"order": order, "action": action}).encode()
