@@ -342,10 +342,14 @@ class Queue:
                 back.append(msg)
                 self.ready_bytes += msg.size
         if back:
-            back.sort(key=lambda m: m.seq)
-            self.ready.requeue(back)
+            self._return(back)
             self.dispatch()
             self._expire()
+
+    def _return(self, msgs: list[Message]) -> None:
+        """Classic queues put returned messages back at their original positions."""
+        msgs.sort(key=lambda m: m.seq)
+        self.ready.requeue(msgs)
 
     # -- expiry ---------------------------------------------------------------------------------
     def _expire(self) -> None:
@@ -433,7 +437,8 @@ class Queue:
 
 
 class QuorumQueue(Queue):
-    """Quorum queue semantics over AMQP 0-9-1: durable only, delivery limit, x-delivery-count."""
+    """Quorum queue semantics over AMQP 0-9-1: durable only, delivery limit, x-delivery-count,
+    returned messages go to the back of the queue."""
 
     kind = "quorum"
 
@@ -449,6 +454,11 @@ class QuorumQueue(Queue):
             raise errors.PreconditionFailed(
                 f"invalid arg 'x-max-priority' for queue '{self.name}' in vhost '/' of queue type rabbit_quorum_queue")
         return _int_arg(args, "x-delivery-limit", self.name, 0)
+
+    def _return(self, msgs: list[Message]) -> None:
+        """Quorum queues (RabbitMQ 3.10) put returned messages at the back, in the order returned."""
+        for msg in msgs:
+            self.ready.append(msg)
 
     def outgoing(self, msg: Message) -> Message:
         if not msg.returns:

@@ -133,3 +133,16 @@ async def test_max_length_zero_still_feeds_a_waiting_consumer(channel):
             await asyncio.sleep(0.01)
     assert [m.body for m in got] == [b"taken"]
     assert (await channel.basic_get("dropped", no_ack=True)).body == b"nobody-waiting"
+
+
+async def test_quorum_queue_returns_go_to_the_back_in_return_order(channel):
+    """Unlike classic queues (original position), RabbitMQ 3.10 quorum queues append returned
+    messages behind the ready ones, in the order they were returned (checked on 3.10.8)."""
+    await channel.queue_declare("qr", durable=True, arguments={"x-queue-type": "quorum"})
+    for body in (b"a", b"b", b"c", b"d"):
+        await channel.basic_publish(body, routing_key="qr")
+    got = [await channel.basic_get("qr") for _ in range(3)]
+    await channel.basic_nack(got[2].delivery.delivery_tag, requeue=True)
+    await channel.basic_nack(got[0].delivery.delivery_tag, requeue=True)
+    order = [(await channel.basic_get("qr", no_ack=True)).body for _ in range(3)]
+    assert order == [b"d", b"c", b"a"]
