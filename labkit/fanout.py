@@ -22,7 +22,7 @@ from labkit._validate import integer, non_negative, one_of, probability
 from labkit.metrics import Clock, as_t0
 from labkit.streams import queue_name
 
-__all__ = ["Fanout", "Hiccup", "lag_timeline", "EXCHANGE_TYPES"]
+__all__ = ["EXCHANGE_TYPES", "Fanout", "Hiccup", "lag_timeline"]
 
 EXCHANGE_TYPES = ("fanout", "topic", "direct")
 
@@ -98,7 +98,7 @@ class Fanout:
         self.queues: list[str] = []
         self._started = False
 
-    async def start(self) -> "Fanout":
+    async def start(self) -> Fanout:
         if self._started:
             raise RuntimeError(f"fan-out {self.exchange!r} is already started")
         await self.channel.exchange_declare(self.exchange, exchange_type=self.exchange_type)

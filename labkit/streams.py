@@ -25,7 +25,7 @@ from aiormq.abc import DeliveredMessage
 
 from labkit._validate import integer, non_negative, positive
 
-__all__ = ["Entry", "StreamReader", "declare_stream", "queue_name", "OFFSET_SPECS"]
+__all__ = ["OFFSET_SPECS", "Entry", "StreamReader", "declare_stream", "queue_name"]
 
 #: The named offsets a reader may start from (besides a numeric offset and a timezone-aware datetime).
 OFFSET_SPECS = ("first", "last", "next")
@@ -84,7 +84,7 @@ class StreamReader:
         self._arrived = asyncio.Event()
         self._connection: aiormq.abc.AbstractConnection | None = None
 
-    async def start(self) -> "StreamReader":
+    async def start(self) -> StreamReader:
         if self._connection is not None:
             raise RuntimeError(f"{self.name} is already running")
         self._connection = await aiormq.connect(self.amqp_url)

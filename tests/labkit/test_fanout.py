@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+from aiormq.exceptions import ChannelNotFoundEntity
 
 from labkit.fanout import Fanout, Hiccup, lag_timeline
 
@@ -16,7 +17,7 @@ async def test_one_publish_reaches_every_bound_queue_and_stop_deletes_them(lab, 
     assert [await lab.queue_depth(q) for q in queues] == [2, 2, 1]
     await lab.remove(fan)
     channel = await lab.channel()
-    with pytest.raises(Exception):  # deleted: a passive declare fails with 404
+    with pytest.raises(ChannelNotFoundEntity):  # deleted: a passive declare fails with 404
         await channel.queue_declare(queues[0], passive=True)
 
 
@@ -30,7 +31,7 @@ async def test_topic_fanout_routes_by_pattern_and_binds_a_queue_declared_elsewhe
     await lab.publish("payment.failed", exchange=exchange)
     assert [await lab.queue_depth(q) for q in (queue, everything)] == [1, 2]
     await lab.remove(fan)
-    with pytest.raises(Exception):  # deleted with the fan-out although declared elsewhere
+    with pytest.raises(ChannelNotFoundEntity):  # deleted with the fan-out although declared elsewhere
         await (await lab.channel()).queue_declare(everything, passive=True)
 
 
