@@ -190,6 +190,7 @@ class Queue:
         self.had_consumer = False
         self.ready_bytes = 0
         self.unacked = 0
+        self.unacked_bytes = 0
         self.next_seq = 0
         self.deleted = False
         self.stats = [0, 0, 0]  # published, delivered, acked
@@ -287,6 +288,7 @@ class Queue:
             if not consumer.no_ack:
                 consumer.unacked += 1
                 self.unacked += 1
+                self.unacked_bytes += msg.size
             consumer.channel.deliver(consumer, msg)
             if consumer.no_ack:
                 self.vhost.memory.add(-msg.size)
@@ -306,6 +308,7 @@ class Queue:
             self.vhost.memory.add(-msg.size)
         else:
             self.unacked += 1
+            self.unacked_bytes += msg.size
         return msg
 
     def outgoing(self, msg: Message) -> Message:
@@ -316,7 +319,9 @@ class Queue:
     def settle(self, msg: Message) -> None:
         """An unacked message leaves for good (ack, or reject without requeue)."""
         self.unacked -= 1
-        self.vhost.memory.add(-msg.size)
+        self.unacked_bytes -= msg.size
+        if not self.deleted:  # a deleted queue released its unacked bytes when it was deleted
+            self.vhost.memory.add(-msg.size)
 
     def ack(self, msg: Message) -> None:
         self.settle(msg)
@@ -324,18 +329,20 @@ class Queue:
 
     def reject(self, msg: Message) -> None:
         self.settle(msg)
-        self.vhost.dead_letter(self, msg, "rejected")
+        if not self.deleted:
+            self.vhost.dead_letter(self, msg, "rejected")
 
     def requeue(self, msgs: Iterable[Message]) -> None:
         """Return unacked messages to their original positions, marked redelivered."""
         back = []
         for msg in msgs:
             self.unacked -= 1
+            self.unacked_bytes -= msg.size
             msg.redelivered = True
             msg.returns += 1
             if self.deleted:
-                self.vhost.memory.add(-msg.size)
-            elif self.delivery_limit is not None and msg.returns > self.delivery_limit:
+                continue
+            if self.delivery_limit is not None and msg.returns > self.delivery_limit:
                 self.vhost.memory.add(-msg.size)
                 self.vhost.dead_letter(self, msg, "delivery_limit")
             else:
@@ -431,6 +438,7 @@ class Queue:
                 timer.cancel()
         self._timer = self._idle_timer = None
         self.purge()
+        self.vhost.memory.add(-self.unacked_bytes)  # their later acks will not count again
         consumers = list(self.consumers)
         self.consumers.clear()
         return consumers

@@ -181,3 +181,21 @@ async def test_stored_bytes_return_to_zero_after_every_kind_of_removal(broker, c
     await channel.basic_publish(BODY, routing_key=main)
     await channel.queue_delete(main)
     assert broker.memory.used == 0
+
+
+async def test_acks_after_a_reset_do_not_drive_the_byte_count_negative(broker, channel):
+    """Unacked messages of a deleted queue are released with the queue; their late acks (and
+    requeues, and rejects) must not subtract again, or the memory alarm would drift low."""
+    q = name()
+    await channel.queue_declare(q, arguments={"x-dead-letter-exchange": "amq.fanout"})
+    for _ in range(3):
+        await channel.basic_publish(BODY, routing_key=q)
+    got = [await channel.basic_get(q) for _ in range(3)]
+    assert broker.memory.used == 3 * len(BODY)
+    await broker.reset()
+    assert broker.memory.used == 0
+    await channel.basic_ack(got[0].delivery.delivery_tag)
+    await channel.basic_nack(got[1].delivery.delivery_tag, requeue=True)
+    await channel.basic_reject(got[2].delivery.delivery_tag, requeue=False)
+    await channel.queue_declare(name())  # a round trip: the acks above have been processed
+    assert broker.memory.used == 0
