@@ -207,14 +207,15 @@ class VHost:
             self.delete_queue(q)
 
     # -- routing --------------------------------------------------------------------------------
-    def route(self, exchange: str, routing_key: str, msg: Message) -> list[Queue]:
+    def route(self, exchange: str, routing_key: str, msg: Message, by_broker: bool = False) -> list[Queue]:
+        """Queues a publish reaches; ``by_broker`` (dead-lettering) may use internal exchanges."""
         if exchange == "":
             q = self.queues.get(routing_key)
             return [q] if q is not None else []
         ex = self.exchanges.get(exchange)
         if ex is None:
             raise errors.NotFound(f"no exchange '{exchange}' in vhost '/'")
-        if ex.internal:
+        if ex.internal and not by_broker:
             raise errors.AccessRefused(f"cannot publish to internal exchange '{exchange}' in vhost '/'")
         dests = ex.route(routing_key, msg)
         if dests and all(d.__class__ is not Exchange for d in dests):
@@ -276,7 +277,7 @@ class VHost:
         routing_key = queue.dlrk if queue.dlrk is not None else msg.routing_key
         dead = Message(queue.dlx, routing_key, b"", msg.body)
         dead.rewrite(props)
-        targets = self.route(queue.dlx, routing_key, dead)
+        targets = self.route(queue.dlx, routing_key, dead, by_broker=True)
         if not any(d.get("reason") == "rejected" for d in deaths):
             seen = {d.get("queue") for d in deaths}
             targets = [q for q in targets if q.name not in seen]

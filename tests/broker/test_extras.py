@@ -146,3 +146,20 @@ async def test_quorum_queue_returns_go_to_the_back_in_return_order(channel):
     await channel.basic_nack(got[0].delivery.delivery_tag, requeue=True)
     order = [(await channel.basic_get("qr", no_ack=True)).body for _ in range(3)]
     assert order == [b"d", b"c", b"a"]
+
+
+async def test_dead_lettering_may_use_an_internal_exchange(channel):
+    """Clients cannot publish to an internal exchange, but the broker's own dead-lettering can (and
+    must not fail inside a TTL timer)."""
+    await channel.exchange_declare("dlx-internal", exchange_type="fanout", internal=True)
+    await channel.queue_declare("dead")
+    await channel.queue_bind("dead", "dlx-internal")
+    await channel.queue_declare("short", arguments={"x-message-ttl": 10, "x-dead-letter-exchange": "dlx-internal"})
+    await channel.basic_publish(b"m", routing_key="short")
+    async with asyncio.timeout(5):
+        while True:
+            got = await channel.basic_get("dead", no_ack=True)
+            if isinstance(got.delivery, spec.Basic.GetOk):
+                break
+            await asyncio.sleep(0.02)
+    assert got.header.properties.headers["x-death"][0]["reason"] == "expired"
