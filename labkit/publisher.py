@@ -18,6 +18,7 @@ Both modes here retry what they *know* failed, so comparing them isolates what c
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import aiormq
 from pamqp.commands import Basic
@@ -29,6 +30,23 @@ __all__ = ["Publisher", "RETRYABLE"]
 #: What a dropped or refused connection looks like to a publisher (retried after a reconnect).
 RETRYABLE = (ConnectionError, OSError, asyncio.TimeoutError, aiormq.exceptions.AMQPError,
              aiormq.exceptions.ChannelInvalidStateError)
+
+
+class _QuietResets(logging.Filter):
+    """Drop aiormq's warning (with a traceback) for a connection the server reset: while a publisher runs,
+    a reset is an expected event it handles (it counts it in ``errors`` and reconnects), not news."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.users = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, aiormq.exceptions.AMQPConnectionError)
+                    and isinstance(exc.__cause__, ConnectionResetError))
+
+
+_quiet = _QuietResets()
 
 
 class Publisher:
@@ -51,13 +69,27 @@ class Publisher:
         self.connections = 0
         self._connection: aiormq.abc.AbstractConnection | None = None
         self._channel: aiormq.abc.AbstractChannel | None = None
+        self._quieting = False
 
     async def start(self) -> "Publisher":
-        await self._connect()
+        if _quiet.users == 0:
+            logging.getLogger("aiormq.connection").addFilter(_quiet)
+        _quiet.users += 1
+        self._quieting = True
+        try:
+            await self._connect()
+        except BaseException:
+            await self.stop()
+            raise
         return self
 
     async def stop(self) -> None:
         await self._drop()
+        if self._quieting:
+            self._quieting = False
+            _quiet.users -= 1
+            if _quiet.users == 0:
+                logging.getLogger("aiormq.connection").removeFilter(_quiet)
 
     async def publish(self, routing_key: str, body: bytes, *, message_id: str) -> int:
         """Publish until it succeeds (confirmed by the broker, with confirms; written to the socket,

@@ -2,6 +2,7 @@
 believes sent; confirms with retry lose none (real broker: the embedded one, or AMQP_URL)."""
 
 import asyncio
+import logging
 
 import pytest
 
@@ -54,3 +55,9 @@ def test_arguments_are_validated():
         Publisher("amqp://127.0.0.1/", max_attempts=0)
     with pytest.raises(ValueError, match="timeout"):
         Publisher("amqp://127.0.0.1/", timeout=0)
+
+
+async def test_expected_resets_are_not_logged_as_warnings_while_a_publisher_runs(lab, unique, caplog):
+    await _publish_through_resets(lab, unique, confirms=True)
+    assert not [r for r in caplog.records if r.name == "aiormq.connection" and r.levelname == "WARNING"]
+    assert not logging.getLogger("aiormq.connection").filters  # removed when the publisher stopped
