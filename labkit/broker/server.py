@@ -11,8 +11,8 @@ import asyncio
 import ipaddress
 import socket
 import time
+from urllib.parse import quote
 
-from pamqp import commands as spec
 
 from .. import _validate as v
 from . import errors, frames
@@ -79,7 +79,7 @@ class Broker:
         if self._server is None:
             raise RuntimeError("broker not started: await broker.start() first")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"amqp://{self.user}:{self.password}@{host}:{self.port}/"
+        return f"amqp://{quote(self.user, safe='')}:{quote(self.password, safe='')}@{host}:{self.port}/"
 
     @property
     def running(self) -> bool:

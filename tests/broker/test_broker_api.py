@@ -61,11 +61,11 @@ def test_url_before_start_explains_what_to_do():
 
 
 async def test_url_carries_credentials_and_the_ephemeral_port():
-    broker = await Broker(user="alice", password="s3cret").start()
+    broker = await Broker(user="alice", password="s3:c@ret/").start()
     try:
-        assert broker.url == f"amqp://alice:s3cret@127.0.0.1:{broker.port}/"
+        assert broker.url == f"amqp://alice:s3%3Ac%40ret%2F@127.0.0.1:{broker.port}/"
         assert broker.port > 0
-        conn = await aiormq.connect(broker.url)
+        conn = await aiormq.connect(broker.url)  # the escaped password authenticates
         await conn.close()
     finally:
         await broker.stop()
