@@ -13,7 +13,6 @@ import socket
 import time
 from urllib.parse import quote
 
-
 from .. import _validate as v
 from . import errors, frames
 from .connection import Connection
