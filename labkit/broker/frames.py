@@ -42,24 +42,27 @@ class FrameReader:
 
     def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
         """Return the frames completed by ``data``; raise FrameError on a malformed frame."""
-        buf = self._buf
-        buf += data
+        if self._buf:  # a partial frame is pending: parse from the joined buffer
+            self._buf += data
+            data = bytes(self._buf)
+            self._buf = bytearray()
         frames = []
-        pos, size = 0, len(buf)
+        pos, size = 0, len(data)
         limit = self.frame_max
+        unpack = _HEAD.unpack_from
         while size - pos >= 7:
-            ftype, channel, length = _HEAD.unpack_from(buf, pos)
+            ftype, channel, length = unpack(data, pos)
             if limit and length + 8 > limit:
                 raise errors.FrameError(f"frame size {length + 8} exceeds frame_max {limit}")
             end = pos + 7 + length
             if end >= size:
                 break
-            if buf[end] != FRAME_END:
-                raise errors.FrameError(f"frame end byte 0x{buf[end]:02x} is not 0xce")
-            frames.append((ftype, channel, bytes(buf[pos + 7 : end])))
+            if data[end] != FRAME_END:
+                raise errors.FrameError(f"frame end byte 0x{data[end]:02x} is not 0xce")
+            frames.append((ftype, channel, data[pos + 7 : end]))
             pos = end + 1
-        if pos:
-            del buf[:pos]
+        if pos < size:
+            self._buf += data[pos:]
         return frames
 
 

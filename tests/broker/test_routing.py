@@ -99,3 +99,22 @@ def test_topic_matching_terminates_on_pathological_patterns():
     (The DP does ~5,000; the timeout only catches a hang, it is not a speed target.)"""
     assert not topic_matches(tuple(["#"] * 40 + ["x"]), tuple(["a"] * 120))
     assert topic_matches(tuple(["#"] * 40 + ["a"]), tuple(["a"] * 120))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([1, 2, 3]), st.integers(0, 3), st.binary(max_size=300)),
+                min_size=1, max_size=8),
+       st.lists(st.integers(1, 400), min_size=1, max_size=20))
+def test_frame_reader_reassembles_frames_however_tcp_splits_them(frames_in, cuts):
+    """The broker sees TCP chunks, not frames: any split of the byte stream gives the same frames."""
+    import struct
+
+    from labkit.broker.frames import FrameReader
+
+    stream = b"".join(struct.pack(">BHI", t, ch, len(p)) + p + b"\xce" for t, ch, p in frames_in)
+    reader, out, pos, i = FrameReader(frame_max=0), [], 0, 0
+    while pos < len(stream):
+        step = cuts[i % len(cuts)]
+        out += reader.feed(stream[pos : pos + step])
+        pos, i = pos + step, i + 1
+    assert out == [(t, ch, p) for t, ch, p in frames_in]
