@@ -32,8 +32,17 @@ from pamqp.commands import Basic
 
 from labkit._validate import integer
 
-__all__ = ["RetryTopology", "DeadLetter", "attempts", "deaths", "delivery_limited_queue", "take_all", "inspect",
-           "replay", "DEATH_HEADERS"]
+__all__ = [
+    "DEATH_HEADERS",
+    "DeadLetter",
+    "RetryTopology",
+    "attempts",
+    "deaths",
+    "delivery_limited_queue",
+    "inspect",
+    "replay",
+    "take_all",
+]
 
 #: Headers the broker adds when it dead-letters a message (removed on replay: a replayed message starts over).
 DEATH_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",

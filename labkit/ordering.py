@@ -19,7 +19,7 @@ from typing import Any
 
 from labkit._validate import integer
 
-__all__ = ["order_breaks", "breaks_per_key", "partition"]
+__all__ = ["breaks_per_key", "order_breaks", "partition"]
 
 
 def order_breaks(sequence: Iterable[Any]) -> int:

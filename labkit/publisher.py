@@ -25,7 +25,7 @@ from pamqp.commands import Basic
 
 from labkit._validate import integer, non_negative, positive
 
-__all__ = ["Publisher", "RETRYABLE"]
+__all__ = ["RETRYABLE", "Publisher"]
 
 #: What a dropped or refused connection looks like to a publisher (retried after a reconnect).
 RETRYABLE = (ConnectionError, OSError, asyncio.TimeoutError, aiormq.exceptions.AMQPError,
@@ -71,7 +71,7 @@ class Publisher:
         self._channel: aiormq.abc.AbstractChannel | None = None
         self._quieting = False
 
-    async def start(self) -> "Publisher":
+    async def start(self) -> Publisher:
         if _quiet.users == 0:
             logging.getLogger("aiormq.connection").addFilter(_quiet)
         _quiet.users += 1

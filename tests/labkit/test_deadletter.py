@@ -5,7 +5,13 @@ import asyncio
 
 import pytest
 
-from labkit.deadletter import RetryTopology, delivery_limited_queue, inspect, replay, take_all
+from labkit.deadletter import (
+    RetryTopology,
+    delivery_limited_queue,
+    inspect,
+    replay,
+    take_all,
+)
 
 
 async def _until(predicate, timeout=10.0):
