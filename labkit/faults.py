@@ -269,6 +269,7 @@ class FaultProxy:
         self._connections: set[_Connection] = set()
         self._handlers: set[asyncio.Task] = set()
         self._sock: socket.socket | None = None
+        self._reserved: socket.socket | None = None  # holds the port while Down (see _reserve_port)
         self._server: asyncio.AbstractServer | None = None
         self._serving: set[asyncio.Task] = set()
         self._schedule: asyncio.Task | None = None
@@ -293,6 +294,7 @@ class FaultProxy:
             await asyncio.gather(self._schedule, return_exceptions=True)
             self._schedule = None
         self._close_listener()
+        self._release_port()
         await asyncio.gather(*self._serving, return_exceptions=True)
         for conn in list(self._connections):
             conn.abort()
@@ -325,6 +327,7 @@ class FaultProxy:
 
     def _open_listener(self) -> None:
         """Bind and listen synchronously (so no connection is refused from here on), serve in a task."""
+        self._release_port()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -339,6 +342,32 @@ class FaultProxy:
         task = asyncio.ensure_future(self._serve(sock))
         self._serving.add(task)
         task.add_done_callback(self._serving.discard)
+
+    def _reserve_port(self) -> None:
+        """Keep the port while Down with a socket that is bound but does not listen.
+
+        Connections to it are refused just as to a closed port, but no other program can start listening
+        on it meanwhile: on a busy machine a freed ephemeral port is soon handed to someone else's server,
+        and callers would reach a stranger instead of failing. Bound without SO_REUSEADDR when possible,
+        because a socket with SO_REUSEADDR (aiohttp's, for one) may share a port with another such socket
+        that is not listening; with SO_REUSEADDR when the old listener's connections still hold the port.
+        """
+        self._release_port()
+        for reuse in (0, 1):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, reuse)
+            try:
+                sock.bind(("127.0.0.1", self.port))
+            except OSError:
+                sock.close()
+                continue
+            self._reserved = sock
+            return
+
+    def _release_port(self) -> None:
+        if self._reserved is not None:
+            self._reserved.close()
+            self._reserved = None
 
     async def _serve(self, sock: socket.socket) -> None:
         server = await asyncio.start_server(self._accept, sock=sock)
@@ -409,6 +438,7 @@ class FaultProxy:
         if isinstance(toxic, Down):
             if toxic.probability == 1 and self._started:
                 self._close_listener()
+                self._reserve_port()
             for conn in list(self._connections):
                 if conn.hit(toxic):
                     conn.abort()

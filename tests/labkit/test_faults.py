@@ -4,6 +4,7 @@ Timing checks compare proxied with direct calls made in the same test, relative 
 """
 
 import asyncio
+import socket
 import statistics
 import time
 import uuid
@@ -150,6 +151,24 @@ async def test_down_refuses_and_resets_then_recovers(proxy, http):
     assert "refusing" in repr(proxy)
     proxy.clear()
     assert (await timed_get(http, proxy.url + "/"))[1] == b"ok"  # same port, listening again
+
+
+async def test_down_keeps_its_port_from_other_listeners(proxy, http):
+    """While Down the port stays reserved: another server (aiohttp binds with SO_REUSEADDR) cannot take it,
+    so callers are refused instead of reaching a stranger; afterwards the proxy listens on it again."""
+    proxy.set(Down())
+    thief = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    thief.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        with pytest.raises(OSError):
+            thief.bind(("127.0.0.1", proxy.port))
+            thief.listen(1)
+    finally:
+        thief.close()
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", proxy.port)
+    proxy.clear()
+    assert (await timed_get(http, proxy.url + "/"))[1] == b"ok"
 
 
 async def test_down_with_probability_resets_some_connections(proxy):
