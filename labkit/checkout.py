@@ -132,6 +132,8 @@ class Checkout:
 
     def done(self, step: str, order: str, action: str = "do") -> bool:
         """Has ``step``'s service done ``action`` for ``order``?"""
+        if step not in STEPS:
+            raise ValueError(f"step must be one of {STEPS}, got {step!r}")
         return self.effects[step][(order, action)] > 0
 
     def settled(self, order: str) -> bool:
@@ -239,8 +241,10 @@ def critical_path(spans: list[tracing.Span]) -> dict[str, float]:
 
     - ``edge``: the customer's wait (the outermost span, the client's call);
     - ``hops``: the sum of the calls and publishes the front door made while the customer waited
-      (the children of the front door's server span): the critical-path rule says ``edge`` is this sum
-      plus the cost of the customer's own hop;
+      (the children of the front door's server span);
+    - ``hop_cost``: what one HTTP hop adds to the work behind it (network, parsing, scheduling), the mean
+      of (call - server work) over the door's calls. The critical-path rule predicts
+      ``edge`` = ``hops`` + ``hop_cost`` (the customer's own hop);
     - ``spine``: how long work of this checkout went on after the customer had the answer.
     """
     if not spans:
@@ -250,10 +254,12 @@ def critical_path(spans: list[tracing.Span]) -> dict[str, float]:
     door = next((s for s in ordered if s.parent_id == client.span_id and s.kind == "server"), None)
     if client.end is None or door is None:
         raise ValueError("spans must start with a finished client call answered by a traced service")
-    hops = sum(s.duration or 0.0 for s in ordered
-               if s.parent_id == door.span_id and s.kind in ("client", "publish"))
+    calls = [s for s in ordered if s.parent_id == door.span_id and s.kind in ("client", "publish")]
+    served = {s.parent_id: s for s in ordered if s.kind == "server"}
+    costs = [(c.duration or 0.0) - (served[c.span_id].duration or 0.0) for c in calls if c.span_id in served]
     last = max(s.end or s.start for s in ordered)
-    return {"edge": client.end - client.start, "hops": hops, "spine": max(0.0, last - client.end)}
+    return {"edge": client.end - client.start, "hops": sum(c.duration or 0.0 for c in calls),
+            "hop_cost": sum(costs) / len(costs) if costs else 0.0, "spine": max(0.0, last - client.end)}
 
 
 def _order(body: bytes) -> str:

@@ -26,7 +26,7 @@ async def test_hybrid_answers_after_the_edge_and_the_spine_finishes_later_on_one
     assert {s.name for s in spans if s.kind == "consume"} == {f"{step} worker" for step in SPINE}  # ... and AMQP
     path = critical_path(spans)
     assert path["spine"] > 0.25 > path["edge"]  # the email's 300 ms happened after the answer
-    assert path["hops"] <= path["edge"]
+    assert path["hops"] <= path["edge"] and 0 < path["hop_cost"] < path["hops"]
 
 
 async def test_all_sync_waits_for_every_step_and_fails_when_one_is_down(lab):
@@ -86,3 +86,5 @@ def test_arguments_are_validated():
         Checkout(None, timeout=0)
     with pytest.raises(ValueError, match="spans must contain"):
         critical_path([])
+    with pytest.raises(ValueError, match="step must be one of"):
+        Checkout(None).done("shipping", "o1")
