@@ -104,3 +104,19 @@ def test_arguments_are_validated():
         RetryTopology("")
     with pytest.raises(ValueError, match="handler"):
         RetryTopology("q").guard(None)
+
+
+async def test_replay_moves_only_selected_letters_and_strips_death_headers(lab, unique):
+    dlq, target = unique("dlq"), unique("target")
+    channel = await lab.channel()
+    for queue in (dlq, target):
+        await channel.queue_declare(queue)
+    for body in (b"a", b"b", b"c"):
+        await lab.publish(dlq, body, headers={"x-first-death-reason": "rejected", "x-attempts": 3})
+    assert await replay(channel, dlq, target, select=lambda m: m.body == b"b") == 1
+    [moved] = await take_all(channel, target)
+    headers = moved.header.properties.headers
+    assert moved.body == b"b" and "x-first-death-reason" not in headers and headers["x-attempts"] == 3
+    assert [m.body for m in await take_all(channel, dlq)] == [b"a", b"c"]  # the rest kept their order
+    for queue in (dlq, target):
+        await channel.queue_delete(queue)
