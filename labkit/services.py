@@ -19,7 +19,8 @@ covers them all:
   connection pool: the setting in which a failure cascades to requests that never touch it.
 
 Each service counts requests in flight over time and keeps one :class:`labkit.metrics.Record` per request
-(``scheduled`` = arrival, ``start`` = admitted to work, ``end`` = response ready), and takes part in tracing.
+(``scheduled`` = arrival, ``start`` = admitted to work, ``end`` = response ready; ``info`` has the status and
+the request path), and takes part in tracing.
 Services are started by :meth:`labkit.lab.Lab.service`, which owns and stops them.
 """
 
@@ -413,7 +414,7 @@ class Service:
             self._count(-1)
         ended = time.monotonic()
         ok = is_success(status)
-        info = {"service": self.name, "status": status, "correlation_id": correlation_id}
+        info = {"service": self.name, "status": status, "correlation_id": correlation_id, "path": request.path}
         self.records.append(Record(arrived, started, ended, ok, error, info))
         if span is not None:
             self.tracer.finish(span, ok, status=status, waited=started - arrived)

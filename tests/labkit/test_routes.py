@@ -20,6 +20,7 @@ async def test_routes_pick_the_downstreams_of_each_path(http_lab):
     assert about["downstream"] == []
     assert [c["name"] for c in other["downstream"]] == ["payment", "inventory"]  # unlisted: every downstream
     assert (len(order.records), len(catalog.records)) == (1, 2)
+    assert [r.info["path"] for r in shop.records] == ["/browse", "/about", "/checkout"]  # records keep the path
 
 
 async def test_paths_sharing_workers_wait_for_each_other(http_lab):
