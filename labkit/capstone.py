@@ -76,7 +76,15 @@ class Report:
     uploads: Recording
     processed: int
     notified: int
+    #: the run's timeline: ``t0`` (monotonic) and the faults as ``(start, end, label)`` seconds after it
+    t0: float = 0.0
     fault_bands: list[tuple[float, float, str]] = field(default_factory=list)
+
+    def latency_over_time(self) -> tuple[list[float], list[float], list[bool]]:
+        """Each upload's send time (s since t0), latency (ms) and success, in send order: for plotting."""
+        records = sorted(self.uploads.select("all"), key=lambda r: r.scheduled)
+        return ([r.scheduled - self.t0 for r in records], [r.latency * 1000 for r in records],
+                [r.ok for r in records])
 
     @property
     def passed(self) -> bool:
@@ -169,7 +177,7 @@ async def check_design(
                       drain_timeout)
     bands = [(*PROCESSOR_DOWN, "processor down"), (*NOTIFIER_DOWN, "notification down"), (*SPIKE, "spike")]
     return Report(label, _judge(uploads, accepted, external, processor_time), uploads,
-                  len(external.processed), len(external.notifications), bands)
+                  len(external.processed), len(external.notifications), clock.t0, bands)
 
 
 def _judge(uploads: Recording, accepted: set[str], external: _ExternalServices, processor_time: float) -> list[Property]:
