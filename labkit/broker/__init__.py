@@ -20,7 +20,7 @@ Modules, one protocol concern each: ``frames`` (stream framing, hot-path codecs)
 Where it knowingly differs from RabbitMQ 3.10: nothing is persisted (durable only affects
 equivalence checks); the memory alarm counts stored message bytes, not process memory; an oversized
 message (> 128 MiB) is refused when its header announces it rather than after buffering it; one
-virtual host ("/") and one user; no transactions (tx.*), consumer priorities or CC/BCC headers.
+virtual host ("/") and one user; no transactions (tx.*) or CC/BCC headers.
 """
 
 from .errors import AMQPError

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 HEADER, START, TUNE, OPEN, RUNNING, CLOSING, CLOSED = range(7)
 CAPABILITIES = {
     "publisher_confirms": True, "exchange_exchange_bindings": True, "basic.nack": True,
-    "consumer_cancel_notify": True, "connection.blocked": True,
+    "consumer_cancel_notify": True, "connection.blocked": True, "consumer_priorities": True,
     "authentication_failure_close": True, "per_consumer_qos": True, "direct_reply_to": True,
 }
 CLOSE_OK_TIMEOUT = 1.0

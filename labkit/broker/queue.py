@@ -112,7 +112,7 @@ class Consumer:
     """A basic.consume registration: the queue pushes to it while it has prefetch capacity."""
 
     __slots__ = ("channel", "queue", "tag", "tag_bytes", "no_ack", "exclusive", "limit", "unacked",
-                 "arguments")
+                 "arguments", "priority")
 
     def __init__(self, channel: Any, queue: Queue, tag: str, tag_bytes: bytes, no_ack: bool,
                  exclusive: bool, limit: int, arguments: dict) -> None:
@@ -125,6 +125,9 @@ class Consumer:
         self.limit = limit
         self.unacked = 0
         self.arguments = arguments
+        self.priority = arguments.get("x-priority", 0)
+        if isinstance(self.priority, bool) or not isinstance(self.priority, int):
+            raise errors.PreconditionFailed(f"invalid arg 'x-priority' for consumer: {self.priority!r}")
 
     def can_take(self) -> bool:
         if self.no_ack:
@@ -187,6 +190,7 @@ class Queue:
         max_priority = _int_arg(args, "x-max-priority", name, 0, 255)
         self.ready: Ready | PriorityReady = PriorityReady(max_priority) if max_priority else Ready()
         self.consumers: deque[Consumer] = deque()
+        self.prioritized = False  # some consumer has a non-zero x-priority
         self.had_consumer = False
         self.ready_bytes = 0
         self.unacked = 0
@@ -270,6 +274,15 @@ class Queue:
                 consumer = consumers[0]
                 if not consumer.can_take():
                     return
+            elif self.prioritized:  # x-priority: highest priority with capacity, round-robin among equals
+                consumer = None
+                for candidate in consumers:
+                    if (consumer is None or candidate.priority > consumer.priority) and candidate.can_take():
+                        consumer = candidate
+                if consumer is None:
+                    return
+                consumers.remove(consumer)
+                consumers.append(consumer)
             else:
                 for _ in range(len(consumers)):
                     consumer = consumers[0]
@@ -386,6 +399,7 @@ class Queue:
             raise errors.AccessRefused(f"queue '{self.name}' in vhost '/' in exclusive use")
         self.consumers.append(consumer)
         self.had_consumer = True
+        self.prioritized = any(c.priority for c in self.consumers)
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
@@ -395,6 +409,7 @@ class Queue:
             self.consumers.remove(consumer)
         except ValueError:
             return
+        self.prioritized = any(c.priority for c in self.consumers)
         if self.auto_delete and not self.consumers and not self.deleted:
             self.vhost.delete_queue(self)
         elif self.consumers:

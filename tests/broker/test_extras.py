@@ -163,3 +163,22 @@ async def test_dead_lettering_may_use_an_internal_exchange(channel):
                 break
             await asyncio.sleep(0.02)
     assert got.header.properties.headers["x-death"][0]["reason"] == "expired"
+
+
+async def test_consumer_priority_serves_high_priority_consumers_first(channel):
+    """x-priority (checked against RabbitMQ 3.10.8 with the same calls): consumers of priority 10
+    share messages round-robin while they have prefetch room; priority 0 gets only the overflow."""
+    conn = channel.connection
+    channels = [channel, await conn.channel(), await conn.channel()]
+    await channel.queue_declare("cp")
+    got: dict[str, list] = {"low": [], "high1": [], "high2": []}
+    for ch, (label, priority) in zip(channels, (("low", 0), ("high1", 10), ("high2", 10))):
+        await ch.basic_qos(prefetch_count=2)
+        await ch.basic_consume("cp", got[label].append, arguments={"x-priority": priority})
+    for i in range(7):
+        await channel.basic_publish(b"%d" % i, routing_key="cp")
+    async with asyncio.timeout(5):
+        while sum(map(len, got.values())) < 6:
+            await asyncio.sleep(0.01)
+    assert {k: [m.body for m in v] for k, v in got.items()} == {
+        "low": [b"4", b"5"], "high1": [b"0", b"2"], "high2": [b"1", b"3"]}
