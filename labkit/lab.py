@@ -90,6 +90,9 @@ class Lab:
         self._broker: Any = None
         self._connection: aiormq.abc.AbstractConnection | None = None
         self._default_channel: aiormq.abc.AbstractChannel | None = None
+        # Concurrent first uses (e.g. many publishes at once) must share one connection and one default
+        # channel: two would leak a connection and let messages overtake each other.
+        self._amqp_lock = asyncio.Lock()
         self._owned: list[Any] = []  # things with an async stop(), in start order
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -410,14 +413,18 @@ class Lab:
     async def _shared_connection(self) -> aiormq.abc.AbstractConnection:
         self._check_running()
         self._check_amqp()
-        if self._connection is None or self._connection.is_closed:
-            self._connection = await aiormq.connect(self.amqp_url)
-        return self._connection
+        async with self._amqp_lock:
+            if self._connection is None or self._connection.is_closed:
+                self._connection = await aiormq.connect(self.amqp_url)
+            return self._connection
 
     async def _channel(self) -> aiormq.abc.AbstractChannel:
         """The default channel, reopened if an error (e.g. a passive declare of a missing queue) closed it."""
         if self._default_channel is None or self._default_channel.is_closed:
-            self._default_channel = await self.channel()
+            connection = await self._shared_connection()
+            async with self._amqp_lock:
+                if self._default_channel is None or self._default_channel.is_closed:
+                    self._default_channel = await connection.channel()
         return self._default_channel
 
 

@@ -4,6 +4,7 @@ import asyncio
 import gc
 
 import aiohttp
+import aiormq
 import psutil
 import pytest
 
@@ -257,3 +258,18 @@ async def test_own_hands_an_outside_component_to_the_lab():
         lab.own(object())
     await lab.stop()
     assert Part.stopped == 2
+
+
+async def test_concurrent_first_publishes_share_one_connection_and_keep_their_order(lab, unique):
+    queue = unique("order")
+    reader = await aiormq.connect(lab.amqp_url)
+    try:
+        channel = await reader.channel()
+        await channel.queue_declare(queue, arguments={"x-expires": 30_000})
+        assert lab._connection is None  # nothing opened yet: the publishes below race to open it
+        await asyncio.gather(*(lab.publish(queue, str(i).encode()) for i in range(50)))
+        assert lab._default_channel.connection is lab._connection
+        bodies = [(await channel.basic_get(queue, no_ack=True)).body for _ in range(50)]
+        assert bodies == [str(i).encode() for i in range(50)]
+    finally:
+        await reader.close()
