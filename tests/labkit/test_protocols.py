@@ -88,7 +88,7 @@ async def test_amqp_rpc_and_one_way(amqp_url, unique, reuse):
             data = payload(size)
             assert await client.call(data) == data
         await asyncio.gather(*(client.send(b"fire and forget") for _ in range(5)))
-        for _ in range(100):  # the worker handles one-way messages after the publisher has moved on
+        for _ in range(250):  # the worker handles one-way messages after the publisher has moved on
             if worker.done == len(SIZES) + 5:
                 break
             await asyncio.sleep(0.02)
@@ -111,18 +111,18 @@ async def test_concurrent_rpcs_get_their_own_answers(amqp_url, unique):
 
 
 async def test_work_time_is_paid_by_every_protocol(amqp_url):
-    """The same job: with 30 ms of work each protocol's median rises by about 30 ms (same run, wide margins)."""
+    """The same job: with 50 ms of work each protocol's median rises by about 50 ms (same run, wide margins)."""
     fast = await Protocols.start(amqp_url)
-    slow = await Protocols.start(amqp_url, work_time=0.03)
+    slow = await Protocols.start(amqp_url, work_time=0.05)
     try:
         calls = {f"{name} fast": c for name, c in (await fast.calls()).items()}
         calls |= {f"{name} slow": c for name, c in (await slow.calls()).items()}
-        rec = await interleaved(calls, [100], 5, progress=False)
+        rec = await interleaved(calls, [100], 7, progress=False)
         assert rec.success_rate() == 1.0, rec.errors()
         by = rec.group_by("protocol")
         for name in (Protocols.HTTP, Protocols.HTTP_BYTES, Protocols.GRPC, Protocols.AMQP_RPC):
             extra = by[f"{name} slow"].percentile(50) - by[f"{name} fast"].percentile(50)
-            assert 0.02 < extra < 0.3, (name, extra)
+            assert 0.025 < extra < 0.5, (name, extra)
     finally:
         await slow.stop()
         await fast.stop()
@@ -141,8 +141,12 @@ async def test_protocols_start_their_servers_and_stop_everything(amqp_url):
     before = {t for t in asyncio.all_tasks() if not t.done()}
     await protocols.stop()
     assert all(refuses(p) for p in ports)
-    await asyncio.sleep(0.1)
-    assert not {t for t in asyncio.all_tasks() if not t.done()} - before - {asyncio.current_task()}
+    for _ in range(100):  # closing connections finishes in tasks of their own: give them time on a busy machine
+        left = {t for t in asyncio.all_tasks() if not t.done()} - before - {asyncio.current_task()}
+        if not left:
+            break
+        await asyncio.sleep(0.05)
+    assert not left, left
 
 
 async def test_interleaved_takes_turns_warms_up_and_records_failures():
