@@ -215,7 +215,8 @@ class Lab:
     async def service(self, name: str, **options: Any) -> Service:
         """Start the HTTP service ``name`` (see :class:`labkit.services.Service` for ``options``:
         service_time, distribution, capacity, queue_limit, failure_rate, downstream, parallel,
-        connector_limit, timeout, handler). A service of the same name is replaced."""
+        connector_limit, timeout, retries, breaker, routes, handler, success_status). A service of the
+        same name is replaced."""
         self._check_running()
         old = self.services.pop(name, None)
         if old is not None:
