@@ -33,5 +33,12 @@ bench: install
 	$(BIN)/python bench/broker.py
 	$(BIN)/python bench/harness.py
 
+# Student edition: the book with every solution stripped (HTML, _sources, downloads) into _build/student/html,
+# plus stripped notebooks in _build/student/notebooks. Reuses the chapters' executions from `make book`.
+.PHONY: student
+student: install
+	$(BIN)/python book/student.py --root . --out _build/student
+	$(PYTEST) -q tests/book/test_student.py
+
 clean:
 	rm -rf _build

@@ -1,0 +1,111 @@
+"""The student edition carries no solution: stripping unit checks, a tiny fixture book built end to end,
+and, when `make student` has run, a scan of the real student output."""
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("student", ROOT / "book" / "student.py")
+student = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(student)
+
+SECRET = "The secret answer is forty-two because the queue absorbs the whole spike."
+CELL_SECRET = "answer_value_that_students_must_not_see = 4242424242424242424242"
+
+MARKDOWN = f"""# Exercises
+
+```{{exercise}}
+:label: ex-one
+How big is the backlog?
+```
+
+````{{solution}} ex-one
+:class: dropdown
+{SECRET}
+```python
+print("nested fence stays inside the solution")
+```
+````
+
+:::{{solution}} ex-one
+{SECRET} (colon fence)
+:::
+
+Text after the solutions stays.
+"""
+
+
+def test_strip_markdown_removes_every_solution_fence_and_keeps_the_rest():
+    out = student.strip_markdown(MARKDOWN)
+    assert SECRET not in out and "nested fence" not in out
+    assert "{exercise}" in out and "Text after the solutions stays." in out
+    assert [SECRET in body for body in student.solution_texts(MARKDOWN)] == [True, True]
+
+
+def test_strip_notebook_drops_tagged_cells_or_marks_them_for_removal():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell(MARKDOWN),
+        nbformat.v4.new_code_cell(CELL_SECRET, metadata={"tags": ["solution", "hide-input"]}),
+        nbformat.v4.new_code_cell("x = 1"),
+    ])
+    stripped = student.strip_notebook(nb)
+    assert [c.cell_type for c in stripped.cells] == ["markdown", "code"]
+    built = student.strip_notebook(nb, for_build=True)
+    assert built.cells[1].metadata.tags == ["solution", "hide-input", "remove-cell"]
+    assert nb.cells[1].metadata.tags == ["solution", "hide-input"]  # the input is untouched
+    assert CELL_SECRET in student.notebook_secrets(nb)
+
+
+def test_arguments_are_validated():
+    with pytest.raises(ValueError, match="text must be a str"):
+        student.strip_markdown(None)
+    with pytest.raises(ValueError, match="min_len must be >= 1"):
+        student.leaks(ROOT, [], min_len=0)
+    with pytest.raises(ValueError, match="root must be a book directory"):
+        student.prepare_sources(ROOT / "tests", ROOT / "_build" / "nowhere")
+
+
+@pytest.mark.timeout(180)
+def test_fixture_book_builds_without_solutions(tmp_path):
+    book = tmp_path / "book_root"
+    (book / "book").mkdir(parents=True)
+    (book / "chapters").mkdir()
+    (book / "_config.yml").write_text(
+        "title: Fixture\nexecute:\n  execute_notebooks: 'off'\n"
+        "sphinx:\n  extra_extensions:\n    - sphinx_exercise\n  config:\n    hide_solutions: false\n")
+    (book / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: chapters/one\n")
+    (book / "book" / "intro.md").write_text(MARKDOWN)
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# One\n\n" + MARKDOWN.split("\n", 1)[1].replace("ex-one", "ex-nb")),
+        nbformat.v4.new_code_cell(CELL_SECRET, metadata={"tags": ["solution"]}),
+        nbformat.v4.new_code_cell("print('visible')"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, book / "chapters" / "one.ipynb")
+    out = tmp_path / "student"
+    jb = str(Path(sys.executable).with_name("jupyter-book"))
+    secrets = student.build(book, out, jupyter_book=jb)
+    assert any(SECRET in s for s in secrets) and CELL_SECRET in secrets
+    assert (out / "html" / "chapters" / "one.html").is_file()
+    assert "print(&#39;visible&#39;)" in (out / "html" / "chapters" / "one.html").read_text() or \
+        "visible" in (out / "html" / "chapters" / "one.html").read_text()
+    assert (out / "notebooks" / "chapters" / "one.ipynb").is_file()
+    assert student.leaks(out, secrets) == []
+    # The check can fail: the same scan finds the secrets in the teacher's sources.
+    assert student.leaks(book, secrets)
+
+
+@pytest.mark.skipif(not (ROOT / "_build" / "student" / "html").is_dir(), reason="run `make student` first")
+def test_built_student_edition_has_no_solution_text():
+    secrets = []
+    for path in (ROOT / "chapters").glob("*.ipynb"):
+        secrets += student.notebook_secrets(nbformat.read(path, as_version=4))
+    for path in (ROOT / "book").glob("*.md"):
+        secrets += student.solution_texts(path.read_text())
+    assert secrets, "the chapters have solutions to strip"
+    out = ROOT / "_build" / "student"
+    assert student.leaks(out, secrets) == []
