@@ -158,7 +158,8 @@ def test_page_renders_offline(browser, base_url, page_path):
                 timeout=RENDER_TIMEOUT_MS,
             )
         if has_math:
-            page.wait_for_selector("mjx-container", timeout=RENDER_TIMEOUT_MS)
+            # attached, not visible: a page whose only formula sits in a closed solution dropdown is typeset too
+            page.wait_for_selector("mjx-container", state="attached", timeout=RENDER_TIMEOUT_MS)
         if figures or widgets:
             save_screenshots(page, page_path)
     finally:
