@@ -62,6 +62,31 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, int]:
     return runner, runner.addresses[0][1]
 
 
+class _LoopbackApp:
+    """An aiohttp app on an ephemeral loopback port: the start and stop that both services share."""
+
+    port: int | None = None
+    _runner: web.AppRunner | None = None
+
+    def _add_routes(self, router: web.UrlDispatcher) -> None:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """What else to let go of once the server has stopped."""
+
+    async def start(self) -> Any:
+        app = web.Application()
+        self._add_routes(app.router)
+        self._runner, self.port = await _serve(app)
+        return self
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        self._release()
+
+
 def _customer(request: web.Request) -> str:
     customer = request.match_info["customer"]
     if not 0 < len(customer) <= _MAX_NAME:
@@ -69,7 +94,7 @@ def _customer(request: web.Request) -> str:
     return customer
 
 
-class OrderService:
+class OrderService(_LoopbackApp):
     """The write model: orders in SQLite, one ``order-placed`` event per order, published before answering.
 
     ``status_base`` is the URL of the service holding the status resources (the read model's), used in the
@@ -85,20 +110,12 @@ class OrderService:
         self.db.execute("CREATE INDEX by_customer ON orders (customer)")
         #: order id -> monotonic time its row was committed (when the write "happened")
         self.committed_at: dict[str, float] = {}
-        self.port: int | None = None
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> OrderService:
-        app = web.Application()
-        app.router.add_post("/orders", self._place)
-        app.router.add_get("/customers/{customer}/orders", self._history)
-        self._runner, self.port = await _serve(app)
-        return self
+    def _add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/orders", self._place)
+        router.add_get("/customers/{customer}/orders", self._history)
 
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+    def _release(self) -> None:
         self.db.close()
 
     def history(self, customer: str) -> dict[str, Any]:
@@ -136,7 +153,7 @@ class OrderService:
         return web.json_response(self.history(_customer(request)))
 
 
-class ReadModel:
+class ReadModel(_LoopbackApp):
     """The read model: each customer's order history, as built by the projection from events.
 
     ``position`` is the version up to which *every* write has been applied (a watermark: events may be
@@ -153,20 +170,12 @@ class ReadModel:
         self._ahead: set[int] = set()  # applied versions beyond the watermark
         self._waiters: list[tuple[int, int, asyncio.Future]] = []  # heap of (version, tiebreak, future)
         self._tiebreak = itertools.count()
-        self.port: int | None = None
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> ReadModel:
-        app = web.Application()
-        app.router.add_get("/customers/{customer}/orders", self._history)
-        app.router.add_get("/orders/{order_id}/status", self._status)
-        self._runner, self.port = await _serve(app)
-        return self
+    def _add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/customers/{customer}/orders", self._history)
+        router.add_get("/orders/{order_id}/status", self._status)
 
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+    def _release(self) -> None:
         for _, _, fut in self._waiters:
             fut.cancel()
         self._waiters.clear()
