@@ -32,6 +32,8 @@ SOLUTION_TAG = "solution"
 OPEN_FENCE = re.compile(r"^\s*(?P<fence>`{3,}|:{3,})\{solution(?:-start)?\}")
 BOOK_FILES = ("_config.yml", "_toc.yml")
 BOOK_DIRS = ("book", "chapters")
+# Pages for teachers only: the instructors' guide names the answers the checks expect.
+TEACHER_PAGES = ("book/instructors",)
 
 
 def _closes(line: str, fence: str) -> bool:
@@ -129,8 +131,21 @@ def leaks(out_dir: Path, secrets: list[str], min_len: int = 40) -> list[tuple[st
     return found
 
 
+def _drop_pages(entries: list, pages: tuple[str, ...]) -> list:
+    """A _toc.yml entry list without ``pages`` (searching parts and sections)."""
+    kept = []
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("file") in pages:
+            continue
+        if isinstance(entry, dict):
+            entry = {k: _drop_pages(v, pages) if k in ("parts", "chapters", "sections") else v
+                     for k, v in entry.items()}
+        kept.append(entry)
+    return kept
+
+
 def prepare_sources(root: Path, src: Path) -> list[str]:
-    """Copy the book from ``root`` into ``src`` with solutions stripped; return the stripped secrets."""
+    """Copy the book from ``root`` into ``src`` with solutions and teacher pages stripped; return the secrets."""
     root, src = Path(root), Path(src)
     if not (root / "_toc.yml").is_file():
         raise ValueError(f"root must be a book directory with _toc.yml, got {root}")
@@ -152,6 +167,11 @@ def prepare_sources(root: Path, src: Path) -> list[str]:
             text = path.read_text()
             secrets += solution_texts(text)
             path.write_text(strip_markdown(text))
+    toc = _drop_pages([yaml.safe_load((src / "_toc.yml").read_text())], TEACHER_PAGES)[0]
+    (src / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False, allow_unicode=True))
+    for page in TEACHER_PAGES:
+        for path in src.glob(page + ".*"):
+            path.unlink()
     config = yaml.safe_load((src / "_config.yml").read_text())
     config["title"] = f"{config.get('title', 'Book')} (student edition)"
     sphinx_config = config.setdefault("sphinx", {}).setdefault("config", {})
