@@ -7,7 +7,7 @@ PYTEST := $(BIN)/python -m pytest
 # Two workers match the 2-core target machine; loadfile keeps each notebook's cells on one worker.
 PYTEST_PARALLEL := -n 2 --dist loadfile
 
-.PHONY: install book test test-rabbitmq lab bench clean
+.PHONY: install book test lab bench student clean
 
 install: $(STAMP)
 
@@ -35,7 +35,6 @@ bench: install
 
 # Student edition: the book with every solution stripped (HTML, _sources, downloads) into _build/student/html,
 # plus stripped notebooks in _build/student/notebooks. Reuses the chapters' executions from `make book`.
-.PHONY: student
 student: install
 	$(BIN)/python book/student.py --root . --out _build/student
 	$(PYTEST) -q tests/book/test_student.py
