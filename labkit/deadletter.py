@@ -30,7 +30,7 @@ import aiormq
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
-from labkit._validate import integer
+from labkit._validate import integer, queue_name
 
 __all__ = [
     "DEATH_HEADERS",
@@ -49,10 +49,7 @@ DEATH_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue", "x-
                  "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason", "x-delivery-count")
 
 
-def _name(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{name} must be a non-empty queue name, got {value!r}")
-    return value
+_name = queue_name
 
 
 def deaths(message: DeliveredMessage) -> dict[tuple[str, str], int]:

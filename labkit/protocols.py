@@ -38,7 +38,8 @@ from aiohttp import web
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from pamqp.commands import Basic
 
-from labkit._validate import integer, non_negative, one_of
+from labkit._validate import amqp_url as check_amqp_url
+from labkit._validate import integer, non_negative, one_of, queue_name
 from labkit.metrics import Record, Recording
 
 __all__ = [
@@ -240,7 +241,7 @@ class AmqpEchoWorker:
     carry a ``reply_to`` (RPC) and just acknowledges the others (one-way). ``done`` counts messages."""
 
     def __init__(self, amqp_url: str, queue: str, work_time: float = 0.0, prefetch: int = 100):
-        self.amqp_url, self.queue = _amqp_url(amqp_url), _queue(queue)
+        self.amqp_url, self.queue = check_amqp_url("amqp_url", amqp_url), queue_name("queue", queue)
         self.work_time = non_negative("work_time", work_time)
         self.prefetch = integer("prefetch", prefetch, 1, 65535)
         self.done = 0
@@ -285,7 +286,7 @@ class AmqpClient:
     :class:`AmqpEchoWorker`'s ``queue``. ``reuse=False``: a new AMQP connection for every call."""
 
     def __init__(self, amqp_url: str, queue: str, reuse: bool = True):
-        self.amqp_url, self.queue, self.reuse = _amqp_url(amqp_url), _queue(queue), bool(reuse)
+        self.amqp_url, self.queue, self.reuse = check_amqp_url("amqp_url", amqp_url), queue_name("queue", queue), bool(reuse)
         self._session: _AmqpSession | None = None
 
     async def start(self) -> AmqpClient:
@@ -359,18 +360,6 @@ class _AmqpSession:
         await self.connection.close()
 
 
-def _amqp_url(url: Any) -> str:
-    if not isinstance(url, str) or not url.startswith(("amqp://", "amqps://")):
-        raise ValueError(f"amqp_url must start with amqp:// or amqps://, got {url!r}")
-    return url
-
-
-def _queue(name: Any) -> str:
-    if not isinstance(name, str) or not name or len(name) > 255:
-        raise ValueError(f"queue must be a non-empty string of at most 255 characters, got {name!r}")
-    return name
-
-
 # -- all three, for a lab --------------------------------------------------------------------------------
 
 
@@ -391,9 +380,9 @@ class Protocols:
     AMQP_RPC, AMQP_PUBLISH = "AMQP RPC", "AMQP publish"
 
     def __init__(self, amqp_url: str, work_time: float = 0.0, queue: str | None = None):
-        self.amqp_url = _amqp_url(amqp_url)
+        self.amqp_url = check_amqp_url("amqp_url", amqp_url)
         self.work_time = non_negative("work_time", work_time)
-        self.queue = _queue(queue) if queue is not None else f"labkit-echo-{uuid.uuid4().hex[:8]}"
+        self.queue = queue_name("queue", queue) if queue is not None else f"labkit-echo-{uuid.uuid4().hex[:8]}"
         self.http = HttpEchoServer(work_time)
         self.grpc = GrpcEchoServer(work_time)
         self.worker = AmqpEchoWorker(self.amqp_url, self.queue, work_time)
