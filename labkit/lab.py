@@ -40,6 +40,7 @@ from labkit._validate import port as check_port
 from labkit.consumers import Consumer, publish
 from labkit.lifecycle import unique
 from labkit.metrics import Clock, QueueDepthSampler
+from labkit.queues import declare_run_queue
 from labkit.services import Service, is_success, target_url
 
 __all__ = ["Lab", "HTTPStatusError"]
@@ -362,6 +363,12 @@ class Lab:
         """Start sampling the depth of ``queue`` every ``interval`` seconds on a channel of its own, on
         the lab's timeline; read ``sampler.timeseries()``. Stopped with the lab (or ``lab.remove``)."""
         return await self.start_part(QueueDepthSampler(await self.channel(), queue, interval, t0=self.clock))
+
+    async def declare_queue(self, queue: str, arguments: dict[str, Any] | None = None) -> str:
+        """Declare ``queue`` for this run: durable, deleted by the broker once unused for a while
+        (``x-expires``, see :mod:`labkit.queues` for why every queue is one of four kinds). Returns the name."""
+        await declare_run_queue(await self._channel(), queue, arguments=arguments)
+        return queue
 
     async def delete_queue(self, queue: str) -> None:
         """Delete ``queue`` (for clean-up between experiments; missing queues are fine)."""

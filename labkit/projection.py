@@ -42,6 +42,7 @@ from labkit._validate import amqp_url as check_amqp_url
 from labkit._validate import integer, non_negative, positive
 from labkit.consumers import Consumer, publish
 from labkit.metrics import Clock, Record, Recording, as_t0
+from labkit.queues import declare_run_queue
 
 __all__ = ["PREFER_ASYNC", "OrderService", "Projection", "ReadModel", "Shop", "start_shop"]
 
@@ -337,7 +338,7 @@ class Shop:
         self._connection = await aiormq.connect(self.amqp_url)
         try:
             self._channel = await self._connection.channel()
-            await self._channel.queue_declare(self.queue)
+            await declare_run_queue(self._channel, self.queue)
             await self.read_model.start()
             await self.projection.start()
             self.orders = await OrderService(self._channel, self.queue, self.read_url, self.tracer).start()

@@ -40,6 +40,7 @@ from pamqp.commands import Basic
 
 from labkit._validate import amqp_url as check_amqp_url
 from labkit._validate import integer, non_negative, one_of, queue_name
+from labkit.lifecycle import AmqpWorker
 from labkit.metrics import Record, Recording
 
 __all__ = [
@@ -236,49 +237,47 @@ class GrpcClient:
 # -- AMQP: a broker hop ----------------------------------------------------------------------------------
 
 
-class AmqpEchoWorker:
+class AmqpEchoWorker(AmqpWorker):
     """Consumes ``queue`` on its own connection; after ``work_time`` per message, answers requests that
-    carry a ``reply_to`` (RPC) and just acknowledges the others (one-way). ``done`` counts messages."""
+    carry a ``reply_to`` (RPC) and just acknowledges the others (one-way). ``done`` counts messages.
+
+    The queue is exclusive: it belongs to this worker and disappears with its connection (clients on
+    other connections may still publish to it)."""
 
     def __init__(self, amqp_url: str, queue: str, work_time: float = 0.0, prefetch: int = 100):
-        self.amqp_url, self.queue = check_amqp_url("amqp_url", amqp_url), queue_name("queue", queue)
+        super().__init__(amqp_url, name=f"echo worker {queue}", prefetch=integer("prefetch", prefetch, 1, 65535),
+                         confirms=False)
+        self.queue = queue_name("queue", queue)
         self.work_time = non_negative("work_time", work_time)
-        self.prefetch = integer("prefetch", prefetch, 1, 65535)
         self.done = 0
-        self._connection: aiormq.abc.AbstractConnection | None = None
-        self._channel: aiormq.abc.AbstractChannel | None = None
         self._tasks: set[asyncio.Task] = set()
 
-    async def start(self) -> AmqpEchoWorker:
-        self._connection = await aiormq.connect(self.amqp_url)
-        self._channel = await self._connection.channel(publisher_confirms=False)
-        await self._channel.queue_declare(self.queue, auto_delete=True)
-        await self._channel.basic_qos(prefetch_count=self.prefetch)
-        await self._channel.basic_consume(self.queue, self._on_message)
-        return self
+    async def declare(self, channel: aiormq.abc.AbstractChannel) -> None:
+        await channel.queue_declare(self.queue, exclusive=True)
 
-    async def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
+    def subscriptions(self) -> list[tuple[str, None]]:
+        return [(self.queue, None)]
+
+    async def handle(self, message: aiormq.abc.DeliveredMessage) -> None:
         # Work on messages concurrently, as the HTTP and gRPC servers do with requests.
-        task = asyncio.ensure_future(self._handle(message))
+        task = asyncio.ensure_future(self._answer(message))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, message: aiormq.abc.DeliveredMessage) -> None:
+    async def _answer(self, message: aiormq.abc.DeliveredMessage) -> None:
         await _work(self.work_time)
         props = message.header.properties
         if props.reply_to:
-            await self._channel.basic_publish(message.body, routing_key=props.reply_to,
-                                              properties=Basic.Properties(correlation_id=props.correlation_id))
-        await self._channel.basic_ack(message.delivery.delivery_tag)
+            await self.publish(message.body, routing_key=props.reply_to,
+                               properties=Basic.Properties(correlation_id=props.correlation_id))
+        await message.channel.basic_ack(message.delivery.delivery_tag)
         self.done += 1
 
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._connection is not None:
-            await self._connection.close()
-            self._connection = self._channel = None
+        await super().stop()
 
 
 class AmqpClient:
