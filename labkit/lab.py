@@ -36,6 +36,7 @@ from yarl import URL
 from labkit import tracing
 from labkit._validate import integer, positive
 from labkit._validate import port as check_port
+from labkit.broker import profiles as broker_profiles
 from labkit.consumers import Consumer, publish
 from labkit.metrics import Clock, QueueDepthSampler
 from labkit.services import Service, is_success, target_url
@@ -66,9 +67,12 @@ class Lab:
         amqp_url: str | None = None,
         broker_options: dict[str, Any] | None = None,
         http_timeout: float = 30.0,
+        rabbitmq: str | None = None,
     ):
         """``amqp=False`` skips the broker (HTTP-only experiments start faster); ``amqp_url`` overrides
-        ``AMQP_URL``; ``broker_options`` go to the embedded broker (e.g. ``{"memory_limit": 50_000_000}``)."""
+        ``AMQP_URL``; ``broker_options`` go to the embedded broker (e.g. ``{"memory_limit": 50_000_000}``);
+        ``rabbitmq`` picks the RabbitMQ release the embedded broker behaves like, "4.3" (default) or "3.10"
+        (default: the ``LABKIT_RABBITMQ`` environment variable)."""
         self.seed = integer("seed", seed, 0)
         self.amqp = bool(amqp)
         if amqp_url is not None and not str(amqp_url).startswith(("amqp://", "amqps://")):
@@ -77,6 +81,10 @@ class Lab:
         if broker_options is not None and not isinstance(broker_options, dict):
             raise ValueError(f"broker_options must be a dict of Broker options or None, got {broker_options!r}")
         self.broker_options = dict(broker_options or {})
+        # Which RabbitMQ release the embedded broker behaves like: "4.3" (default) or "3.10"; None reads
+        # $LABKIT_RABBITMQ. Checked here, so a typo fails at Lab(...), naming the argument.
+        self.rabbitmq = broker_profiles.resolve(rabbitmq).name
+        self.broker_options.setdefault("rabbitmq", self.rabbitmq)
         self.http_timeout = positive("http_timeout", http_timeout)
         #: the experiment's timeline, shared with labkit.load/metrics/faults (see :meth:`mark`).
         self.clock = Clock()
