@@ -45,6 +45,10 @@ def number(value: Any) -> str:
     return f"{value:.2e}"
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _values(data: Any) -> list[Any]:
     if data is None:
         return []
@@ -90,7 +94,7 @@ def _line(name: str, xs: list[Any], ys: list[Any], x_unit: str, y_unit: str) -> 
     lo = min(points, key=lambda p: p[1])
     hi = max(points, key=lambda p: p[1])
     trend = "rises" if y1 > y0 else "falls" if y1 < y0 else "stays"
-    text = (f"{name}: {len(points)} points; {trend} from {number(y0)}{y_unit} at {number(x0)}{x_unit} "
+    text = (f"{name}: {_count(len(points), 'point')}; {trend} from {number(y0)}{y_unit} at {number(x0)}{x_unit} "
             f"to {number(y1)}{y_unit} at {number(x1)}{x_unit}")
     if hi[1] not in (y0, y1) or lo[1] not in (y0, y1):
         text += f"; highest {number(hi[1])}{y_unit} at {number(hi[0])}{x_unit}, lowest {number(lo[1])}{y_unit}"
@@ -139,7 +143,7 @@ def _trace(trace: dict, layout: dict, index: int) -> str | None:
     if xs and ys and all(isinstance(y, str) for y in ys):  # categorical y, numeric x (a timeline of states)
         nums = [x for x in _numbers(xs) if x is not None]
         span = f" between {number(min(nums))}{x_unit} and {number(max(nums))}{x_unit}" if nums else ""
-        return f"{name}: {len(ys)} points on {len(set(ys))} rows{span}"
+        return f"{name}: {_count(len(ys), 'point')} on {_count(len(set(ys)), 'row')}{span}"
     return _line(name, xs, ys, x_unit, y_unit)
 
 

@@ -22,7 +22,7 @@ import plotly.io as pio
 
 from labkit import alt_text, render
 from labkit._validate import non_negative, positive
-from labkit.metrics import Recording, percentile
+from labkit.metrics import Recording, as_t0, percentile
 
 __all__ = [
     "OKABE_ITO",
@@ -38,6 +38,7 @@ __all__ = [
     "success_rate",
     "measured_vs_predicted",
     "trace_waterfall",
+    "attempts",
 ]
 
 render.activate()
@@ -308,6 +309,24 @@ def measured_vs_predicted(
         hovertemplate="%{x}: %{y:.4g} (%{customdata})<extra></extra>",
     ))
     return fig
+
+
+def attempts(rows: Mapping[str, Sequence[tuple[float, bool]]], *, t0: Any = None, faults: Iterable[Any] | None = None,
+             title: str = "Attempts over time", row_title: str = "item") -> go.Figure:
+    """One row per item (an event, a message), one marker per attempt at its time (s since ``t0``):
+    a filled circle for the attempt that succeeded, a cross for each that failed; fault bands shaded.
+
+    ``rows``: ``{name: [(monotonic time, succeeded), ...]}``.
+    """
+    start = as_t0(t0)
+    fig = figure(title, "time since start (s)", row_title, height=max(300, 140 + 14 * len(rows)))
+    for ok, name, colour, symbol in ((False, "failed attempt", OKABE_ITO["vermillion"], "x"),
+                                     (True, "delivered", OKABE_ITO["bluish green"], "circle")):
+        points = [(t - start, row) for row, tries in _items("rows", rows) for t, good in tries if good == ok]
+        fig.add_trace(go.Scatter(x=[t for t, _ in points], y=[r for _, r in points], mode="markers", name=name,
+                                 marker=dict(color=colour, symbol=symbol, size=8)))
+    fig.update_yaxes(autorange="reversed", type="category")
+    return add_fault_bands(fig, faults)
 
 
 def trace_waterfall(spans: Sequence[Any], *, title: str = "One request, hop by hop") -> go.Figure:

@@ -93,3 +93,12 @@ def test_a_legend_too_long_for_the_top_moves_below_the_plot():
     assert render.fit_legend(few) is few
     placed = dict(many, layout=dict(many["layout"], legend={"y": -0.3}))
     assert render.fit_legend(placed) is placed  # a figure that places its own legend is left alone
+
+
+def test_an_attempts_figure_has_a_row_per_item_and_says_what_failed():
+    fig = plots.attempts({"evt-1": [(10.0, False), (10.2, True)], "evt-2": [(10.1, True)]}, t0=10.0,
+                         faults=[(0.0, 0.15, "receiver down")], title="Deliveries")
+    failed, delivered = fig.data
+    assert list(failed.x) == [0.0] and list(delivered.y) == ["evt-1", "evt-2"]
+    text = alt_text.describe(fig)
+    assert "failed attempt: evt-1 0" not in text and "Band receiver down: from 0 to 0.15 s" in text
