@@ -21,17 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import grpc
 from aiohttp import web
 
 from labkit._validate import integer, positive
-from labkit.lifecycle import Part
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
+from labkit.lifecycle import HttpApp
 
 __all__ = ["WAIT_METHOD", "TICKS_METHOD", "WaitServers", "http1_burst", "grpc_burst", "ticks", "call_with_deadline"]
 
@@ -49,43 +46,34 @@ def _delays(delays_ms: list[float]) -> list[float]:
     return [positive(f"delays_ms[{i}]", d) for i, d in enumerate(delays_ms)]
 
 
-class WaitServers(Part):
-    """An HTTP/1.1 server and a gRPC (HTTP/2) server on 127.0.0.1 that answer after the asked delay.
+class WaitServers(HttpApp):
+    """An HTTP/1.1 server (this app) and a gRPC (HTTP/2) server on 127.0.0.1 that answer after the delay
+    asked for.
 
     ``http_connections`` and ``grpc_connections`` are the sets of client addresses each has seen;
     ``cancelled`` counts gRPC calls the server stopped because their deadline passed.
     """
 
-    name = "wait servers"
-
-    def __init__(self) -> None:
+    def __init__(self, name: str = "wait servers") -> None:
+        super().__init__(name=name)
         self.http_connections: set[Any] = set()
         self.grpc_connections: set[str] = set()
         self.cancelled = 0
-        self._runner: web.AppRunner | None = None
         self._grpc: grpc.aio.Server | None = None
-        self.http_port = self.grpc_port = 0
-
-    @property
-    def running(self) -> bool:
-        return self._runner is not None
+        self.grpc_port = 0
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}/wait/"
+        return f"{self.url}wait/"
 
     @property
     def grpc_target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
-    async def start(self) -> Self:
-        self._check_stopped()
-        app = web.Application()
-        app.router.add_get("/wait/{ms}", self._http_wait)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.25)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        self._runner, self.http_port = runner, runner.addresses[0][1]
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/wait/{ms}", self._http_wait)
+
+    async def on_start(self) -> None:
         server = grpc.aio.server()
         server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(_SERVICE, {
             "Wait": grpc.unary_unary_rpc_method_handler(self._grpc_wait),
@@ -93,15 +81,11 @@ class WaitServers(Part):
         self.grpc_port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         self._grpc = server
-        return self
 
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
+    async def on_stop(self) -> None:
         server, self._grpc = self._grpc, None
         if server is not None:
             await server.stop(grace=None)
-        if runner is not None:
-            await runner.cleanup()
 
     async def _http_wait(self, request: web.Request) -> web.Response:
         self.http_connections.add(request.transport.get_extra_info("peername") if request.transport else None)
