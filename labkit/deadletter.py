@@ -135,9 +135,9 @@ class RetryTopology:
 
 
 async def delivery_limited_queue(channel: aiormq.abc.AbstractChannel, queue: str, dlq: str, limit: int) -> None:
-    """Declare a quorum queue that dead-letters a message to ``dlq`` after ``limit`` + 1 deliveries (each
-    reject with requeue counts; on RabbitMQ 4.3 a nack with requeue does not), and ``dlq`` as a per-run
-    queue. Quorum queues are durable: delete both when done."""
+    """Declare a quorum queue that dead-letters a message to ``dlq`` after ``limit`` + 1 deliveries
+    (each nack with requeue counts), and ``dlq`` as a per-run queue. Quorum queues are durable: delete both
+    when done."""
     integer("limit", limit, 0)
     await declare_run_queue(channel, _name("dlq", dlq))
     await channel.queue_declare(_name("queue", queue), durable=True, arguments={
