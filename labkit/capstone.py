@@ -30,6 +30,7 @@ from labkit import tracing
 from labkit._validate import integer, positive
 from labkit.faults import Down
 from labkit.load import RateProfile, open_loop
+from labkit.lifecycle import wait_until
 from labkit.metrics import Clock, Recording
 
 __all__ = ["Workflow", "Property", "Report", "check_design", "naive_design", "reference_design"]
@@ -173,8 +174,11 @@ async def check_design(
     uploads = await open_loop(upload_one, arrivals=profile, seed=seed, t0=clock, progress=progress,
                               timeout=max(2.0, 10 * processor_time))
     accepted = {r.info["image"] for r in uploads.select("ok")}
-    await _wait_until(lambda: accepted <= external.processed and accepted <= set(external.notifications),
-                      drain_timeout)
+    try:
+        await wait_until(lambda: accepted <= external.processed and accepted <= set(external.notifications),
+                         timeout=drain_timeout, interval=0.05, what="every accepted image processed and notified")
+    except TimeoutError:
+        pass  # the verdict below names what is missing
     bands = [(*PROCESSOR_DOWN, "processor down"), (*NOTIFIER_DOWN, "notification down"), (*SPIKE, "spike")]
     return Report(label, _judge(uploads, accepted, external, processor_time), uploads,
                   len(external.processed), len(external.notifications), clock.t0, bands)
@@ -197,13 +201,6 @@ def _judge(uploads: Recording, accepted: set[str], external: _ExternalServices, 
                  f"{missing_processing} not processed, {missing_notice} not notified of {len(accepted)}"),
         Property("no duplicate notifications", twice == 0, f"{twice} images notified more than once"),
     ]
-
-
-async def _wait_until(condition: Callable[[], bool], timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition() and loop.time() < deadline:
-        await asyncio.sleep(0.05)
 
 
 async def naive_design(workflow: Workflow) -> Any:
