@@ -27,6 +27,8 @@ from pamqp.commands import Basic
 
 from labkit import tracing
 from labkit._validate import integer, probability
+from labkit.history import recorder
+from labkit.lifecycle import publish_message
 from labkit.metrics import Record
 from labkit.queues import declare_run_queue
 from labkit.services import rng_for, sampler
@@ -78,7 +80,7 @@ async def publish(
     )
     ok = False
     try:
-        await channel.basic_publish(bytes(body), exchange=exchange, routing_key=routing_key, properties=props)
+        await publish_message(channel, body, exchange=exchange, routing_key=routing_key, properties=props)
         ok = True
     finally:
         if span is not None:
@@ -187,6 +189,8 @@ class Consumer:
 
     async def _on_message(self, message: DeliveredMessage) -> None:
         received = time.monotonic()
+        if recorder.active is not None:
+            recorder.on_deliver(self.name, message)
         async with self._slots:
             if not self.running:
                 return  # crashed or stopped while this message waited for a slot
@@ -216,6 +220,7 @@ class Consumer:
         if self.idempotent and props.message_id in self.seen:
             self.duplicates += 1
             await message.channel.basic_ack(message.delivery.delivery_tag)
+            recorder.on_settle("ack", self.name, message)
             return True, None, {**info, "duplicate": True}
         await asyncio.sleep(self._sample())
         error = None
@@ -229,14 +234,17 @@ class Consumer:
         if error is not None:
             self.failed += 1
             await message.channel.basic_nack(message.delivery.delivery_tag, requeue=self.requeue_failed)
+            recorder.on_settle("nack", self.name, message, requeue=self.requeue_failed)
             return False, error, info
         if self.crash_after is not None and self.processed + 1 >= self.crash_after:
             self.crashed = True  # the work is done (side effects happened) but the ack never leaves
+            recorder.on_crash(self.name, message)
             await self.stop()
             return None, None, info
         if props.message_id:
             self.seen.add(props.message_id)
         await message.channel.basic_ack(message.delivery.delivery_tag)
+        recorder.on_settle("ack", self.name, message)
         self.processed += 1
         return True, None, info
 

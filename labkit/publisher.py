@@ -24,6 +24,7 @@ import aiormq
 from pamqp.commands import Basic
 
 from labkit._validate import integer, non_negative, positive
+from labkit.lifecycle import publish_message
 
 __all__ = ["RETRYABLE", "Publisher"]
 
@@ -104,8 +105,8 @@ class Publisher:
             try:
                 if self._channel is None or self._channel.is_closed:
                     await self._connect()
-                await asyncio.wait_for(self._channel.basic_publish(bytes(body), routing_key=routing_key,
-                                                                   properties=props), self.timeout)
+                await publish_message(self._channel, body, routing_key=routing_key, properties=props,
+                                      timeout=self.timeout, process="publisher")
             except RETRYABLE:
                 self.errors += 1
                 await self._drop()

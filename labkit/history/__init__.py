@@ -9,7 +9,7 @@ of the messages. This package does it for the course's real services on a real b
 - :mod:`~labkit.history.checker` -- the properties (at-most/at-least/effectively once, no confirmed
   loss, per-key order, processed within T, sagas complete), a verdict per property with counts and the
   smallest counterexample;
-- :mod:`~labkit.history.diagram` -- the space-time diagram with its text alternative;
+- :mod:`~labkit.history.spacetime` -- the space-time diagram with its text alternative;
 - :mod:`~labkit.history.bundle` -- a run saved as a directory (history, verdicts, diagram) and loaded.
 
     from labkit import history
@@ -19,15 +19,27 @@ of the messages. This package does it for the course's real services on a real b
     history.diagram(report["effectively-once"].counterexample)
 """
 
-from labkit.history.bundle import load, save
-from labkit.history.checker import (GUARANTEES, AtLeastOnce, AtMostOnce, EffectivelyOnce, NoConfirmedLoss,
-                                    PerKeyOrder, ProcessedWithin, Property, Report, SagasComplete, Verdict, check,
-                                    guarantee)
-from labkit.history.diagram import SpaceTime, diagram
-from labkit.history.events import KINDS, Event, History
-from labkit.history.recorder import effect, record, saga, start, stop
+import importlib
+from typing import Any
 
-__all__ = ["KINDS", "Event", "History", "record", "start", "stop", "effect", "saga", "Property", "Verdict",
-           "Report", "AtMostOnce", "AtLeastOnce", "EffectivelyOnce", "NoConfirmedLoss", "PerKeyOrder",
-           "ProcessedWithin", "SagasComplete", "GUARANTEES", "guarantee", "check", "SpaceTime", "diagram",
-           "save", "load"]
+# Where each public name lives. Loaded on first use: labkit's publishers and consumers import the recorder
+# (tiny) on every kernel start, and must not pull in plotly with it.
+_HOME = {
+    "load": "bundle", "save": "bundle",
+    "GUARANTEES": "checker", "AtLeastOnce": "checker", "AtMostOnce": "checker", "EffectivelyOnce": "checker",
+    "NoConfirmedLoss": "checker", "PerKeyOrder": "checker", "ProcessedWithin": "checker", "Property": "checker",
+    "Report": "checker", "SagasComplete": "checker", "Verdict": "checker", "check": "checker", "guarantee": "checker",
+    "SpaceTime": "spacetime", "diagram": "spacetime",
+    "KINDS": "events", "Event": "events", "History": "events",
+    "effect": "recorder", "record": "recorder", "saga": "recorder", "start": "recorder", "stop": "recorder",
+}
+
+__all__ = list(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"labkit.history.{_HOME[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'labkit.history' has no attribute {name!r}")

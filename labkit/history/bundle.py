@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 from labkit.history.checker import Report, Verdict
-from labkit.history.diagram import SpaceTime, diagram as draw
+from labkit.history.spacetime import SpaceTime, diagram as draw
 from labkit.history.events import History
 
 __all__ = ["HISTORY_FILE", "VERDICTS_FILE", "DIAGRAM_FILE", "save", "load"]

@@ -49,8 +49,9 @@ class Verdict:
                 f"violate it")
         if self.held:
             return head
+        origin = self.counterexample[0].t if self.counterexample else 0.0
         return head + f"\n  smallest counterexample, {self.subject}: {self.reason}\n" + "\n".join(
-            "    " + e.describe() for e in self.counterexample)
+            "    " + e.describe(origin) for e in self.counterexample)
 
     def to_dict(self) -> dict[str, Any]:
         return {"property": self.property, "held": self.held, "checked": self.checked, "violations": self.violations,
@@ -111,7 +112,10 @@ def _processing(events: list[Event], effect: str | None) -> list[Event]:
 
 
 def _sent(events: list[Event]) -> bool:
+    """Published and not refused, or (a request) answered with a 2xx: the system took it on."""
     kinds = {e.kind for e in events}
+    if any(e.kind == "response" and 200 <= e.attrs.get("status", 0) < 300 for e in events):
+        return True
     if "publish" not in kinds:
         return False
     return "confirm" in kinds or not kinds & {"publish-nack", "return"}
@@ -153,29 +157,35 @@ class Property:
         return Verdict(self.name, False, checked, len(failures), subject, why, list(events))
 
 
-class AtMostOnce(Property):
+class _Guarantee(Property):
+    """A delivery guarantee, per message (``by="message_id"``) or per request or image that several
+    messages and calls carry (``by="correlation_id"``)."""
+
+    def __init__(self, effect: str | None = None, *, by: str = "message_id"):
+        if effect is not None and (not isinstance(effect, str) or not effect):
+            raise ValueError(f"effect must be an effect name or None (acks count), got {effect!r}")
+        if by not in ("message_id", "correlation_id"):
+            raise ValueError(f"by must be 'message_id' or 'correlation_id', got {by!r}")
+        self.effect, self.by = effect, by
+
+
+class AtMostOnce(_Guarantee):
     """No message is processed more than once (a loss is allowed; a repeat is not)."""
 
     name = "at-most-once"
 
-    def __init__(self, effect: str | None = None):
-        self.effect = effect
-
     def problem(self, events: list[Event]) -> tuple[bool, str] | None:
-        if not any(e.kind in ("publish", "deliver") for e in events):
+        if not any(e.kind in ("publish", "deliver", "request", "effect") for e in events):
             return None
         n = len(_processing(events, self.effect))
         deliveries = sum(e.kind == "deliver" for e in events)
         return n > 1, f"{n} {_what(self.effect)} ({deliveries} deliveries)"
 
 
-class AtLeastOnce(Property):
+class AtLeastOnce(_Guarantee):
     """Every sent message is processed at least once (a repeat is allowed; a loss is not)."""
 
     name = "at-least-once"
-
-    def __init__(self, effect: str | None = None):
-        self.effect = effect
 
     def problem(self, events: list[Event]) -> tuple[bool, str] | None:
         if not _sent(events):
@@ -184,13 +194,10 @@ class AtLeastOnce(Property):
         return not _processing(events, self.effect), f"sent, never processed ({deliveries} deliveries)"
 
 
-class EffectivelyOnce(Property):
+class EffectivelyOnce(_Guarantee):
     """Every sent message has its effect exactly once: at-least-once delivery plus an idempotent effect."""
 
     name = "effectively-once"
-
-    def __init__(self, effect: str | None = None):
-        self.effect = effect
 
     def problem(self, events: list[Event]) -> tuple[bool, str] | None:
         if not _sent(events):
@@ -297,11 +304,11 @@ class SagasComplete(Property):
 GUARANTEES = {"at-most-once": AtMostOnce, "at-least-once": AtLeastOnce, "effectively-once": EffectivelyOnce}
 
 
-def guarantee(name: str, effect: str | None = None) -> Property:
+def guarantee(name: str, effect: str | None = None, *, by: str = "message_id") -> Property:
     """The delivery guarantee called ``name`` ("at-most-once", "at-least-once", "effectively-once")."""
     if name not in GUARANTEES:
         raise ValueError(f"name must be one of {list(GUARANTEES)}, got {name!r}")
-    return GUARANTEES[name](effect)
+    return GUARANTEES[name](effect, by=by)
 
 
 def check(history: History, *properties: Property) -> Report:

@@ -68,11 +68,12 @@ class Event:
             raise ValueError(f"unknown event fields {sorted(unknown)} in {data!r}")
         return cls(**data)
 
-    def describe(self) -> str:
-        """One line of text, e.g. ``0.012 s consumer:pay-0 deliver order-3 (redelivered)``."""
+    def describe(self, origin: float = 0.0) -> str:
+        """One line of text, e.g. ``0.012 s payments-0 deliver order-3 (redelivered=True)``, with the time
+        in seconds since ``origin``."""
         subject = self.message_id or self.correlation_id or self.key or ""
-        extras = ", ".join(f"{k}={v}" for k, v in self.attrs.items() if v not in (None, False, "", []))
-        return f"{self.t:.3f} s {self.process} {self.kind} {subject}" + (f" ({extras})" if extras else "")
+        extras = ", ".join(f"{k}={v}" for k, v in self.attrs.items() if v not in (None, False, "", []) and k != "url")
+        return f"{self.t - origin:.3f} s {self.process} {self.kind} {subject}" + (f" ({extras})" if extras else "")
 
 
 class History:

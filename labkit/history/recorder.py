@@ -20,14 +20,14 @@ consumer's handler the message it is about is known, so ``effect("charge")`` is 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 from labkit.history.events import History
 
-__all__ = ["KEY_HEADER", "active", "record", "start", "stop", "effect", "saga", "on_publish", "on_published",
+__all__ = ["KEY_HEADER", "active", "record", "start", "stop", "effect", "saga", "published", "on_publish", "on_published",
            "on_deliver", "on_settle", "on_crash", "on_http"]
 
 #: AMQP message header naming the key that order is kept per (a customer, an account); without it the
@@ -83,8 +83,8 @@ def _key(properties: Any, routing_key: str | None) -> str | None:
 def on_publish(process: str, routing_key: str, properties: Any, exchange: str = "") -> None:
     """A publish leaves ``process`` (before the broker has answered)."""
     if active is not None:
-        active.add("publish", process, t=time.monotonic(), message_id=properties.message_id,
-                   correlation_id=properties.correlation_id, key=_key(properties, routing_key),
+        active.add("publish", process, t=time.monotonic(), message_id=getattr(properties, "message_id", None),
+                   correlation_id=getattr(properties, "correlation_id", None), key=_key(properties, routing_key),
                    exchange=exchange, routing_key=routing_key)
 
 
@@ -101,8 +101,8 @@ def on_published(process: str, routing_key: str, properties: Any, outcome: Any) 
         kind, extra = "publish-nack", {"error": repr(outcome)}  # a timeout or a dropped connection: unconfirmed
     else:
         extra = {}
-    active.add(kind, process, t=time.monotonic(), message_id=properties.message_id,
-               correlation_id=properties.correlation_id, key=_key(properties, routing_key), **extra)
+    active.add(kind, process, t=time.monotonic(), message_id=getattr(properties, "message_id", None),
+               correlation_id=getattr(properties, "correlation_id", None), key=_key(properties, routing_key), **extra)
 
 
 def on_deliver(process: str, message: Any) -> None:
@@ -135,12 +135,14 @@ def on_crash(process: str, message: Any = None) -> None:
                correlation_id=getattr(props, "correlation_id", None))
 
 
-def on_http(kind: str, process: str, url: str, correlation_id: str | None, *, target: str | None = None,
+def on_http(kind: str, process: str | None, url: str, correlation_id: str | None, *, target: str | None = None,
             status: int | None = None, error: str | None = None) -> None:
-    """An HTTP request leaves ``process``, or its response (or error) comes back. ``target`` is the lane
-    of the service called (its name, or the proxy it goes through)."""
+    """An HTTP request leaves ``process`` (default: the consumer whose handler calls, else "client"), or
+    its response (or error) comes back. ``target`` is the lane of the service called (its name, or the
+    proxy it goes through)."""
     if active is None:
         return
+    process = process or (_handling.get() or ("client",))[0]
     extra: dict[str, Any] = {"url": url, "target": target}
     if status is not None:
         extra["status"] = status
@@ -162,18 +164,35 @@ def effect(name: str, *, applied: bool = True, message_id: str | None = None, co
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty effect name, got {name!r}")
     where, mid, cid, k = _handling.get() or (None, None, None, None)
-    if message_id is not None or correlation_id is not None:
-        mid, cid, k = message_id, correlation_id, key
+    if (message_id is not None or correlation_id is not None) and (message_id is None or message_id != mid):
+        mid, cid, k = message_id, correlation_id, key  # about another message than the one being handled
     active.add("effect", process or where or "effects", t=time.monotonic(), message_id=mid, correlation_id=cid,
                key=key if key is not None else k, name=name, applied=bool(applied))
 
 
-def saga(phase: str, saga_id: str, step: str | None = None, *, process: str = "saga") -> None:
-    """A saga moves: ``phase`` "do" a step, "undo" (compensate) a step, "commit" or "abort"."""
+def saga(phase: str, saga_id: str, step: str | None = None, *, process: str | None = None) -> None:
+    """A saga moves: ``phase`` "do" a step, "undo" (compensate) a step, "commit" or "abort". ``process``
+    defaults to the consumer whose handler moves it, else "saga"."""
     if active is None:
         return
+    process = process or (_handling.get() or ("saga",))[0]
     if phase not in ("do", "undo", "commit", "abort"):
         raise ValueError(f"phase must be do, undo, commit or abort, got {phase!r}")
     if phase in ("do", "undo") and not step:
         raise ValueError(f"a {phase!r} needs the step it is about, got step={step!r}")
     active.add("saga", process, t=time.monotonic(), key=saga_id, phase=phase, step=step)
+
+
+async def published(sending: Awaitable[Any], process: str | None, routing_key: str, properties: Any,
+                    exchange: str = "") -> Any:
+    """Record a publish around ``sending`` (the awaitable ``basic_publish``): the publish, then the
+    broker's answer or the error; returns what ``sending`` returns and raises what it raises."""
+    where = process or (_handling.get() or ("publisher",))[0]
+    on_publish(where, routing_key, properties, exchange)
+    try:
+        outcome = await sending
+    except BaseException as exc:
+        on_published(where, routing_key, properties, exc)
+        raise
+    on_published(where, routing_key, properties, outcome)
+    return outcome
