@@ -238,3 +238,23 @@ def test_recorder_is_off_until_started_and_restores_on_exit():
     assert recorder.active is None
     assert [e.message_id for e in h.of("effect")] == ["m1", "m3"] and len(inner) == 1
     assert h.of("saga")[0].attrs == {"phase": "do", "step": "payment"}
+
+
+def test_a_stated_guarantee_is_judged_on_runs_without_naming_the_answer():
+    from labkit.history.judge import judge_guarantee
+
+    dup = build(["dup", "ok"], ["a", "a"], [0, 1])
+    good = build(["dedup", "ok"], ["a", "a"], [0, 1])
+    lost = build(["lost", "ok"], ["a", "a"], [0, 1])
+    runs = dict(must_hold={"good run": good}, must_fail={"double charge": dup, "lost payment": lost}, effect="charge")
+    assert judge_guarantee(..., **runs).status == "unanswered"
+    assert judge_guarantee("effectively-once", **runs).ok
+    assert judge_guarantee(H.EffectivelyOnce("charge"), **runs).ok
+    weak = judge_guarantee("at-most-once", **runs)
+    assert not weak.ok and "lost payment" in weak.message and "effectively" not in weak.message
+    assert "double charge" in judge_guarantee("at-least-once", **runs).message
+    assert "count the effect" in judge_guarantee(H.EffectivelyOnce(), **runs).message
+    assert "Too strict" in judge_guarantee([H.EffectivelyOnce("charge"), H.NoConfirmedLoss(),
+                                            H.PerKeyOrder("charge")], must_hold={"late run": build(
+                                                ["ok", "ok"], ["a", "a"], [1, 0])}, must_fail={}).message
+    assert "must be one of" in judge_guarantee("exactly-once", **runs).message
