@@ -85,12 +85,12 @@ class Report:
     uploads: Recording
     processed: int
     notified: int
-    #: the recorded run and the history checker's verdicts behind properties 3 and 4
-    history: History | None = None
-    verdicts: HistoryReport | None = None
     #: the run's timeline: ``t0`` (monotonic) and the faults as ``(start, end, label)`` seconds after it
     t0: float = 0.0
     fault_bands: list[tuple[float, float, str]] = field(default_factory=list)
+    #: the recorded run and the history checker's verdicts behind properties 3 and 4
+    history: History | None = None
+    verdicts: HistoryReport | None = None
 
     def latency_over_time(self) -> tuple[list[float], list[float], list[bool]]:
         """Each upload's send time (s since t0), latency (ms) and success, in send order: for plotting."""

@@ -43,9 +43,12 @@ class Verdict:
     subject: str | None = None
     reason: str = ""
     counterexample: list[Event] = field(default_factory=list)
+    #: what was counted, e.g. "'notified' effects per correlation_id" (empty: the property's default)
+    scope: str = ""
 
     def __str__(self) -> str:
-        head = (f"[{'PASS' if self.held else 'FAIL'}] {self.property}: {self.violations} of {self.checked} "
+        scope = f" ({self.scope})" if self.scope else ""
+        head = (f"[{'PASS' if self.held else 'FAIL'}] {self.property}{scope}: {self.violations} of {self.checked} "
                 f"violate it")
         if self.held:
             return head
@@ -55,7 +58,7 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         return {"property": self.property, "held": self.held, "checked": self.checked, "violations": self.violations,
-                "subject": self.subject, "reason": self.reason,
+                "subject": self.subject, "reason": self.reason, "scope": self.scope,
                 "counterexample": [e.to_dict() for e in self.counterexample]}
 
     @classmethod
@@ -92,7 +95,8 @@ class Report:
         rows = []
         for v in self.verdicts:
             why = "" if v.held else f"{html.escape(str(v.subject))}: {html.escape(v.reason)}"
-            rows.append(f"<tr><td>{'✅ holds' if v.held else '❌ fails'}</td><td>{html.escape(v.property)}</td>"
+            name = v.property + (f" ({v.scope})" if v.scope else "")
+            rows.append(f"<tr><td>{'✅ holds' if v.held else '❌ fails'}</td><td>{html.escape(name)}</td>"
                         f"<td style='text-align:right'>{v.checked}</td><td style='text-align:right'>{v.violations}</td>"
                         f"<td>{why}</td></tr>")
         return ("<table><tr><th>verdict</th><th>property</th><th>checked</th><th>violations</th>"
@@ -131,6 +135,8 @@ class Property:
     name = "property"
     #: the event field whose value names a subject
     by = "message_id"
+    #: what the verdict counted, when a property can count different things (see :class:`Verdict`)
+    scope = ""
 
     def subjects(self, history: History) -> dict[str, list[Event]]:
         return history.by(self.by)
@@ -152,9 +158,9 @@ class Property:
                 shown = judged[2] if len(judged) > 2 else events
                 failures.append((len(shown), shown[0].t, subject, why, shown))
         if not failures:
-            return Verdict(self.name, True, checked, 0)
+            return Verdict(self.name, True, checked, 0, scope=self.scope)
         size, _, subject, why, events = min(failures, key=lambda f: f[:2])
-        return Verdict(self.name, False, checked, len(failures), subject, why, list(events))
+        return Verdict(self.name, False, checked, len(failures), subject, why, list(events), self.scope)
 
 
 class _Guarantee(Property):
@@ -167,6 +173,7 @@ class _Guarantee(Property):
         if by not in ("message_id", "correlation_id"):
             raise ValueError(f"by must be 'message_id' or 'correlation_id', got {by!r}")
         self.effect, self.by = effect, by
+        self.scope = "" if by == "message_id" and effect is None else f"{_what(effect)} per {by}"
 
 
 class AtMostOnce(_Guarantee):
@@ -191,7 +198,7 @@ class AtLeastOnce(_Guarantee):
         if not _sent(events):
             return None
         deliveries = sum(e.kind == "deliver" for e in events)
-        return not _processing(events, self.effect), f"sent, never processed ({deliveries} deliveries)"
+        return not _processing(events, self.effect), f"taken on, then no {_what(self.effect)[:-1]} ({deliveries} deliveries)"
 
 
 class EffectivelyOnce(_Guarantee):

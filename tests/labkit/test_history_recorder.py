@@ -112,3 +112,19 @@ def test_saga_log_records_moves_the_checker_judges():
     verdict = H.check(h, H.SagasComplete())["every saga committed or compensated"]
     assert (verdict.checked, verdict.violations, verdict.subject) == (3, 1, "o3")
     assert "not compensated: inventory" in verdict.reason
+
+
+async def test_capstone_reports_delivery_properties_through_the_checker(lab):
+    from labkit.capstone import check_design
+
+    async def notify_twice(workflow):
+        return await lab.service("upload-twice", downstream=[workflow.processor_url, workflow.notifier_url,
+                                                             workflow.notifier_url], timeout=2.0)
+
+    report = await check_design(lab, notify_twice, seed=1)
+    assert report.t0 > 0 and len(report.fault_bands) == 3  # the timeline fields keep their places
+    twice = report.verdicts["at-most-once"]
+    assert not twice.held and not report.properties[-1].held
+    notified = [e for e in twice.counterexample if e.kind == "effect" and e.attrs["name"] == "notified"]
+    assert len(notified) == 2 and {e.correlation_id for e in notified} == {twice.subject}
+    assert any(e.kind == "response" and e.attrs["status"] == 200 for e in twice.counterexample)
