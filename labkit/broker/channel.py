@@ -159,6 +159,8 @@ class Channel:
         accepted = True
         if queues:
             accepted = self.vhost.enqueue(queues, msg)
+        if self.vhost.tap is not None and (queues or not delivered):  # direct reply-to is not routing
+            self.vhost.tap.routed(msg, queues, accepted)
         elif not delivered and mandatory:
             fields = frames.return_fields(312, "NO_ROUTE", exchange, routing_key)
             conn.write_frames(frames.delivery_frames(self.number, frames.RETURN, fields, msg.header, msg.body,

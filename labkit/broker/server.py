@@ -17,6 +17,7 @@ from .. import _validate as v
 from . import errors, frames
 from .connection import Connection
 from .flow import MemoryAlarm
+from .tap import Tap
 from .vhost import VHost
 
 STOP_GRACE = 1.0  # seconds clients get to answer connection.close on stop()
@@ -42,7 +43,7 @@ class Broker:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, user: str = "guest", password: str = "guest",
                  heartbeat: int = 60, frame_max: int = 131072, channel_max: int = 2047,
-                 memory_limit: int | None = None, handshake_timeout: float = 10.0) -> None:
+                 memory_limit: int | None = None, handshake_timeout: float = 10.0, history: str | None = None) -> None:
         self.host = _loopback(host)
         self.port = v.port("port", port, allow_zero=True)
         for name, value in (("user", user), ("password", password)):
@@ -54,6 +55,9 @@ class Broker:
         self.channel_max = v.integer("channel_max", channel_max, 1, 65535)
         self.memory_limit = None if memory_limit is None else v.integer("memory_limit", memory_limit, 1)
         self.handshake_timeout = v.positive("handshake_timeout", handshake_timeout)
+        if history is not None and (not isinstance(history, str) or not history):
+            raise ValueError(f"history must be a file path for the broker's events (labkit.broker.tap), got {history!r}")
+        self.history = history  # off (None) by default
         self.cluster_name = "labkit"
         self.connections: set[Connection] = set()
         self._pending: list[Connection] = []  # connections with unflushed output
@@ -71,6 +75,8 @@ class Broker:
         self._server = await loop.create_server(lambda: Connection(self), self.host, self.port,
                                                 reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.history is not None:
+            self.vhost.tap = Tap(self.history)
         return self
 
     @property
@@ -100,6 +106,9 @@ class Broker:
             conn._abort()
         self.vhost.clear()
         self.flush_pending()
+        if self.vhost.tap is not None:
+            self.vhost.tap.close()
+            self.vhost.tap = None
         await server.wait_closed()
 
     async def __aenter__(self) -> Broker:

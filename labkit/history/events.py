@@ -136,6 +136,14 @@ class History:
         drop = {id(e) for e in events}
         return History(e for e in self.events if id(e) not in drop)
 
+    @classmethod
+    def merged(cls, *histories: History) -> History:
+        """One history of several (e.g. the client's and the broker tap's), in time order."""
+        for h in histories:
+            if not isinstance(h, History):
+                raise ValueError(f"histories must be labkit.history.History objects, got {h!r}")
+        return cls(sorted((e for h in histories for e in h.events), key=lambda e: e.t))
+
     def to_jsonl(self) -> str:
         return "".join(json.dumps(e.to_dict(), separators=(",", ":")) + "\n" for e in self.events)
 
