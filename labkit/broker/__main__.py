@@ -38,7 +38,7 @@ OPTIONS: dict[str, tuple[str, type, str]] = {
     "memory_limit": ("--memory-limit", int, "queued-bytes limit that blocks publishers (default none)"),
     "handshake_timeout": ("--handshake-timeout", float,
                           "seconds a new connection gets to finish the handshake (default 10)"),
-    "history": ("--history", str, "append routing, drops and dead-letters to this JSON-lines file (default off)"),
+    "history": ("--history", str, "append routing, drops and dead-letters to this file (labkit.broker.tap; default off)"),
 }
 
 

@@ -4,8 +4,8 @@ Why: the client-side recorder (:mod:`labkit.history.recorder`) sees publishes, c
 acks, which is all the delivery guarantees need and works the same on RabbitMQ. But some of a message's
 life happens where no client looks: which queues a publish was routed to, a message dropped because it
 was unroutable or because a queue was full (``x-max-length``), a message dead-lettered (rejected,
-expired, over its delivery limit). With ``Broker(history="broker.jsonl")`` (or
-``Lab(broker_options={"history": ...})``) the embedded broker writes those events to a file, and
+expired, over its delivery limit). With ``Broker(history="broker-side.tsv")`` (or
+``Lab(broker_options={"history": ...})``) the embedded broker writes those events to a file (one tab-separated line each), and
 :func:`read` turns the file into a :class:`~labkit.history.History` to merge with the client's.
 
 Cost: off, each hook is one attribute test (``vhost.tap is None``). On, the hot path appends one tuple
@@ -20,7 +20,6 @@ line up with the kernel's.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
@@ -32,7 +31,7 @@ FLUSH_INTERVAL = 0.1  # seconds between batched writes: what a reader must wait 
 
 
 class Tap:
-    """Buffers the broker's events and appends them to ``path`` as JSON lines, in batches."""
+    """Buffers the broker's events and appends them to ``path``, one line each, in batches."""
 
     def __init__(self, path: str):
         if not isinstance(path, str) or not path:
@@ -65,9 +64,10 @@ class Tap:
     def flush(self) -> None:
         self._timer = None
         events, self._events = self._events, []
+        # One tab-separated line per event: cheaper than JSON by several microseconds an event. Exchange and
+        # queue names cannot hold a tab or "|" (AMQP name rules); the routing key can hold anything: hex.
         self._file.write("".join(
-            json.dumps({"t": t, "kind": kind, "exchange": exchange, "routing_key": rk, "queues": list(queues),
-                        "reason": reason, "header": header.hex()}, separators=(",", ":")) + "\n"
+            f"{t:.6f}\t{kind}\t{exchange}\t{rk.encode().hex()}\t{'|'.join(queues)}\t{reason or ''}\t{header.hex()}\n"
             for t, kind, exchange, rk, queues, reason, header in events))
         self._file.flush()
 
@@ -87,16 +87,17 @@ def read(path: str) -> Any:
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             try:
-                row = json.loads(line)
+                t, kind, exchange, rk, queues, reason, raw = line.rstrip("\n").split("\t")
+                routing_key = bytes.fromhex(rk).decode()
                 header = ContentHeader()
-                header.unmarshal(bytes.fromhex(row["header"]))
-            except (ValueError, KeyError) as exc:
+                header.unmarshal(bytes.fromhex(raw))
+            except ValueError as exc:
                 raise ValueError(f"line {n} of {path} is not a broker event: {exc}") from None
             props = header.properties
-            key = (props.headers or {}).get(KEY_HEADER) or row["routing_key"] or None
-            attrs = {"exchange": row["exchange"], "routing_key": row["routing_key"], "queues": row["queues"]}
-            if row["reason"]:
-                attrs["reason"] = row["reason"]
-            history.add(row["kind"], "broker", t=row["t"], message_id=props.message_id,
-                        correlation_id=props.correlation_id, key=None if key is None else str(key), **attrs)
+            key = (props.headers or {}).get(KEY_HEADER) or routing_key or None
+            attrs = {"exchange": exchange, "routing_key": routing_key, "queues": queues.split("|") if queues else []}
+            if reason:
+                attrs["reason"] = reason
+            history.add(kind, "broker", t=float(t), message_id=props.message_id, correlation_id=props.correlation_id,
+                        key=None if key is None else str(key), **attrs)
     return history

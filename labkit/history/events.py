@@ -80,9 +80,21 @@ class History:
     """Events in recording order. Iterable, sized, and grouped by message, correlation id or key."""
 
     def __init__(self, events: Iterable[Event] = ()):
-        self.events: list[Event] = []
+        self._events: list[Event] = []
+        #: events recorded by the hooks as bare tuples ``(t, kind, process, message_id, correlation_id, key,
+        #: attrs)``: building (and checking) an Event costs microseconds, too much on a publish's hot path,
+        #: so tuples become Events only when the history is read.
+        self.raw: list[tuple[Any, ...]] = []
         for event in events:
             self.append(event)
+
+    @property
+    def events(self) -> list[Event]:
+        """Every event, in recording order."""
+        if self.raw:
+            rows, self.raw = self.raw, []
+            self._events.extend(Event(*row) for row in rows)
+        return self._events
 
     def append(self, event: Event) -> None:
         if not isinstance(event, Event):
@@ -91,7 +103,7 @@ class History:
 
     def add(self, kind: str, process: str, *, t: float, message_id: str | None = None,
             correlation_id: str | None = None, key: str | None = None, **attrs: Any) -> Event:
-        """Append a new event and return it (used by the recorder's hooks and by synthetic histories)."""
+        """Append a new event and return it (for synthetic histories and rare events; hooks use ``raw``)."""
         event = Event(t, kind, process, message_id, correlation_id, key, attrs)
         self.events.append(event)
         return event

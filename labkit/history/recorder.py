@@ -83,9 +83,9 @@ def _key(properties: Any, routing_key: str | None) -> str | None:
 def on_publish(process: str, routing_key: str, properties: Any, exchange: str = "") -> None:
     """A publish leaves ``process`` (before the broker has answered)."""
     if active is not None:
-        active.add("publish", process, t=time.monotonic(), message_id=getattr(properties, "message_id", None),
-                   correlation_id=getattr(properties, "correlation_id", None), key=_key(properties, routing_key),
-                   exchange=exchange, routing_key=routing_key)
+        active.raw.append((time.monotonic(), "publish", process, getattr(properties, "message_id", None),
+                           getattr(properties, "correlation_id", None), _key(properties, routing_key),
+                           {"exchange": exchange, "routing_key": routing_key}))
 
 
 def on_published(process: str, routing_key: str, properties: Any, outcome: Any) -> None:
@@ -101,8 +101,8 @@ def on_published(process: str, routing_key: str, properties: Any, outcome: Any) 
         kind, extra = "publish-nack", {"error": repr(outcome)}  # a timeout or a dropped connection: unconfirmed
     else:
         extra = {}
-    active.add(kind, process, t=time.monotonic(), message_id=getattr(properties, "message_id", None),
-               correlation_id=getattr(properties, "correlation_id", None), key=_key(properties, routing_key), **extra)
+    active.raw.append((time.monotonic(), kind, process, getattr(properties, "message_id", None),
+                       getattr(properties, "correlation_id", None), _key(properties, routing_key), extra))
 
 
 def on_deliver(process: str, message: Any) -> None:
@@ -111,8 +111,8 @@ def on_deliver(process: str, message: Any) -> None:
         return
     props, delivery = message.header.properties, message.delivery
     key = _key(props, delivery.routing_key)
-    active.add("deliver", process, t=time.monotonic(), message_id=props.message_id,
-               correlation_id=props.correlation_id, key=key, redelivered=bool(delivery.redelivered))
+    active.raw.append((time.monotonic(), "deliver", process, props.message_id, props.correlation_id, key,
+                       {"redelivered": bool(delivery.redelivered)}))
     _handling.set((process, props.message_id, props.correlation_id, key))
 
 
@@ -121,9 +121,8 @@ def on_settle(kind: str, process: str, message: Any, requeue: bool | None = None
     if active is None:
         return
     props = message.header.properties
-    extra = {} if requeue is None else {"requeue": bool(requeue)}
-    active.add(kind, process, t=time.monotonic(), message_id=props.message_id, correlation_id=props.correlation_id,
-               key=_key(props, message.delivery.routing_key), **extra)
+    active.raw.append((time.monotonic(), kind, process, props.message_id, props.correlation_id,
+                       _key(props, message.delivery.routing_key), {} if requeue is None else {"requeue": bool(requeue)}))
 
 
 def on_crash(process: str, message: Any = None) -> None:

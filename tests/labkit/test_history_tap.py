@@ -18,7 +18,7 @@ async def test_tap_is_off_by_default():
 
 
 async def test_tap_records_routing_drops_and_dead_letters_and_merges_with_the_client(tmp_path):
-    path = str(tmp_path / "broker.jsonl")
+    path = str(tmp_path / "broker.tsv")
     async with Broker(history=path) as broker:
         connection = await aiormq.connect(broker.url)
         channel = await connection.channel()
@@ -52,7 +52,7 @@ async def test_tap_records_routing_drops_and_dead_letters_and_merges_with_the_cl
 async def test_a_broker_process_writes_its_side_where_the_lab_asks(tmp_path):
     from labkit.lab import Lab
 
-    path = str(tmp_path / "lab-broker.jsonl")
+    path = str(tmp_path / "lab-broker.tsv")
     async with Lab(broker_options={"history": path}) as lab:
         if lab.broker_kind != "embedded":
             return  # AMQP_URL points at RabbitMQ: no broker side to record
