@@ -83,7 +83,8 @@ async def test_http_calls_and_handler_publishes_are_recorded_in_their_lanes(uniq
     async with Lab(seed=0) as lab:
         queue = unique("hist-http")
         await lab.declare_queue(queue)
-        order = await lab.service("order", service_time=0.0)
+        payment = await lab.service("payment", service_time=0.0)
+        order = await lab.service("order", service_time=0.0, downstream=[payment])
         proxy = await lab.proxy(order, name="order-proxy")
 
         async def forward(message):
@@ -95,8 +96,10 @@ async def test_http_calls_and_handler_publishes_are_recorded_in_their_lanes(uniq
             await lab.consumer(queue, declare=False, handler=forward, work_time=0.0, name="relay")
             await lab.publish(queue, b"x", message_id="in-1")
             await wait_until(lambda: any(e.message_id == "forwarded" and e.kind == "publish" for e in h), timeout=10)
-        assert [(e.kind, e.attrs.get("target"), e.attrs.get("status")) for e in h.where(correlation_id="req-1")] == [
-            ("request", "order", None), ("response", "order", 200)]
+        assert [(e.process, e.kind, e.attrs.get("target"), e.attrs.get("status"))
+                for e in h.where(correlation_id="req-1")] == [
+            ("client", "request", "order", None), ("order", "request", "payment", None),
+            ("order", "response", "payment", 200), ("client", "response", "order", 200)]
         assert h.where(correlation_id="req-2")[0].attrs["target"] == "order-proxy"
         assert h.where(message_id="forwarded")[0].process == "relay"  # published from the handler's lane
 
