@@ -37,6 +37,7 @@ from labkit import tracing
 from labkit._validate import amqp_url as check_amqp_url
 from labkit._validate import integer, positive, queue_name
 from labkit._validate import port as check_port
+from labkit.broker import profiles as broker_profiles
 from labkit.consumers import Consumer, publish
 from labkit.history import recorder
 from labkit.lifecycle import unique
@@ -88,15 +89,22 @@ class Lab:
         amqp_url: str | None = None,
         broker_options: dict[str, Any] | None = None,
         http_timeout: float = 30.0,
+        rabbitmq: str | None = None,
     ):
         """``amqp=False`` skips the broker (HTTP-only experiments start faster); ``amqp_url`` overrides
-        ``AMQP_URL``; ``broker_options`` go to the embedded broker (e.g. ``{"memory_limit": 50_000_000}``)."""
+        ``AMQP_URL``; ``broker_options`` go to the embedded broker (e.g. ``{"memory_limit": 50_000_000}``);
+        ``rabbitmq`` picks the RabbitMQ release the embedded broker behaves like, "4.3" (default) or "3.10"
+        (default: the ``LABKIT_RABBITMQ`` environment variable)."""
         self.seed = integer("seed", seed, 0)
         self.amqp = bool(amqp)
         self._amqp_url_option = None if amqp_url is None else check_amqp_url("amqp_url", amqp_url)
         if broker_options is not None and not isinstance(broker_options, dict):
             raise ValueError(f"broker_options must be a dict of Broker options or None, got {broker_options!r}")
         self.broker_options = dict(broker_options or {})
+        # Which RabbitMQ release the embedded broker behaves like: "4.3" (default) or "3.10"; None reads
+        # $LABKIT_RABBITMQ. Checked here, so a typo fails at Lab(...), naming the argument.
+        self.rabbitmq = broker_profiles.resolve(rabbitmq).name
+        self.broker_options.setdefault("rabbitmq", self.rabbitmq)
         self.http_timeout = positive("http_timeout", http_timeout)
         #: the experiment's timeline, shared with labkit.load/metrics/faults (see :meth:`mark`).
         self.clock = Clock()
