@@ -115,10 +115,21 @@ def _processing(events: list[Event], effect: str | None) -> list[Event]:
     return [e for e in events if e.kind == "effect" and e.attrs.get("name") == effect and e.attrs.get("applied", True)]
 
 
+def _accepted(events: list[Event]) -> Event | None:
+    """The 2xx answer to the request that brought this subject in (the first request recorded for it, not
+    the calls services made on its behalf), or None."""
+    first = next((e for e in events if e.kind == "request"), None)
+    if first is None:
+        return None
+    return next((e for e in events if e.kind == "response" and e.process == first.process
+                 and e.attrs.get("target") == first.attrs.get("target")
+                 and 200 <= e.attrs.get("status", 0) < 300), None)
+
+
 def _sent(events: list[Event]) -> bool:
     """Published and not refused, or (a request) answered with a 2xx: the system took it on."""
     kinds = {e.kind for e in events}
-    if any(e.kind == "response" and 200 <= e.attrs.get("status", 0) < 300 for e in events):
+    if _accepted(events) is not None:
         return True
     if "publish" not in kinds:
         return False
@@ -268,10 +279,10 @@ class ProcessedWithin(Property):
         self.name = f"every accepted request processed within {seconds:g} s"
 
     def problem(self, events: list[Event]) -> tuple[bool, str] | None:
-        accepted = [e for e in events if e.kind == "response" and 200 <= e.attrs.get("status", 0) < 300]
-        if not accepted:
+        accepted = _accepted(events)
+        if accepted is None:
             return None
-        t = accepted[0].t
+        t = accepted.t
         done = [e.t - t for e in _processing(events, self.effect)]
         if not done:
             return True, f"accepted at {t:.3f} s, never processed"

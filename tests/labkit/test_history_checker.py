@@ -165,7 +165,8 @@ def test_late_or_missing_processing_is_found_and_nothing_else(requests):
     for i, (status, delay) in enumerate(requests):
         c, t = f"req-{i}", 10.0 * i
         h.add("request", "client", t=t, correlation_id=c, url="http://127.0.0.1:1/", target="upload")
-        h.add("response", "client", t=t + 0.01, correlation_id=c, status=status, url="http://127.0.0.1:1/")
+        h.add("response", "client", t=t + 0.01, correlation_id=c, status=status, url="http://127.0.0.1:1/",
+              target="upload")
         if delay is not None:
             h.add("effect", "worker", t=t + 0.01 + delay, correlation_id=c, name="processed", applied=True)
     accepted = {f"req-{i}" for i, (status, _) in enumerate(requests) if status < 300}
@@ -258,3 +259,15 @@ def test_a_stated_guarantee_is_judged_on_runs_without_naming_the_answer():
                                             H.PerKeyOrder("charge")], must_hold={"late run": build(
                                                 ["ok", "ok"], ["a", "a"], [1, 0])}, must_fail={}).message
     assert "must be one of" in judge_guarantee("exactly-once", **runs).message
+
+
+def test_a_request_is_accepted_by_its_own_answer_not_by_the_calls_made_for_it():
+    h = H.History()
+    h.add("request", "client", t=0.0, correlation_id="img", target="upload")
+    h.add("request", "upload", t=0.1, correlation_id="img", target="processor")
+    h.add("response", "upload", t=0.2, correlation_id="img", target="processor", status=200)
+    h.add("response", "client", t=0.3, correlation_id="img", target="upload", status=502)
+    verdict = H.check(h, H.AtLeastOnce("notified", by="correlation_id"), H.ProcessedWithin(1, "notified"))
+    assert [v.checked for v in verdict] == [0, 0]  # refused at the door: nobody owes it a notification
+    h.add("response", "client", t=0.4, correlation_id="img", target="upload", status=202)
+    assert [v.violations for v in H.check(h, H.AtLeastOnce("notified", by="correlation_id"))] == [1]
