@@ -24,7 +24,7 @@ import simpy
 from labkit import theory
 from labkit._validate import integer, non_negative, one_of, positive
 
-__all__ = ["KINDS", "LABELS", "OccScenario", "OccRow", "schedule", "simulate", "live"]
+__all__ = ["KINDS", "LABELS", "OccScenario", "OccRow", "lockstep_calls", "schedule", "simulate", "live"]
 
 #: The four schedules the chapter compares, and their names in Brooker's post.
 KINDS = ("capped", "full_jitter", "equal_jitter", "decorrelated_jitter")
@@ -51,6 +51,14 @@ class OccScenario:
         positive("base", self.base)
         positive("cap", self.cap)
         non_negative("delay", self.delay)
+
+
+def lockstep_calls(clients: int) -> int:
+    """Write calls when every client backs off identically and stays in lock-step: each round all remaining
+    clients write and one wins, so N + (N - 1) + ... + 1 = N(N + 1)/2 -- the worst case, and what
+    no-jitter clients that share one event loop do."""
+    n = integer("clients", clients, 1)
+    return n * (n + 1) // 2
 
 
 def schedule(kind: str, scenario: OccScenario, seed: int) -> list[float]:
