@@ -49,7 +49,7 @@ class TailScenario:
     servers: int = 4
     calls: int = 1000
     hedge_at: float = 95.0
-    concurrency: int = 8
+    concurrency: int = 4
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -86,6 +86,8 @@ class HedgeResult:
     hedged: tuple[float, ...]  # latencies with hedging (s)
     hedge_delay: float  # seconds waited before the second copy
     hedges: int  # second copies sent
+    plain_hiccups: int  # plain calls whose answer was a hiccup (the caller waited it out)
+    hedged_hiccups: int  # hedged calls whose answer was a hiccup (the hedge did not rescue it)
 
     def quantile(self, q: float, hedged: bool) -> float:
         return percentile(list(self.hedged if hedged else self.plain), q)
@@ -94,6 +96,11 @@ class HedgeResult:
     def extra_requests(self) -> float:
         """Second copies as a fraction of requests: the load hedging added."""
         return self.hedges / len(self.hedged)
+
+    @property
+    def plain_over_delay(self) -> float:
+        """Fraction of plain calls still out at the hedge delay: the extra load a hedge should cost."""
+        return sum(t > self.hedge_delay for t in self.plain) / len(self.plain)
 
     def reduction(self, q: float = 99.9) -> float:
         """How many times shorter the q-th percentile became with hedging."""
@@ -141,37 +148,44 @@ async def _hedged(call, delay: float) -> tuple[Any, bool]:
 
 
 async def live_hedging(lab: Any, servers: list[Any], scenario: TailScenario) -> HedgeResult:
-    """Two closed-loop runs of ``calls`` single calls: plain, then hedged after the ``hedge_at``-th
-    percentile of the plain run's latency (each copy goes to the next server)."""
+    """Hedging live. A warm-up of plain calls fixes the hedge delay at its ``hedge_at``-th percentile; then a
+    plain arm and a hedged arm (half the callers each, ``calls`` calls each) run side by side, so that both
+    see the same machine: the hedged arm's own extra load slows the plain arm too. Copies go to the next
+    server in turn."""
     turn = iter(range(10**12))
 
     def call():
         return lab.call(servers[next(turn) % len(servers)])
 
     async def plain_op(i: int) -> dict:
-        await call()
-        return {}
+        return {"hiccup": bool((await call()).get("hiccup"))}
 
-    plain = await closed_loop(plain_op, scenario.concurrency, max_requests=scenario.calls, progress=False)
-    delay = plain.percentile(scenario.hedge_at)
+    warmup = await closed_loop(plain_op, scenario.concurrency, max_requests=max(200, scenario.calls // 4),
+                               progress=False)
+    delay = warmup.percentile(scenario.hedge_at)
     hedges = 0
 
     async def hedged_op(i: int) -> dict:
         nonlocal hedges
-        _, hedge = await _hedged(call, delay)
+        answer, hedge = await _hedged(call, delay)
         hedges += hedge
-        return {}
+        return {"hiccup": bool(answer.get("hiccup"))}
 
-    hedged = await closed_loop(hedged_op, scenario.concurrency, max_requests=scenario.calls, progress=False)
-    return HedgeResult(tuple(plain.latencies()), tuple(hedged.latencies()), delay, hedges)
+    half = max(1, scenario.concurrency // 2)
+    plain, hedged = await asyncio.gather(
+        closed_loop(plain_op, half, max_requests=scenario.calls, progress=False),
+        closed_loop(hedged_op, half, max_requests=scenario.calls, progress=False))
+    return HedgeResult(tuple(plain.latencies()), tuple(hedged.latencies()), delay, hedges,
+                       sum(r.info.get("hiccup", False) for r in plain), sum(r.info.get("hiccup", False) for r in hedged))
 
 
 # -- simulation ------------------------------------------------------------------------------------------
 
 
-def _reply_time(rng: random.Random, hops: tuple[float, ...], scenario: TailScenario) -> float:
-    """One reply: a measured hop time, plus a hiccup with probability p."""
-    return rng.choice(hops) + (scenario.slow if rng.random() < scenario.p else 0.0)
+def _reply(rng: random.Random, hops: tuple[float, ...], scenario: TailScenario) -> tuple[float, bool]:
+    """One reply: a measured hop time, plus a hiccup with probability p; and whether it hiccuped."""
+    slow = rng.random() < scenario.p
+    return rng.choice(hops) + (scenario.slow if slow else 0.0), slow
 
 
 def simulate_fanout(scenario: TailScenario, hops: tuple[float, ...], requests: int | None = None) -> FanoutResult:
@@ -205,18 +219,23 @@ def simulate_hedging(scenario: TailScenario, hops: tuple[float, ...], hedge_at: 
     rng = random.Random(scenario.seed + 1)
     n = calls or scenario.calls
     env = simpy.Environment()
-    plain = [_reply_time(rng, hops, scenario) for _ in range(n)]
-    delay = percentile(plain, scenario.hedge_at if hedge_at is None else hedge_at)
-    hedged, hedges = [], 0
+    plain = [_reply(rng, hops, scenario) for _ in range(n)]
+    delay = percentile([t for t, _ in plain], scenario.hedge_at if hedge_at is None else hedge_at)
+    hedged, hedges, hiccups = [], 0, 0
 
     def request():
-        nonlocal hedges
+        nonlocal hedges, hiccups
         start = env.now
-        first = env.timeout(_reply_time(rng, hops, scenario))
+        took, slow = _reply(rng, hops, scenario)
+        first = env.timeout(took, value=slow)
         yield first | env.timeout(delay)
         if not first.processed:
             hedges += 1
-            yield first | env.timeout(_reply_time(rng, hops, scenario))
+            took2, slow2 = _reply(rng, hops, scenario)
+            second = env.timeout(took2, value=slow2)
+            done = yield first | second
+            slow = next(iter(done.values()))
+        hiccups += slow
         hedged.append(env.now - start)
 
     def client():
@@ -225,7 +244,7 @@ def simulate_hedging(scenario: TailScenario, hops: tuple[float, ...], hedge_at: 
 
     env.process(client())
     env.run()
-    return HedgeResult(tuple(plain), tuple(hedged), delay, hedges)
+    return HedgeResult(tuple(t for t, _ in plain), tuple(hedged), delay, hedges, sum(s for _, s in plain), hiccups)
 
 
 def hedge_prediction(scenario: TailScenario, hops: tuple[float, ...], hedge_at: float | None = None,
