@@ -13,6 +13,7 @@ calibration measured, and the closed forms below.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -249,16 +250,30 @@ def simulate_hedging(scenario: TailScenario, hops: tuple[float, ...], hedge_at: 
 
 def hedge_prediction(scenario: TailScenario, hops: tuple[float, ...], hedge_at: float | None = None,
                      q: float = 99.9) -> dict[str, float]:
-    """Closed form for hedging after the ``hedge_at``-th percentile d of a reply time X (a hop time plus a
-    hiccup with probability p): the hedge fires for 1 - hedge_at/100 of requests (the extra load), and the
-    q-th percentile falls from that of X to about d + the median hop, as long as both copies hiccup less
-    often than 1 - q/100 (p² < 0.1 % here)."""
-    at = scenario.hedge_at if hedge_at is None else hedge_at
-    p = scenario.p
-    hop = percentile(list(hops), 50)
-    # X's hedge_at-th percentile: below the hiccups, it is the hop time's (hedge_at / (1 - p))-th percentile.
-    d = percentile(list(hops), min(100.0, at / (1 - p))) if at / 100 < 1 - p else hop + scenario.slow
-    before = (hop + scenario.slow) if (1 - q / 100) < p else percentile(list(hops), q)
-    after = d + hop if p * p < 1 - q / 100 else before
-    return {"hedge_delay": d, "extra_requests": 1 - at / 100, "before": before, "after": after,
+    """Closed form for hedging after the ``hedge_at``-th percentile d of a reply time X = H + slow·B (H a
+    measured hop time, B a hiccup with probability p). X survives t with S(t) = (1-p)·S_H(t) + p·S_H(t-slow).
+    Hedged, the answer T = min(X1, d + X2) survives t with S(t) for t < d and S(t)·S(t-d) after: the hedge
+    fires for S(d) = 1 - hedge_at/100 of requests (the extra load), and the q-th percentile of T is where
+    that survival falls to 1 - q/100."""
+    at = scenario.hedge_at if hedge_at is None else between("hedge_at", hedge_at, 1, 99.9)
+    between("q", q, 1, 99.99)
+    ordered = sorted(hops)
+
+    def s_hop(t: float) -> float:
+        return 1.0 - bisect.bisect_right(ordered, t) / len(ordered)
+
+    def s_reply(t: float) -> float:
+        return (1 - scenario.p) * s_hop(t) + scenario.p * s_hop(t - scenario.slow)
+
+    def quantile(survival, level: float) -> float:
+        lo, hi = 0.0, ordered[-1] + 2 * scenario.slow + 1.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if survival(mid) > 1 - level / 100 else (lo, mid)
+        return hi
+
+    d = quantile(s_reply, at)
+    before = quantile(s_reply, q)
+    after = quantile(lambda t: s_reply(t) if t < d else s_reply(t) * s_reply(t - d), q)
+    return {"hedge_delay": d, "extra_requests": s_reply(d), "before": before, "after": after,
             "reduction": before / after}
