@@ -6,8 +6,8 @@ X = P / (w + r) -- until the consumer's C parallel workers are all busy, where X
 prefetch only makes messages wait longer inside the consumer. RabbitMQ's guidance on prefetch (and on
 outstanding publisher confirms) is this curve: enough in flight to cover the round trip, no more.
 
-One :class:`InflightScenario` drives the live run (a lab consumer on the lab's broker, embedded or RabbitMQ,
-draining a pre-filled queue once per prefetch value), a SimPy model of the same loop, and the closed form.
+One :class:`InflightScenario` drives the live run (a consumer owned by the lab, on the lab's broker or another
+one, draining a pre-filled queue once per prefetch value), a SimPy model of the same loop, and the closed form.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import aiormq
 import simpy
 
 from labkit._validate import integer, non_negative, positive
+from labkit.consumers import Consumer
 
 __all__ = ["InflightScenario", "predicted", "simulate", "live"]
 
@@ -81,29 +83,34 @@ def simulate(scenario: InflightScenario, prefetch: int, round_trip: float, slack
     return {"throughput": scenario.messages / env.now, "in_consumer": sum(inside) / len(inside)}
 
 
-async def live(lab: Any, scenario: InflightScenario, prefetch: int, queue: str, timeout: float = 30.0) -> dict:
-    """Fill ``queue`` with ``messages`` messages, drain it with a lab consumer of this prefetch and
-    ``workers`` parallel workers, and return its throughput (msg/s) and mean time in the consumer (s)."""
+async def live(lab: Any, scenario: InflightScenario, prefetch: int, queue: str, *, amqp_url: str | None = None,
+               timeout: float = 30.0) -> dict:
+    """Fill ``queue`` with ``messages`` messages, drain it with a consumer of this prefetch and ``workers``
+    parallel workers, and return its throughput (msg/s) and mean time in the consumer (s). ``amqp_url``
+    picks another broker than the lab's (e.g. the embedded one next to RabbitMQ, to draw both)."""
     integer("prefetch", prefetch, 1)
-    channel = await lab.channel()
+    url = amqp_url or lab.amqp_url
+    connection = await aiormq.connect(url)
     try:
+        channel = await connection.channel()
         await channel.queue_declare(queue, durable=True, arguments={"x-expires": 60_000})
         await asyncio.gather(*(channel.basic_publish(b"x", routing_key=queue) for _ in range(scenario.messages)))
+        consumer = lab.own(await Consumer(url, queue, work_time=scenario.work, prefetch=prefetch,
+                                          concurrency=scenario.workers, declare=False,
+                                          name=f"plateau-p{prefetch}").start())
+        try:
+            deadline = time.monotonic() + timeout
+            while consumer.processed < scenario.messages:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"prefetch {prefetch}: {consumer.processed} of {scenario.messages} "
+                                       f"messages consumed after {timeout} s")
+                await asyncio.sleep(0.01)
+            records = list(consumer.records)
+        finally:
+            await lab.remove(consumer)
+        await channel.queue_delete(queue)
     finally:
-        await channel.close()
-    consumer = await lab.consumer(queue, work_time=scenario.work, prefetch=prefetch, concurrency=scenario.workers,
-                                  declare=False, name=f"plateau-p{prefetch}")
-    try:
-        deadline = time.monotonic() + timeout
-        while consumer.processed < scenario.messages:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"prefetch {prefetch}: {consumer.processed} of {scenario.messages} "
-                                   f"messages consumed after {timeout} s")
-            await asyncio.sleep(0.01)
-        records = list(consumer.records)
-    finally:
-        await lab.remove(consumer)
-        await lab.delete_queue(queue)
+        await connection.close()
     first = min(r.info["received"] for r in records)
     last = max(r.end for r in records)
     return {"throughput": len(records) / (last - first),
