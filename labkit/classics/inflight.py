@@ -13,7 +13,6 @@ one, draining a pre-filled queue once per prefetch value), a SimPy model of the 
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +21,8 @@ import simpy
 
 from labkit._validate import integer, non_negative, positive
 from labkit.consumers import Consumer
+from labkit.lifecycle import wait_until
+from labkit.queues import declare_run_queue
 
 __all__ = ["InflightScenario", "predicted", "simulate", "live"]
 
@@ -93,18 +94,13 @@ async def live(lab: Any, scenario: InflightScenario, prefetch: int, queue: str, 
     connection = await aiormq.connect(url)
     try:
         channel = await connection.channel()
-        await channel.queue_declare(queue, durable=True, arguments={"x-expires": 60_000})
+        await declare_run_queue(channel, queue)
         await asyncio.gather(*(channel.basic_publish(b"x", routing_key=queue) for _ in range(scenario.messages)))
-        consumer = lab.own(await Consumer(url, queue, work_time=scenario.work, prefetch=prefetch,
-                                          concurrency=scenario.workers, declare=False,
-                                          name=f"plateau-p{prefetch}").start())
+        consumer = await lab.start(Consumer(url, queue, work_time=scenario.work, prefetch=prefetch,
+                                            concurrency=scenario.workers, declare=False, name=f"plateau-p{prefetch}"))
         try:
-            deadline = time.monotonic() + timeout
-            while consumer.processed < scenario.messages:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"prefetch {prefetch}: {consumer.processed} of {scenario.messages} "
-                                       f"messages consumed after {timeout} s")
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: consumer.processed >= scenario.messages, timeout=timeout,
+                             what=lambda: f"prefetch {prefetch}: {consumer.processed} of {scenario.messages} acks")
             records = list(consumer.records)
         finally:
             await lab.remove(consumer)

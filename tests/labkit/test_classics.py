@@ -1,8 +1,6 @@
 """labkit.classics: the four reproductions' simulations against their closed forms, and their live parts
 against real lab services and the broker (small sizes: the chapter runs the real sweeps)."""
 
-import uuid
-
 import pytest
 
 from labkit import theory
@@ -142,7 +140,7 @@ def test_inflight_law_and_simulation():
 
 async def test_live_inflight_on_the_broker(lab):
     scenario = inflight.InflightScenario(work=0.005, workers=2, messages=12)
-    result = await inflight.live(lab, scenario, 2, f"plateau-test-{uuid.uuid4().hex[:8]}")
+    result = await inflight.live(lab, scenario, 2, lab.unique("plateau-test"))
     assert 0 < result["throughput"] <= 1.1 * inflight.predicted(scenario, 2, 0.0)
     assert result["in_consumer"] >= scenario.work
 
