@@ -7,14 +7,14 @@ PYTEST := $(BIN)/python -m pytest
 # Two workers match the 2-core target machine; loadfile keeps each notebook's cells on one worker.
 PYTEST_PARALLEL := -n 2 --dist loadfile
 
-.PHONY: install book test lab bench student clean
+.PHONY: install book test lab bench student assignments grade hub-links clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[book,test]'
+	$(BIN)/python -m pip install --quiet -e '.[book,test,grade]'
 	touch $(STAMP)
 
 # Execute the chapters (cached in _build/.jupyter_cache until they or labkit change) and build the HTML,
@@ -38,6 +38,25 @@ bench: install
 student: install
 	$(BIN)/python book/student.py --root . --out _build/student
 	$(PYTEST) -q tests/book/test_student.py
+
+# Graded assignments (otter-grader): per chapter the student notebook (public checks, sealed) and the grading
+# bundle (hidden checks, autograder.zip, manifest) in _build/assignments. Nothing under */grading goes to students.
+assignments: install
+	$(BIN)/python -m grading.assignments --root . --out _build/assignments
+
+# Grade a folder of submitted notebooks into grades.csv: one row per student and exercise (points, feedback).
+SUBMISSIONS ?=
+GRADES ?= grades.csv
+grade: install
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=dir [GRADES=grades.csv]"; exit 2; }
+	test -d _build/assignments || $(MAKE) assignments
+	$(BIN)/python -m grading.grade "$(SUBMISSIONS)" --bundles _build/assignments --out "$(GRADES)"
+
+# nbgitpuller links that open each student notebook on a JupyterHub: make hub-links HUB=https://hub.example.edu
+HUB ?=
+hub-links: install
+	@test -n "$(HUB)" || { echo "usage: make hub-links HUB=https://your-hub"; exit 2; }
+	$(BIN)/python -m grading.hub_links --hub "$(HUB)" --out _build/hub-links.md
 
 clean:
 	rm -rf _build
