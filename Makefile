@@ -33,10 +33,12 @@ bench: install
 	$(BIN)/python bench/broker.py
 	$(BIN)/python bench/harness.py
 
-# Student edition: the book with every solution stripped (HTML, _sources, downloads) into _build/student/html,
-# plus stripped notebooks in _build/student/notebooks. Reuses the chapters' executions from `make book`.
+# Student edition: the book with every solution stripped and every check sealed (HTML, _sources, downloads) into
+# _build/student/html, the student notebooks in _build/student/notebooks and the student branch's tree in
+# _build/student/repository; launch buttons open that branch. JUPYTERHUB_URL=https://... adds a hub button.
+JUPYTERHUB_URL ?=
 student: install
-	$(BIN)/python book/student.py --root . --out _build/student
+	$(BIN)/python book/student.py --root . --out _build/student $(if $(JUPYTERHUB_URL),--jupyterhub-url "$(JUPYTERHUB_URL)")
 	$(PYTEST) -q tests/book/test_student.py
 
 # Graded assignments (otter-grader): per chapter the student notebook (public checks, sealed) and the grading
@@ -56,7 +58,7 @@ grade: install
 HUB ?=
 hub-links: install
 	@test -n "$(HUB)" || { echo "usage: make hub-links HUB=https://your-hub"; exit 2; }
-	$(BIN)/python -m grading.hub_links --hub "$(HUB)" --out _build/hub-links.md
+	$(BIN)/python book/hub_links.py --hub "$(HUB)" --out _build/hub-links.md
 
 clean:
 	rm -rf _build

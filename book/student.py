@@ -173,7 +173,7 @@ def _drop_pages(entries: list, pages: tuple[str, ...]) -> list:
     return kept
 
 
-def prepare_sources(root: Path, src: Path, branch: str = STUDENT_BRANCH) -> list[str]:
+def prepare_sources(root: Path, src: Path, branch: str = STUDENT_BRANCH, jupyterhub_url: str | None = None) -> list[str]:
     """Copy the book from ``root`` into ``src`` with solutions and teacher pages stripped; return the secrets."""
     root, src = Path(root), Path(src)
     if not (root / "_toc.yml").is_file():
@@ -202,12 +202,12 @@ def prepare_sources(root: Path, src: Path, branch: str = STUDENT_BRANCH) -> list
         for path in src.glob(page + ".*"):
             path.unlink()
     config = yaml.safe_load((src / "_config.yml").read_text())
-    (src / "_config.yml").write_text(yaml.safe_dump(student_config(config, root, branch), sort_keys=False,
-                                                    allow_unicode=True))
+    (src / "_config.yml").write_text(yaml.safe_dump(student_config(config, root, branch, jupyterhub_url),
+                                                    sort_keys=False, allow_unicode=True))
     return secrets
 
 
-def student_config(config: dict, root: Path, branch: str = STUDENT_BRANCH) -> dict:
+def student_config(config: dict, root: Path, branch: str = STUDENT_BRANCH, jupyterhub_url: str | None = None) -> dict:
     """The book's ``_config.yml`` for the student edition.
 
     Every link into the repository goes to ``branch``, which holds only student notebooks (see
@@ -218,6 +218,8 @@ def student_config(config: dict, root: Path, branch: str = STUDENT_BRANCH) -> di
     config["title"] = f"{config.get('title', 'Book')} (student edition)"
     config["repository"] = {**config.get("repository", {}), "branch": branch}
     config["html"] = {**config.get("html", {}), "use_repository_button": False, "use_edit_page_button": False}
+    if jupyterhub_url is not None:
+        config["launch_buttons"] = {**config.get("launch_buttons", {}), "jupyterhub_url": jupyterhub_url}
     sphinx = config.setdefault("sphinx", {})
     sphinx_config = sphinx.setdefault("config", {})
     sphinx_config["hide_solutions"] = True
@@ -324,7 +326,7 @@ def export_notebooks(src: Path, dest: Path) -> list[Path]:
 
 
 def build(root: Path, out: Path, jupyter_book: str = "jupyter-book", strict: bool = True,
-          branch: str = STUDENT_BRANCH) -> list[str]:
+          branch: str = STUDENT_BRANCH, jupyterhub_url: str | None = None) -> list[str]:
     """Build the student edition of the book at ``root`` into ``out``: ``html/``, ``notebooks/`` and
     ``repository/`` (the tree of the student branch).
 
@@ -332,7 +334,7 @@ def build(root: Path, out: Path, jupyter_book: str = "jupyter-book", strict: boo
     """
     root, out = Path(root).resolve(), Path(out).resolve()
     src = out / "src"
-    secrets = prepare_sources(root, src, branch)
+    secrets = prepare_sources(root, src, branch, jupyterhub_url)
     args = [jupyter_book, "build", str(src)] + (["-W", "-n", "--keep-going"] if strict else [])
     subprocess.run(args, check=True)
     html_dir = out / "html"
@@ -356,9 +358,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=".", help="the book's root (with _toc.yml)")
     parser.add_argument("--out", default="_build/student", help="where html/, notebooks/ and repository/ go")
     parser.add_argument("--branch", default=STUDENT_BRANCH, help="the branch that holds the student notebooks")
+    parser.add_argument("--jupyterhub-url", help="add a JupyterHub launch button (nbgitpuller) for this hub")
     parser.add_argument("--jupyter-book", default=str(Path(sys.executable).with_name("jupyter-book")))
     args = parser.parse_args(argv)
-    secrets = build(Path(args.root), Path(args.out), args.jupyter_book, branch=args.branch)
+    secrets = build(Path(args.root), Path(args.out), args.jupyter_book, branch=args.branch,
+                    jupyterhub_url=args.jupyterhub_url)
     found = leaks(Path(args.out), secrets)
     for path, line in found:
         print(f"solution text in {path}: {line[:80]!r}", file=sys.stderr)
