@@ -35,7 +35,7 @@ class Member:
     user: str
     joined: float
     service_time: float = 0.0
-    present: bool = True
+    present: bool = False  # True from its hello until its bye
     done: int = 0
     errors: int = 0
     last_seen: float = 0.0
