@@ -10,6 +10,7 @@ provisions both brokers. Each backend touches only the vhost and the users it is
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import shutil
 from typing import Protocol
@@ -43,7 +44,8 @@ class ManagementAPI:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ValueError(f"url must be the management API's http:// URL, got {url!r}")
         self.url = url.rstrip("/") + "/api/"
-        self._session = aiohttp.ClientSession(auth=aiohttp.BasicAuth(user, password),
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        self._session = aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"},
                                               timeout=aiohttp.ClientTimeout(total=timeout))
 
     async def _call(self, method: str, path: str, body: dict | None = None) -> None:
