@@ -223,6 +223,7 @@ async def killed_mid_run(classroom: Classroom, count: int, kill: Callable[[str],
         result = kill(victim)
         if asyncio.iscoroutine(result):
             await result
+        classroom.members[victim].present = False  # it will say no goodbye
 
     run = await run_work(classroom, count, prefetch=prefetch, during=during, **options)
     return run, victim

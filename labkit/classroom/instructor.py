@@ -158,8 +158,10 @@ class Classroom:
         kind = self._invalid(message, member)
         if kind:
             self.errors[kind] += 1
-            if member is not None:
-                member.errors += 1
+            user_id = message.header.properties.user_id  # checked by the broker: who really sent it
+            sender = next((m for m in self.members.values() if m.user == user_id), None)
+            if sender is not None:
+                sender.errors += 1
             return
         report = json.loads(message.body)
         report["recv"] = recv
@@ -211,8 +213,9 @@ class Classroom:
     async def wait_for_learners(self, n: int, timeout: float = 60.0) -> None:
         await self.wait_for(lambda: len(self.present) >= n, timeout, f"{n} learners joining")
 
-    async def ping(self, timeout: float = 10.0) -> dict[str, float]:
-        """Control-message round trip per present learner, in seconds (instructor's clock)."""
+    async def ping(self, timeout: float = 5.0) -> dict[str, float]:
+        """Control-message round trip per present learner, in seconds (instructor's clock). Learners
+        that do not answer within ``timeout`` (a killed kernel says no goodbye) are left out."""
         ping_id, names, rtt = secrets.token_hex(4), set(self.present), {}
         sent = time.time()
 
@@ -224,6 +227,8 @@ class Classroom:
         try:
             await self.command("ping", id=ping_id)
             await self.wait_for(lambda: names <= rtt.keys(), timeout, "every pong")
+        except TimeoutError:
+            pass
         finally:
             self.listeners.remove(on_pong)
         return rtt
