@@ -86,9 +86,10 @@ async def run_work(classroom: Classroom, count: int, prefetch: int = 1, timeout:
 
     classroom.listeners.append(on_done)
     try:
-        for k in range(count):
-            await classroom.channel.basic_publish(json.dumps({"id": f"{tag}-{k}"}).encode(), routing_key=t.WORK,
-                                                  properties=Basic.Properties(delivery_mode=2))
+        persistent = Basic.Properties(delivery_mode=2)
+        await asyncio.gather(*(classroom.channel.basic_publish(json.dumps({"id": f"{tag}-{k}"}).encode(),
+                                                               routing_key=t.WORK, properties=persistent)
+                               for k in range(count)))  # a spike: all at once, confirmed
         extra = asyncio.ensure_future(during(run)) if during else None
         deadline = time.monotonic() + timeout
         while len(run.done) < count and time.monotonic() < deadline:

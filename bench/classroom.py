@@ -1,0 +1,64 @@
+"""Classroom bench: throughput and control-message latency of a simulated class of N learners.
+
+For N = 1, 10, 30, 60 learner processes on each broker (the embedded one always; RabbitMQ when
+``AMQP_URL`` is set or 127.0.0.1:5672 with its management API answers): the class consumes a batch of
+20 messages per learner with prefetch 10 (service time 1 ms each), and the instructor pings the class
+(control message out, every learner's report back) ten times while idle. Prints messages/s and the ping's
+p50/max round trip to the slowest learner. Numbers, not tests: run ``python bench/classroom.py [N ...]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import statistics
+import sys
+import time
+
+from labkit.classroom import Classroom, SimulatedClass, experiments as ex
+from labkit.lab import Lab
+
+RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def measure(n: int, amqp_url: str | None) -> dict:
+    lab = await Lab.start(amqp_url=amqp_url)
+    classroom = await Classroom.create(lab)
+    sim = await SimulatedClass.start(classroom.code, n, service_times=(0.001, 0.001))
+    try:
+        t = time.monotonic()
+        await classroom.wait_for_learners(n, timeout=60 + 3 * n)
+        joined = time.monotonic() - t
+        run = await ex.run_work(classroom, 20 * n, prefetch=10, timeout=120)
+        pings = []
+        for _ in range(10):
+            rtt = await classroom.ping(timeout=10)
+            pings.append(max(rtt.values()) if len(rtt) == n else float("inf"))
+        return {"n": n, "join_s": joined, "msg_per_s": run.sent / run.makespan, "lost": run.lost,
+                "ping_p50_ms": 1000 * statistics.median(pings), "ping_max_ms": 1000 * max(pings)}
+    finally:
+        await sim.stop()
+        await classroom.close()
+        await lab.stop()
+
+
+async def main(sizes: list[int]) -> None:
+    brokers = [("embedded", None)]
+    if _listening(5672) and _listening(15672):
+        brokers.append(("rabbitmq", RABBITMQ))
+    print(f"{'broker':9} {'N':>3} {'join s':>7} {'msg/s':>7} {'lost':>4} {'ping p50 ms':>11} {'ping max ms':>11}")
+    for name, url in brokers:
+        for n in sizes:
+            r = await measure(n, url)
+            print(f"{name:9} {n:>3} {r['join_s']:7.1f} {r['msg_per_s']:7.0f} {r['lost']:>4} "
+                  f"{r['ping_p50_ms']:11.1f} {r['ping_max_ms']:11.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main([int(a) for a in sys.argv[1:]] or [1, 10, 30, 60]))
