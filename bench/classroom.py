@@ -3,8 +3,9 @@
 For N = 1, 10, 30, 60 learner processes on each broker (the embedded one always; RabbitMQ when
 ``AMQP_URL`` is set or 127.0.0.1:5672 with its management API answers): the class consumes a batch of
 20 messages per learner with prefetch 10 (service time 1 ms each), and the instructor pings the class
-(control message out, every learner's report back) ten times while idle. Prints messages/s and the ping's
-p50/max round trip to the slowest learner. Numbers, not tests: run ``python bench/classroom.py [N ...]``.
+(control message out, every learner's report back) ten times while idle, then ten times while one more
+learner floods its inbox as fast as its connection allows. Prints messages/s and the ping's p50/max
+round trip to the slowest learner, idle and under the flood. Numbers, not tests: run ``python bench/classroom.py [N ...]``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import statistics
+import subprocess
 import sys
 import time
 
-from labkit.classroom import Classroom, SimulatedClass, experiments as ex
+from pamqp.commands import Basic
+
+from labkit.classroom import Classroom, Learner, SimulatedClass, experiments as ex, topology
 from labkit.lab import Lab
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
@@ -36,29 +40,59 @@ async def measure(n: int, amqp_url: str | None) -> dict:
         await classroom.wait_for_learners(n, timeout=60 + 3 * n)
         joined = time.monotonic() - t
         run = await ex.run_work(classroom, 20 * n, prefetch=10, timeout=120)
-        pings = []
-        for _ in range(10):
-            rtt = await classroom.ping(timeout=10)
-            pings.append(max(rtt.values()) if len(rtt) == n else float("inf"))
+        idle = await pings(classroom, n)
+        flooder = subprocess.Popen([sys.executable, __file__, "--flood", str(classroom.code)])
+        try:
+            await classroom.wait_for(lambda: "flooder" in classroom.present, 30, "the flooder joining")
+            await asyncio.sleep(0.5)
+            flooded = await pings(classroom, n)
+        finally:
+            flooder.kill()
+            flooder.wait()
         return {"n": n, "join_s": joined, "msg_per_s": run.sent / run.makespan, "lost": run.lost,
-                "ping_p50_ms": 1000 * statistics.median(pings), "ping_max_ms": 1000 * max(pings)}
+                "idle": idle, "flood": flooded}
     finally:
         await sim.stop()
         await classroom.close()
         await lab.stop()
 
 
+async def pings(classroom: Classroom, n: int) -> tuple[float, float]:
+    """p50 and max (ms) over ten pings of the round trip to the slowest of n learners."""
+    worst = []
+    for _ in range(10):
+        rtt = await classroom.ping(timeout=10)
+        rtt.pop("flooder", None)
+        worst.append(max(rtt.values()) if len(rtt) >= n else float("inf"))
+    return 1000 * statistics.median(worst), 1000 * max(worst)
+
+
+async def flood(code: str) -> None:
+    """A misbehaving learner (its own process): reports as fast as its connection takes them, unconfirmed."""
+    learner = await Learner.join(code, "flooder")
+    channel = await learner.conn.channel(publisher_confirms=False)
+    props = Basic.Properties(user_id=learner.user)
+    while True:
+        for _ in range(100):
+            await channel.basic_publish(b"{}", exchange=topology.INBOX, routing_key="flooder", properties=props)
+        await asyncio.sleep(0)
+
+
 async def main(sizes: list[int]) -> None:
     brokers = [("embedded", None)]
     if _listening(5672) and _listening(15672):
         brokers.append(("rabbitmq", RABBITMQ))
-    print(f"{'broker':9} {'N':>3} {'join s':>7} {'msg/s':>7} {'lost':>4} {'ping p50 ms':>11} {'ping max ms':>11}")
+    print(f"{'broker':9} {'N':>3} {'join s':>7} {'msg/s':>7} {'lost':>4} {'ping p50/max ms':>16} "
+          f"{'under flood p50/max':>20}")
     for name, url in brokers:
         for n in sizes:
             r = await measure(n, url)
             print(f"{name:9} {n:>3} {r['join_s']:7.1f} {r['msg_per_s']:7.0f} {r['lost']:>4} "
-                  f"{r['ping_p50_ms']:11.1f} {r['ping_max_ms']:11.1f}", flush=True)
+                  f"{r['idle'][0]:8.1f}/{r['idle'][1]:<7.1f} {r['flood'][0]:11.1f}/{r['flood'][1]:<8.1f}", flush=True)
 
 
 if __name__ == "__main__":
-    asyncio.run(main([int(a) for a in sys.argv[1:]] or [1, 10, 30, 60]))
+    if sys.argv[1:2] == ["--flood"]:
+        asyncio.run(flood(sys.argv[2]))
+    else:
+        asyncio.run(main([int(a) for a in sys.argv[1:]] or [1, 10, 30, 60]))

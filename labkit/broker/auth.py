@@ -18,6 +18,7 @@ module knows nothing about queues or courses: it answers "may user U do P on res
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,10 +174,12 @@ def method_checks(method: Any) -> list[tuple[str, str, str]]:
     if isinstance(method, spec.Queue.Declare):
         if method.passive:
             return []
-        checks = [(CONFIGURE, "queue", method.queue)]
+        # A server-named queue is checked under a generated name, as RabbitMQ does ('amq.gen-...').
+        name = method.queue or "amq.gen-" + secrets.token_urlsafe(16)[:22]
+        checks = [(CONFIGURE, "queue", name)]
         dlx = (method.arguments or {}).get("x-dead-letter-exchange")
         if isinstance(dlx, str):
-            checks += [(READ, "queue", method.queue), (WRITE, "exchange", dlx)]
+            checks += [(READ, "queue", name), (WRITE, "exchange", dlx)]
         return checks
     if isinstance(method, spec.Queue.Delete):
         return [(CONFIGURE, "queue", method.queue)]

@@ -128,7 +128,7 @@ class Broker:
         """Like RabbitMQ: connections to a deleted vhost are closed with 320 CONNECTION_FORCED."""
         reason = errors.ConnectionForced(f"vhost '{name}' is deleted")
         for conn in list(self.connections):
-            if conn.vhost.name == name and conn.vhost is not self.vhost:
+            if conn.vhost.name == name:
                 conn.close_with(reason)
 
     # -- output coalescing ----------------------------------------------------------------------

@@ -115,7 +115,9 @@ class Classroom:
         await ch.queue_declare(t.SERVICE, durable=True, arguments=t.durable_args())
         await ch.queue_bind(t.SERVICE, t.SERVICE, routing_key="call")
         self._inbox_ch = await self.conn.channel(publisher_confirms=False)
-        await self._inbox_ch.basic_qos(prefetch_count=200)
+        # Per-consumer prefetch: the instructor serves the learners' inboxes round robin, so a flooding
+        # learner gets at most its share of this kernel; its excess waits in its own bounded inbox.
+        await self._inbox_ch.basic_qos(prefetch_count=t.INBOX_PREFETCH)
         join_ch = await self.conn.channel(publisher_confirms=False)
         await join_ch.basic_qos(prefetch_count=1)  # one account at a time: a join flood waits in its queue
         await join_ch.basic_consume(t.JOIN, self._on_join)

@@ -71,6 +71,7 @@ class Learner:
         self.on_crash = on_crash
         self.user = ""
         self.done = 0
+        self.failed = 0
         self.conn: aiormq.abc.AbstractConnection | None = None
         self._report_ch: aiormq.abc.AbstractChannel | None = None
         self._work_ch: aiormq.abc.AbstractChannel | None = None
@@ -219,7 +220,14 @@ class Learner:
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        """A command that failed (e.g. a report nacked because this learner's inbox is full) is counted,
+        not raised into the event loop's log: the instructor sees the missing reports."""
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.failed += 1
 
     async def leave(self) -> None:
         """Say goodbye and close; unacked work returns to the queue for the others."""

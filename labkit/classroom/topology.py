@@ -8,7 +8,8 @@ read, purge or delete another learner's queues, the instructor's inboxes (``clas
 queue: RabbitMQ answers 403 ACCESS_REFUSED. Every queue is durable with x-expires, or exclusive:
 RabbitMQ 4.3 refuses transient non-exclusive queues. Containment: every queue a learner can fill has
 x-max-length and x-max-length-bytes with overflow reject-publish (a flood fills only the flooder's own
-inbox and is nacked), and each learner user has a max-channels limit (a thousand channels close only
+inbox and is nacked), the instructor consumes each inbox with a per-consumer prefetch (a flooder gets at
+most its round-robin share of the instructor's kernel: the per-learner rate cap), and each learner user has a max-channels limit (a thousand channels close only
 the flooder's connection, 530 NOT_ALLOWED).
 """
 
@@ -24,6 +25,7 @@ JOIN = "class.join"         # direct exchange + queue: join requests from the jo
 EXPIRES_MS = 6 * 3600 * 1000        # per-class queues vanish 6 h after their last use
 INBOX_MAX_LENGTH = 5000              # reports waiting for the instructor, per learner
 INBOX_MAX_BYTES = 2 * 1024 * 1024
+INBOX_PREFETCH = 20                  # reports per learner in the instructor's kernel at once (the rate cap)
 MAX_REPORT_BYTES = 4096              # the instructor drops (and counts) bigger reports
 LEARNER_MAX_CHANNELS = 8
 

@@ -94,6 +94,11 @@ async def test_refusals_match_rabbitmq(setup):
         await conn.close()
     expected = {label: None if e is None else refused(*e, vhost, user) for label, _op, e in CASES}
     assert got == expected
+    conn = await aiormq.connect(url)
+    with pytest.raises(aiormq.exceptions.ChannelAccessRefused,
+                       match=r"access to queue 'amq\.gen-[\w-]{22}' in vhost"):  # server-named
+        await (await conn.channel()).queue_declare("", exclusive=True)
+    await conn.close()
 
 
 async def test_login_and_vhost_refusals(setup):
