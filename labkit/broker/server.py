@@ -14,7 +14,7 @@ import time
 from urllib.parse import quote
 
 from .. import _validate as v
-from . import errors, frames
+from . import errors, frames, profiles
 from .auth import Auth
 from .connection import Connection
 from .flow import MemoryAlarm
@@ -43,7 +43,8 @@ class Broker:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, user: str = "guest", password: str = "guest",
                  heartbeat: int = 60, frame_max: int = 131072, channel_max: int = 2047,
-                 memory_limit: int | None = None, handshake_timeout: float = 10.0) -> None:
+                 memory_limit: int | None = None, handshake_timeout: float = 10.0,
+                 rabbitmq: str | None = None, max_message_size: int | None = None) -> None:
         self.host = _loopback(host)
         self.port = v.port("port", port, allow_zero=True)
         for name, value in (("user", user), ("password", password)):
@@ -55,6 +56,11 @@ class Broker:
         self.channel_max = v.integer("channel_max", channel_max, 1, 65535)
         self.memory_limit = None if memory_limit is None else v.integer("memory_limit", memory_limit, 1)
         self.handshake_timeout = v.positive("handshake_timeout", handshake_timeout)
+        #: which RabbitMQ release to behave like ("4.3" or "3.10"; default $LABKIT_RABBITMQ or 4.3)
+        self.profile = profiles.resolve(rabbitmq)
+        #: largest message body accepted (RabbitMQ's max_message_size: the profile's default, at most 512 MiB)
+        self.max_message_size = (self.profile.max_message_size if max_message_size is None else
+                                 v.integer("max_message_size", max_message_size, 1, profiles.MAX_MESSAGE_SIZE))
         self.cluster_name = "labkit"
         self.connections: set[Connection] = set()
         self._pending: list[Connection] = []  # connections with unflushed output
@@ -120,7 +126,7 @@ class Broker:
 
     # -- vhosts (users and permissions: self.auth) ----------------------------------------------
     def _make_vhost(self, name: str) -> VHost:
-        vhost = VHost(self.memory)
+        vhost = VHost(self.memory, self.profile)
         vhost.name = name
         return vhost
 
