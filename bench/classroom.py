@@ -21,6 +21,7 @@ from pamqp.commands import Basic
 
 from labkit.classroom import Classroom, Learner, SimulatedClass, experiments as ex, topology
 from labkit.lab import Lab
+from labkit.lifecycle import wait_until
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -33,8 +34,8 @@ def _listening(port: int) -> bool:
 
 async def measure(n: int, amqp_url: str | None) -> dict:
     lab = await Lab.start(amqp_url=amqp_url)
-    classroom = await Classroom.create(lab)
-    sim = await SimulatedClass.start(classroom.code, n, service_times=(0.001, 0.001))
+    classroom = await lab.start(Classroom())
+    sim = await lab.start(SimulatedClass(classroom.code, n, service_times=(0.001, 0.001)))
     try:
         t = time.monotonic()
         await classroom.wait_for_learners(n, timeout=60 + 3 * n)
@@ -43,7 +44,7 @@ async def measure(n: int, amqp_url: str | None) -> dict:
         idle = await pings(classroom, n)
         flooder = subprocess.Popen([sys.executable, __file__, "--flood", str(classroom.code)])
         try:
-            await classroom.wait_for(lambda: "flooder" in classroom.present, 30, "the flooder joining")
+            await wait_until(lambda: "flooder" in classroom.present, timeout=30, what="the flooder joining")
             await asyncio.sleep(0.5)
             flooded = await pings(classroom, n)
         finally:
@@ -52,8 +53,6 @@ async def measure(n: int, amqp_url: str | None) -> dict:
         return {"n": n, "join_s": joined, "msg_per_s": run.sent / run.makespan, "lost": run.lost,
                 "idle": idle, "flood": flooded}
     finally:
-        await sim.stop()
-        await classroom.close()
         await lab.stop()
 
 

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from pamqp.commands import Basic
 
 from .. import theory
+from ..lifecycle import wait_until
 from . import topology as t
 from .instructor import Classroom
 
@@ -69,7 +70,7 @@ async def run_work(classroom: Classroom, count: int, prefetch: int = 1, timeout:
 
     classroom.listeners.append(on_working)
     await classroom.command("work", to=names, prefetch=prefetch)
-    await classroom.wait_for(lambda: working >= set(names), 20.0, "every learner consuming")
+    await wait_until(lambda: working >= set(names), timeout=20.0, what="every learner consuming")
     classroom.listeners.remove(on_working)
     run = WorkRun(count, time.monotonic())
     tag = f"w{int(run.started * 1000) % 10**8}"
@@ -143,13 +144,13 @@ async def fanout(classroom: Classroom, count: int = 20, interval: float = 0.02, 
     classroom.listeners.append(on_report)
     try:
         await classroom.command("subscribe")
-        await classroom.wait_for(lambda: subscribed >= names, 20.0, "every learner subscribing")
+        await wait_until(lambda: subscribed >= names, timeout=20.0, what="every learner subscribing")
         for k in range(count):
             event = f"f{k}-{time.monotonic_ns() % 10**9}"
             sent_at[event] = time.time()
             await classroom.channel.basic_publish(json.dumps({"id": event}).encode(), exchange=t.FANOUT)
             await asyncio.sleep(interval)
-        await classroom.wait_for(lambda: run.missing == 0, timeout, "every event reaching every learner")
+        await wait_until(lambda: run.missing == 0, timeout=timeout, what="every event reaching every learner")
     finally:
         classroom.listeners.remove(on_report)
     return run
@@ -201,10 +202,10 @@ async def temporal_coupling(classroom: Classroom, count: int = 30, interval: flo
             await ch.basic_cancel(consumer.consumer_tag)   # the service goes down
             await asyncio.sleep(outage[1] - outage[0])
             consumer = await ch.basic_consume(t.SERVICE, serve)  # and comes back
-            await classroom.wait_for(lambda: len(reports) >= count * len(names), 30.0, f"every {mode} call")
+            await wait_until(lambda: len(reports) >= count * len(names), timeout=30.0, what=f"every {mode} call")
             if mode == "async":
-                await classroom.wait_for(lambda: run.processed["async"] >= count * len(names), 30.0,
-                                         "every queued call handled")
+                await wait_until(lambda: run.processed["async"] >= count * len(names), timeout=30.0,
+                                 what="every queued call handled")
             await ch.basic_cancel(consumer.consumer_tag)
             classroom.listeners.remove(on_call)
             run.calls[mode] = reports
@@ -220,7 +221,7 @@ async def killed_mid_run(classroom: Classroom, count: int, kill: Callable[[str],
     victim = victim or classroom.present[0]
 
     async def during(run: WorkRun) -> None:
-        await classroom.wait_for(lambda: len(run.done) >= after * count, 30.0, "the first part of the work")
+        await wait_until(lambda: len(run.done) >= after * count, timeout=30.0, what="the first part of the work")
         result = kill(victim)
         if asyncio.iscoroutine(result):
             await result

@@ -3,7 +3,7 @@
 Why it is shaped like this: everything goes through the shared broker, so learners anywhere (a hub, laptops)
 can take part, and every safety property is the broker's to enforce (see topology.py). The instructor's
 kernel holds the roster and the reports; experiments (experiments.py) and the dashboard (dashboard.py) read
-them. ``await classroom.close()`` deletes the class's vhost and users and nothing else.
+them. Stopping it (``lab.stop()``) deletes the class's vhost and users and nothing else.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import aiormq
 from pamqp.commands import Basic
 
 from . import topology as t
+from ..lifecycle import Part, wait_until
 from .joincode import JoinCode, check_name
 from .provision import Backend, ManagementAPI, Rabbitmqctl
 
@@ -58,19 +59,26 @@ def backend_for(lab_or_url: Any, management_url: str | None = None) -> tuple[Bac
     return ManagementAPI(management_url or f"http://{parts.hostname}:{MANAGEMENT_PORT}/", user, password), amqp_url
 
 
-class Classroom:
-    """``classroom = await Classroom.create(lab)``; ``classroom.code`` is the join code to show."""
+class Classroom(Part):
+    """``classroom = await lab.start(Classroom())``; ``classroom.code`` is the join code to show.
 
-    def __init__(self, backend: Backend, amqp_url: str, class_id: str | None = None) -> None:
-        self.backend = backend
-        self.class_id = class_id or secrets.token_hex(3)
+    A lifecycle part: the lab it is started on gives it its broker (the embedded one's admin endpoint, or
+    ``AMQP_URL``'s RabbitMQ and its management API at ``management_url``, default host:15672;
+    ``"rabbitmq"ctl`` for the CLI), and ``lab.stop()`` closes the class (vhost and users deleted).
+    Without a lab: ``await Classroom("amqp://...").start()``.
+    """
+
+    name = "classroom"
+
+    def __init__(self, amqp_url: str | None = None, management_url: str | None = None) -> None:
+        self._source: Any = amqp_url
+        self.management_url = management_url
+        self.backend: Backend | None = None
+        self.class_id = secrets.token_hex(3)
         self.vhost = f"labkit-class-{self.class_id}"
-        parts = urlsplit(amqp_url)
-        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 5672
         self.instructor_user = f"{self.class_id}-instructor"
         self._password = secrets.token_urlsafe(12)
-        self.code = JoinCode(self._host, self._port, self.vhost, self.class_id, f"{self.class_id}-join",
-                             secrets.token_urlsafe(12))
+        self.code: JoinCode | None = None
         self.members: dict[str, Member] = {}
         self.reports: list[dict] = []  # every valid report, with "recv" (instructor's clock) added
         self.errors: dict[str, int] = defaultdict(int)  # kind -> count (spoofed, malformed, oversized, ...)
@@ -81,16 +89,29 @@ class Classroom:
         self._users: list[str] = []
         self.t0 = time.time()
 
-    @classmethod
-    async def create(cls, lab_or_url: Any, management_url: str | None = None) -> Classroom:
-        backend, amqp_url = backend_for(lab_or_url, management_url)
-        classroom = cls(backend, amqp_url)
+    def attach(self, lab: Any) -> None:
+        """Called by ``lab.start(classroom)``: the class lives on the lab's broker."""
+        if self._source is None:
+            self._source = lab
+
+    @property
+    def running(self) -> bool:
+        return self.conn is not None and not self.conn.is_closed
+
+    async def start(self) -> Classroom:
+        self._check_stopped()
+        if self._source is None:
+            raise ValueError("amqp_url is needed when the classroom is not started with lab.start(classroom)")
+        self.backend, amqp_url = backend_for(self._source, self.management_url)
+        parts = urlsplit(amqp_url)
+        self.code = JoinCode(parts.hostname or "127.0.0.1", parts.port or 5672, self.vhost, self.class_id,
+                             f"{self.class_id}-join", secrets.token_urlsafe(12))
         try:
-            await classroom._open()
+            await self._open()
         except BaseException:
-            await classroom.close()
+            await self.stop()
             raise
-        return classroom
+        return self
 
     @property
     def url(self) -> str:
@@ -205,15 +226,8 @@ class Classroom:
     def present(self) -> list[str]:
         return [m.name for m in self.members.values() if m.present]
 
-    async def wait_for(self, predicate: Any, timeout: float = 30.0, what: str = "the class") -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{what} did not happen within {timeout} s")
-            await asyncio.sleep(0.02)
-
     async def wait_for_learners(self, n: int, timeout: float = 60.0) -> None:
-        await self.wait_for(lambda: len(self.present) >= n, timeout, f"{n} learners joining")
+        await wait_until(lambda: len(self.present) >= n, timeout=timeout, what=f"{n} learners joining")
 
     async def ping(self, timeout: float = 5.0) -> dict[str, float]:
         """Control-message round trip per present learner, in seconds (instructor's clock). Learners
@@ -228,7 +242,7 @@ class Classroom:
         self.listeners.append(on_pong)
         try:
             await self.command("ping", id=ping_id)
-            await self.wait_for(lambda: names <= rtt.keys(), timeout, "every pong")
+            await wait_until(lambda: names <= rtt.keys(), timeout=timeout, what="every pong")
         except TimeoutError:
             pass
         finally:
@@ -239,8 +253,10 @@ class Classroom:
         ok = await self.channel.queue_declare(queue, passive=True)
         return ok.message_count
 
-    async def close(self) -> None:
-        """Tell learners to leave, delete the class's vhost and users (nothing else)."""
+    async def stop(self) -> None:
+        """Tell learners to leave, delete the class's vhost and users (nothing else). Safe to call twice."""
+        if self.backend is None:
+            return
         if self.conn is not None and not self.conn.is_closed:
             try:
                 await self.command("leave")
@@ -256,6 +272,7 @@ class Classroom:
             await self.backend.delete_vhost(self.vhost)
         finally:
             await self.backend.close()
+            self.backend = None
 
     def __repr__(self) -> str:
         return f"<Classroom {self.vhost}: {len(self.present)} present>"

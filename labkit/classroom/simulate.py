@@ -14,30 +14,36 @@ import signal
 import subprocess
 import sys
 
+from ..lifecycle import Part
 from .joincode import JoinCode
 
 
-class SimulatedClass:
-    """``sim = await SimulatedClass.start(classroom.code, 8)``; ``await sim.stop()``."""
+class SimulatedClass(Part):
+    """``sim = await lab.start(SimulatedClass(classroom.code, 8))``; ``lab.stop()`` (or ``sim.stop()``) ends it."""
 
-    def __init__(self, code: JoinCode, names: list[str], service_times: list[float]) -> None:
-        self.code = code
-        self.service_times = dict(zip(names, service_times))
-        self.procs: dict[str, subprocess.Popen] = {}
+    name = "simulated class"
 
-    @classmethod
-    async def start(cls, code: JoinCode | str, n: int, service_times: tuple[float, float] = (0.01, 0.04),
-                    prefix: str = "sim") -> SimulatedClass:
-        if not isinstance(n, int) or n < 1:
+    def __init__(self, code: JoinCode | str, n: int, service_times: tuple[float, float] = (0.01, 0.04),
+                 prefix: str = "sim") -> None:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"n must be an integer >= 1, got {n!r}")
         low, high = service_times
         if not 0 < low <= high:
             raise ValueError(f"service_times must be (low, high) with 0 < low <= high, got {service_times!r}")
+        self.code = JoinCode.parse(code)
         times = [low + (high - low) * k / max(1, n - 1) for k in range(n)]
-        sim = cls(JoinCode.parse(code), [f"{prefix}-{k:02d}" for k in range(n)], times)
-        for name, service_time in sim.service_times.items():
-            sim.spawn(name, service_time)
-        return sim
+        self.service_times = {f"{prefix}-{k:02d}": s for k, s in enumerate(times)}
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    @property
+    def running(self) -> bool:
+        return bool(self.alive)
+
+    async def start(self) -> SimulatedClass:
+        self._check_stopped()
+        for name, service_time in self.service_times.items():
+            self.spawn(name, service_time)
+        return self
 
     def spawn(self, name: str, service_time: float) -> None:
         cmd = [sys.executable, "-m", "labkit.classroom.learner", str(self.code), "--name", name,

@@ -14,6 +14,7 @@ from pamqp.commands import Basic
 
 from labkit.classroom import Classroom, Learner, SimulatedClass, experiments as ex, topology
 from labkit.lab import Lab
+from labkit.lifecycle import wait_until
 
 from .conftest import RABBITMQ_URL
 
@@ -24,14 +25,14 @@ SIZE = 30 if os.environ.get("CLASSROOM_FULL") else 3
 async def classroom(broker_kind, monkeypatch):
     monkeypatch.setattr(topology, "INBOX_MAX_LENGTH", 300)  # a flood fills a small inbox quickly
     lab = await Lab.start(amqp_url=RABBITMQ_URL if broker_kind == "rabbitmq" else None)
-    room = await Classroom.create(lab)
+    room = await lab.start(Classroom())
     yield room
-    await room.close()
-    await lab.stop()
+    await lab.stop()  # stops the class (vhost and users deleted) with the rest
+    assert not room.running
 
 
 async def test_class_joins_consumes_and_loses_nothing_when_one_is_killed(classroom):
-    sim = await SimulatedClass.start(classroom.code, SIZE)
+    sim = await SimulatedClass(classroom.code, SIZE).start()
     try:
         await classroom.wait_for_learners(SIZE, timeout=30 + 3 * SIZE)
         run, victim = await ex.killed_mid_run(classroom, 20 * SIZE, sim.kill, prefetch=5, after=0.3)
@@ -65,7 +66,7 @@ async def test_refusals_and_a_misbehaving_learner_is_contained(classroom):
         await ch.basic_publish(b"x" * 10_000, exchange=topology.INBOX, routing_key="rogue", properties=props)
         spoof = json.dumps({"t": "done", "name": "honest", "id": "w-forged"}).encode()
         await ch.basic_publish(spoof, exchange=topology.INBOX, routing_key="honest", properties=props)
-        await classroom.wait_for(lambda: sum(classroom.errors.values()) >= 3, 10, "three bad reports counted")
+        await wait_until(lambda: sum(classroom.errors.values()) >= 3, timeout=10, what="three bad reports counted")
         assert classroom.errors["malformed"] == 1 and classroom.errors["oversized"] == 1
         assert classroom.errors["spoofed"] == 1 and classroom.members["honest"].done == 0
         # A flood (while the instructor pings): it lands only in the rogue's own inbox, which never holds
@@ -77,7 +78,7 @@ async def test_refusals_and_a_misbehaving_learner_is_contained(classroom):
         rtt, _ = await asyncio.gather(classroom.ping(), burst)
         assert "honest" in rtt
         assert await classroom.depth(topology.inbox("rogue")) <= topology.INBOX_MAX_LENGTH
-        await classroom.wait_for(lambda: classroom.errors["malformed"] > 100, 10, "the flood counted")
+        await wait_until(lambda: classroom.errors["malformed"] > 100, timeout=10, what="the flood counted")
         assert classroom.members["honest"].errors == 0
         # A thousand channels: the user's max-channels closes the rogue's connection, only that one.
         with pytest.raises(aiormq.exceptions.AMQPError, match="user limit"):
