@@ -45,6 +45,24 @@ async def test_class_joins_consumes_and_loses_nothing_when_one_is_killed(classro
         await sim.stop()
 
 
+async def test_a_learner_who_leaves_mid_run_loses_nothing(classroom):
+    stays = await Learner.join(classroom.code, "stays", service_time=0.005)
+    leaves = await Learner.join(classroom.code, "leaves", service_time=0.005)
+    try:
+        await wait_until(lambda: len(classroom.present) == 2, timeout=10, what="two learners")
+
+        async def leave(run):
+            await wait_until(lambda: run.per_learner["leaves"] >= 5, timeout=20, what="the leaver's first work")
+            await leaves.leave()
+
+        run = await ex.run_work(classroom, 100, prefetch=20, during=leave)
+        assert run.lost == 0 and run.redelivered > 0
+        assert "leaves" not in classroom.present
+    finally:
+        await stays.leave()
+        await leaves.leave()
+
+
 async def test_refusals_and_a_misbehaving_learner_is_contained(classroom):
     honest = await Learner.join(classroom.code, "honest")
     rogue = await Learner.join(classroom.code, "rogue")

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
 
 import aiormq
 import pytest
 
 from labkit.broker import Broker
 from labkit.broker.admin import AdminServer
-from labkit.classroom.provision import ManagementAPI
+from labkit.classroom.provision import ManagementAPI, Rabbitmqctl
 
-from .conftest import MANAGEMENT_URL, RABBITMQ_URL
+from .conftest import MANAGEMENT_URL, RABBITMQ_URL, rabbitmq_or_skip
 
 PERMS = {"configure": r"^u\..*", "write": r"^(u\..*|xw)$", "read": r"^(u\..*|xr|qr)$"}
 
@@ -127,3 +129,22 @@ async def test_user_channel_limit_closes_only_that_connection():
         await other.close()
     finally:
         await broker.stop()
+
+
+@pytest.mark.skipif(not os.environ.get("CLASSROOM_FULL"), reason="about 10 s of rabbitmqctl calls: CLASSROOM_FULL=1")
+async def test_rabbitmqctl_backend_provisions_the_same_refusals():
+    rabbitmq_or_skip()
+    if shutil.which("rabbitmqctl") is None or os.geteuid() != 0:
+        pytest.skip("rabbitmqctl needs to run as root on the broker's host")
+    ctl, vhost, user = Rabbitmqctl(), f"test-ctl-{secrets.token_hex(3)}", f"u-{secrets.token_hex(3)}"
+    await ctl.add_vhost(vhost)
+    try:
+        await ctl.add_user(user, "pw with space")  # through stdin, not argv
+        await ctl.set_permissions(vhost, user, **PERMS)
+        conn = await aiormq.connect(f"amqp://{user}:pw%20with%20space@127.0.0.1:5672/{vhost}")
+        with pytest.raises(aiormq.exceptions.ChannelAccessRefused, match=refused("queue", "other", vhost, user)):
+            await (await conn.channel()).queue_declare("other", durable=True)
+        await conn.close()
+    finally:
+        await ctl.delete_user(user)
+        await ctl.delete_vhost(vhost)
