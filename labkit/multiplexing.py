@@ -70,7 +70,7 @@ class WaitServers(HttpApp):
     def grpc_target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
-    def routes(self, router: web.UrlDispatcher) -> None:
+    def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get("/wait/{ms}", self._http_wait)
 
     async def on_start(self) -> None:

@@ -40,7 +40,7 @@ class Orders(HttpApp):
         self.writes = 0
         self._by_key: dict[str, asyncio.Future[str]] = {}
 
-    def routes(self, router: web.UrlDispatcher) -> None:
+    def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/orders", self._post)
         router.add_put("/orders/{id}", self._put)
         router.add_get("/orders/{id}", self._get)

@@ -110,7 +110,7 @@ class Receiver(HttpApp):
         self._inbox: asyncio.Queue[dict] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
 
-    def routes(self, router: web.UrlDispatcher) -> None:
+    def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/webhook", self._take)
 
     async def on_start(self) -> None:
@@ -252,7 +252,7 @@ class JobService(HttpApp):
         self.done: dict[str, float] = {}
         self._timers: list[asyncio.TimerHandle] = []
 
-    def routes(self, router: web.UrlDispatcher) -> None:
+    def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/jobs", self._create)
         router.add_get("/jobs/{id}", self._status)
 
