@@ -94,8 +94,8 @@ class BookRenderer(MimetypeRenderer):
 
 #: Legend rows that fit between a figure's title and its plot (the house template's top margin).
 LEGEND_ROWS_ABOVE = 2
-#: Width, in px, a legend row is assumed to have: a book page's figure is about 680 px wide.
-LEGEND_ROW_PX = 600
+#: Width, in px, a legend row is assumed to have: a book page's figure is about 680 px wide, less margins.
+LEGEND_ROW_PX = 580
 _LEGEND_ROW_HEIGHT_PX = 24
 
 
@@ -116,13 +116,12 @@ def fit_legend(fig: dict[str, Any]) -> dict[str, Any]:
         return fig
     names = [str(t.get("name")) for t in fig.get("data") or []
              if t.get("name") and t.get("showlegend") is not False]
-    rows = 0
-    width = 0.0
-    for name in names:
-        if width == 0 or width + _legend_px(name) > LEGEND_ROW_PX:
-            rows, width = rows + 1, 0.0
-        width += _legend_px(name)
-    if len(names) < 2 or rows <= LEGEND_ROWS_ABOVE:
+    if len(names) < 2:
+        return fig
+    # plotly lays a horizontal legend out as a grid: every column as wide as the widest entry
+    per_row = max(1, int(LEGEND_ROW_PX // max(_legend_px(name) for name in names)))
+    rows = -(-len(names) // per_row)
+    if rows <= LEGEND_ROWS_ABOVE:
         return fig
     extra = _LEGEND_ROW_HEIGHT_PX * rows
     margin = dict(layout.get("margin") or {})

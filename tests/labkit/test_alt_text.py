@@ -102,3 +102,11 @@ def test_an_attempts_figure_has_a_row_per_item_and_says_what_failed():
     assert list(failed.x) == [0.0] and list(delivered.y) == ["evt-1", "evt-2"]
     text = alt_text.describe(fig)
     assert "failed attempt: evt-1 0" not in text and "Band receiver down: from 0 to 0.15 s" in text
+
+
+def test_the_legend_grid_counts_rows_by_its_widest_entry():
+    """Three entries, one of them long: plotly gives each its own row, which is too many above the plot."""
+    fig = plots.timeline({"a": ([0, 1], [1, 1]), "b": ([0, 1], [1, 1]),
+                          "reads at a fixed delay that saw the order": ([0, 1], [1, 1])},
+                         title="T", y_title="y").to_plotly_json()
+    assert render.fit_legend(fig)["layout"]["legend"]["yref"] == "container"
