@@ -118,8 +118,13 @@ def fit_legend(fig: dict[str, Any]) -> dict[str, Any]:
              if t.get("name") and t.get("showlegend") is not False]
     if len(names) < 2:
         return fig
-    # plotly lays a horizontal legend out as a grid: every column as wide as the widest entry
-    per_row = max(1, int(LEGEND_ROW_PX // max(_legend_px(name) for name in names)))
+    # plotly lays a horizontal legend out as a grid (every column as wide as the widest entry) over the
+    # plot area, which long category labels on the y axis (a waterfall's spans, a diagram's processes) narrow
+    labels = [y for t in fig.get("data") or [] if isinstance(t.get("y"), (list, tuple))
+              for y in t["y"] if isinstance(y, str)]
+    labels += [str(text) for text in (layout.get("yaxis") or {}).get("ticktext") or ()]
+    width = LEGEND_ROW_PX - 7 * max((len(label) for label in labels), default=0)
+    per_row = max(1, int(width // max(_legend_px(name) for name in names)))
     rows = -(-len(names) // per_row)
     if rows <= LEGEND_ROWS_ABOVE:
         return fig

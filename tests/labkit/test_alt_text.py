@@ -110,3 +110,18 @@ def test_the_legend_grid_counts_rows_by_its_widest_entry():
                           "reads at a fixed delay that saw the order": ([0, 1], [1, 1])},
                          title="T", y_title="y").to_plotly_json()
     assert render.fit_legend(fig)["layout"]["legend"]["yref"] == "container"
+
+
+def test_long_category_labels_leave_less_room_for_the_legend():
+    fig = plots.figure("T", "x (s)", "process")
+    for name in ("publish", "delivery", "ack / nack", "HTTP call", "refused / error"):
+        fig.add_trace(go.Scatter(x=[0, 1], y=["consumer:capstone-df1269.images", "broker"], name=name))
+    assert render.fit_legend(fig.to_plotly_json())["layout"]["legend"]["yref"] == "container"
+
+
+def test_tick_texts_count_as_category_labels():
+    fig = plots.figure("T", "x (s)", "process")
+    for name in ("publish", "delivery", "ack / nack", "HTTP call", "refused / error"):
+        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], name=name))
+    fig.update_yaxes(tickvals=[0, 1], ticktext=["consumer:capstone-df1269.images", "broker"])
+    assert render.fit_legend(fig.to_plotly_json())["layout"]["legend"]["yref"] == "container"
