@@ -7,14 +7,14 @@ PYTEST := $(BIN)/python -m pytest
 # Two workers match the 2-core target machine; loadfile keeps each notebook's cells on one worker.
 PYTEST_PARALLEL := -n 2 --dist loadfile
 
-.PHONY: install book test lab soak bench student clean
+.PHONY: install book lint test lab soak bench student clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[book,test]'
+	$(BIN)/python -m pip install --quiet -e '.[book,test,lint]'
 	touch $(STAMP)
 
 # Execute the chapters (cached in _build/.jupyter_cache until they or labkit change) and build the HTML,
@@ -23,7 +23,16 @@ book: install
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	$(PYTEST) -q tests/book/test_built_book.py
 
-test: install
+# ruff (lint and format) on the lab kit and its tests, mypy on labkit (strict on the broker and the theory, see
+# pyproject.toml), and notebooks committed without outputs. The same checks run as pre-commit hooks.
+LINT_PATHS := labkit bench/harness.py tests/labkit tests/conftest.py
+lint: install
+	$(BIN)/ruff check --extend-exclude labkit/broker $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy
+	$(BIN)/nbstripout --keep-id --verify chapters/*.ipynb
+
+test: install lint
 	$(PYTEST) $(PYTEST_PARALLEL) --nbval-lax tests chapters
 
 # JupyterLab on the chapters, on 127.0.0.1. Containers and fresh cloud machines run as root, where JupyterLab

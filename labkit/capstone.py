@@ -23,14 +23,15 @@ import asyncio
 import collections
 import html
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from labkit import tracing
 from labkit._validate import integer, positive
 from labkit.faults import Down
-from labkit.load import RateProfile, open_loop
 from labkit.lifecycle import wait_until
+from labkit.load import RateProfile, open_loop
 from labkit.metrics import Clock, Recording
 
 __all__ = ["Workflow", "Property", "Report", "check_design", "naive_design", "reference_design"]
@@ -153,7 +154,7 @@ async def check_design(
     positive("processor_time", processor_time)
     positive("drain_timeout", drain_timeout)
     integer("seed", seed, 0)
-    label = name or getattr(design, "__name__", "design")
+    label = str(name or getattr(design, "__name__", "design"))
     run = uuid.uuid4().hex[:6]
     external = _ExternalServices()
     processor = await lab.service(f"processor-{run}", service_time=processor_time, handler=external.process)

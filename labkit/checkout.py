@@ -42,8 +42,8 @@ import aiohttp
 from labkit import tracing
 from labkit._validate import integer, non_negative, positive
 from labkit.fanout import Fanout
-from labkit.lifecycle import Part, wait_until
 from labkit.lab import HTTPStatusError, Lab
+from labkit.lifecycle import Part, wait_until
 from labkit.saga import COMPENSATIONS, OrderLog
 from labkit.services import STORY, Service
 
@@ -131,13 +131,19 @@ class Checkout(Part):
     def running(self) -> bool:
         return self.hybrid is not None
 
+    @property
+    def _lab(self) -> Lab:
+        if self.lab is None:
+            raise RuntimeError("start a checkout with `await lab.start(Checkout())`")
+        return self.lab
+
     async def stop(self) -> None:
         """Stop the checkout's services, proxies, workers and topology (newest first); safe twice."""
         parts, self._parts = self._parts, []
         self.all_sync = self.hybrid = None
         for part in reversed(parts):
             try:
-                await self.lab.remove(part)
+                await self._lab.remove(part)
             except ValueError:
                 pass  # the lab has stopped it already (the lab stopped, or the part was removed)
 
@@ -193,7 +199,7 @@ class Checkout(Part):
                 and self.log.state(order) in ("fulfilled", "compensated")):
             return False
         correlation_id = self.correlation_ids.get(order)
-        return correlation_id is None or self.lab.tracer.open_spans(correlation_id) == 0
+        return correlation_id is None or self._lab.tracer.open_spans(correlation_id) == 0
 
     async def wait_settled(self, orders: Iterable[str], timeout: float = 20.0) -> float:
         """Wait until every order in ``orders`` is :meth:`settled`, its trace complete; returns the
@@ -231,7 +237,7 @@ class Checkout(Part):
             self.correlation_ids[order] = correlation_id
         for step in self.edge:
             await self._call(step, order)
-        await self.lab.publish("order.placed", _body(order), exchange=self.exchange, message_id=order)
+        await self._lab.publish("order.placed", _body(order), exchange=self.exchange, message_id=order)
         self.log.record(order, "placed")
         if "fulfillment" in self.edge:  # fulfilled while the customer waited (a failure raised above)
             self.log.record(order, "fulfilled")
@@ -246,7 +252,7 @@ class Checkout(Part):
             if step == "fulfillment":
                 self.log.record(order, "fulfilled" if ok else "fulfillment failed")
                 if not ok:
-                    await self.lab.publish("fulfillment.failed", _body(order), exchange=self.exchange,
+                    await self._lab.publish("fulfillment.failed", _body(order), exchange=self.exchange,
                                            message_id=f"{order}:fulfillment.failed")
         return work
 
@@ -277,14 +283,14 @@ class Checkout(Part):
                 delay = min(2 * delay, self.retry_cap)
 
     async def _worker(self, queue: str, handler: Any, name: str) -> Any:
-        return await self.lab.consumer(queue, work_time=0, handler=handler, prefetch=self.workers,
+        return await self._lab.consumer(queue, work_time=0, handler=handler, prefetch=self.workers,
                                        concurrency=self.workers, idempotent=True, declare=False, name=name)
 
     # -- the step services ---------------------------------------------------------------------------
 
     async def _call(self, step: str, order: str, action: str = "do") -> None:
         target = self.links.get(step) or self.services[step]
-        await self.lab.call(target, body=_body(order, action), timeout=self.timeout)
+        await self._lab.call(target, body=_body(order, action), timeout=self.timeout)
 
     def _effect(self, step: str):
         """The step service's business logic: note that it did ``action`` for ``order``."""

@@ -75,12 +75,12 @@ async def run_payments(lab: Lab, n: int = 100, crash_every: int = 15, *, dedupe:
             worker = await lab.consumer(queue, declare=False, prefetch=10, work_time=0.001, handler=charge,
                                         crash_after=crash_every, name=f"payments-{crashes}")
 
-            def finished(worker: Any = worker) -> bool:
+            def finished(worker: Any = worker, acked: int = acked) -> bool:
                 bar.update(acked + worker.processed - bar.n)
-                return worker.crashed or acked + worker.processed >= n
+                return bool(worker.crashed) or acked + worker.processed >= n
 
             await wait_until(finished, timeout=timeout, interval=0.005,
-                             what=lambda: f"{n} payments acknowledged ({acked} so far)")
+                             what=f"{n} payments acknowledged (the consumer started at {acked})")
             acked += worker.processed
             crashes += worker.crashed
             await lab.remove(worker)

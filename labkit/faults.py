@@ -389,6 +389,7 @@ class FaultProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
+        assert task is not None  # a connection handler always runs in a task
         self._handlers.add(task)
         self.accepted += 1
         try:

@@ -59,7 +59,7 @@ class _class_or_instance:
         self._create = create
         self.__doc__ = create.__doc__
 
-    def __get__(self, lab: "Lab | None", cls: type) -> Callable[..., Any]:
+    def __get__(self, lab: Lab | None, cls: type) -> Callable[..., Any]:
         if lab is None:
             return self._create.__get__(cls, cls) if hasattr(self._create, "__get__") else self._create
         return lab.start_part
@@ -78,7 +78,7 @@ class Lab:
     """Everything one experiment runs on. See the module docstring for a tour."""
 
     #: The running lab of this process (kernel), replaced when another one starts.
-    _current: ClassVar["Lab | None"] = None
+    _current: ClassVar[Lab | None] = None
 
     def __init__(
         self,
@@ -128,7 +128,7 @@ class Lab:
     # -- lifecycle -----------------------------------------------------------------------------------
 
     @_class_or_instance
-    async def start(cls, seed: int = 0, **options: Any) -> "Lab":
+    async def start(cls, seed: int = 0, **options: Any) -> Lab:
         """``await Lab.start(seed, **options)``: start a lab (stopping the one already running in this
         kernel, if any) and return it. On a lab, ``await lab.start(part)`` attaches a part instead
         (:meth:`start_part`), and ``await Lab(...).start()`` starts that lab."""
@@ -161,7 +161,7 @@ class Lab:
         (several people may share one RabbitMQ)."""
         return unique(prefix)
 
-    async def __aenter__(self) -> "Lab":
+    async def __aenter__(self) -> Lab:
         await self._start()
         return self
 

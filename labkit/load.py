@@ -165,7 +165,7 @@ class _Runner:
         except asyncio.CancelledError:
             self.records.append(Record(scheduled, start, time.monotonic(), False, "timeout", {}))
             raise
-        except Exception as exc:  # noqa: BLE001 - any failure of the operation is a measured outcome
+        except Exception as exc:
             self.records.append(Record(scheduled, start, time.monotonic(), False, _describe(exc), {}))
         else:
             info = info if isinstance(info, dict) else {} if info is None else {"result": info}

@@ -115,13 +115,14 @@ class StreamReader(AmqpWorker):
     async def handle(self, message: DeliveredMessage) -> None:
         props = message.header.properties
         headers = dict(props.headers or {})
-        entry = Entry(int(headers.get(OFFSET_HEADER, -1)), props.message_id, bytes(message.body),
-                      message.delivery.routing_key, headers)
+        offset = headers.get(OFFSET_HEADER, -1)
+        entry = Entry(offset if isinstance(offset, int) else -1, props.message_id, bytes(message.body),
+                      message.routing_key or "", headers)
         self.entries.append(entry)
         if self.on_entry is not None:
             self.on_entry(entry)
         self._arrived.set()
-        await message.channel.basic_ack(message.delivery.delivery_tag)  # returns credit; nothing is removed
+        await message.channel.basic_ack(message.delivery_tag or 0)  # returns credit; nothing is removed
 
 
 def queue_name(queue: Any) -> str:

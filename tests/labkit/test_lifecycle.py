@@ -3,6 +3,7 @@
 import asyncio
 
 import aiohttp
+import aiormq
 import pytest
 from aiohttp import web
 
@@ -114,7 +115,7 @@ async def test_amqp_worker_that_fails_to_start_leaves_nothing_open(amqp_url, uni
             return [(unique("missing"), None)]  # consuming a queue that does not exist: 404
 
     worker = Broken(amqp_url, unique("echo"))
-    with pytest.raises(Exception):
+    with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
         await worker.start()
     assert not worker.running and worker._connection is None
 

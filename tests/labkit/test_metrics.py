@@ -12,7 +12,6 @@ from labkit.metrics import Clock, QueueDepthSampler, Record, Recording, as_t0, p
 from labkit.queues import declare_run_queue
 
 
-
 def rec(scheduled, start, end, ok=True, error=None, **info):
     return Record(scheduled, start, end, ok, error, info)
 
@@ -122,7 +121,7 @@ def test_recording_validation():
         r.timeseries(0)
     with pytest.raises(ValueError, match="bin_s must be > 0"):
         r.in_flight(-1)
-    with pytest.raises(ValueError, match="records must be labkit.metrics.Record objects, got 3"):
+    with pytest.raises(ValueError, match=r"records must be labkit\.metrics\.Record objects, got 3"):
         Recording([rec(1, 1, 2), 3])
     with pytest.raises(ValueError, match="by must be one of"):
         r.timeseries(1, by="sent")

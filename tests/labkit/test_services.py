@@ -5,9 +5,11 @@ import random
 import statistics
 import time
 
+import aiohttp
 import pytest
 
 from labkit.lab import HTTPStatusError
+from labkit.lifecycle import wait_until
 from labkit.services import STORY, CircuitBreaker, Service, sampler, target_url
 
 
@@ -87,8 +89,7 @@ async def test_capacity_with_unbounded_line_queues_requests(http_lab):
 async def test_configure_live_resizes_capacity_and_failure_rate(http_lab):
     svc = await http_lab.service("payment", service_time=0.3, capacity=1)
     calls = [asyncio.ensure_future(_status(http_lab, svc)) for _ in range(4)]
-    while svc.waiting < 3:
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: svc.waiting >= 3, timeout=10, what="three requests waiting")
     svc.configure(capacity=4)  # the three waiting requests start at once
     assert svc.waiting == 0
     assert await asyncio.gather(*calls) == [200] * 4
@@ -170,8 +171,8 @@ async def test_stop_closes_the_port_and_reset_clears_records(http_lab):
     assert len(svc.records) == 0 and svc.in_flight_timeline() == ([], [])
     await svc.stop()
     with pytest.raises(RuntimeError, match="not running"):
-        svc.url
-    with pytest.raises(Exception):
+        _ = svc.url
+    with pytest.raises(aiohttp.ClientError):
         await http_lab.call(url)
 
 
