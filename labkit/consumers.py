@@ -27,6 +27,7 @@ from pamqp.commands import Basic
 
 from labkit import tracing
 from labkit._validate import integer, probability, queue_name
+from labkit.history import recorder
 from labkit.lifecycle import AmqpWorker, publish_message, wait_until
 from labkit.metrics import Record
 from labkit.queues import declare_run_queue
@@ -204,6 +205,7 @@ class Consumer(AmqpWorker):
         if self.idempotent and props.message_id in self.seen:
             self.duplicates += 1
             await message.channel.basic_ack(message.delivery.delivery_tag)
+            recorder.on_settle("ack", self.name, message)
             return True, None, {**info, "duplicate": True}
         await asyncio.sleep(self._sample())
         error = None
@@ -219,14 +221,17 @@ class Consumer(AmqpWorker):
             # basic.reject, not basic.nack: since RabbitMQ 4.3 only a reject says "processing failed" and
             # counts toward a quorum queue's delivery limit (a nack returns the message uncounted).
             await message.channel.basic_reject(message.delivery.delivery_tag, requeue=self.requeue_failed)
+            recorder.on_settle("reject", self.name, message, requeue=self.requeue_failed)
             return False, error, info
         if self.crash_after is not None and self.processed + 1 >= self.crash_after:
             self.crashed = True  # the work is done (side effects happened) but the ack never leaves
+            recorder.on_crash(self.name, message)
             await self.stop()
             return None, None, info
         if props.message_id:
             self.seen.add(props.message_id)
         await message.channel.basic_ack(message.delivery.delivery_tag)
+        recorder.on_settle("ack", self.name, message)
         self.processed += 1
         return True, None, info
 
