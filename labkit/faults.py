@@ -486,9 +486,7 @@ class FaultProxy:
 
     # -- timeline -------------------------------------------------------------------------------------------
 
-    def schedule(
-        self, plan: Iterable[tuple[float, float, Toxic]], t0: Clock | float | None = None
-    ) -> asyncio.Task:
+    def schedule(self, plan: Iterable[tuple[float, float, Toxic]], t0: Clock | float | None = None) -> asyncio.Task:
         """Switch toxics on and off at experiment times: ``[(t_start, t_end, toxic), ...]`` seconds after t0.
 
         Replaces any pending schedule; returns its task (await it to wait for the last switch).

@@ -81,9 +81,7 @@ def spike(
     positive("start", start)
     positive("length", length)
     positive("duration - (start + length)", duration - (start + length))
-    return RateProfile(
-        ((0.0, start, base), (start, start + length, peak), (start + length, duration, base)), process
-    )
+    return RateProfile(((0.0, start, base), (start, start + length, peak), (start + length, duration, base)), process)
 
 
 def _profile(
@@ -152,8 +150,9 @@ class _Runner:
             positive("timeout", timeout)
         self.op, self.timeout = op, timeout
         # tqdm.auto: a widget in notebooks, text on a terminal; progress=None hides it when not interactive
-        self.bar = tqdm(total=total, desc=desc, unit="req", disable=None if progress is None else not progress,
-                        leave=False)
+        self.bar = tqdm(
+            total=total, desc=desc, unit="req", disable=None if progress is None else not progress, leave=False
+        )
         self.records: list[Record] = []
         self.tasks: set[asyncio.Task] = set()
 

@@ -42,10 +42,10 @@ from labkit import tracing
 from labkit._validate import amqp_url as check_amqp_url
 from labkit._validate import integer, non_negative, one_of, positive
 from labkit.consumers import Consumer, publish
+from labkit.draws import DISTRIBUTIONS
 from labkit.lifecycle import CONNECTION_ERRORS, AmqpWorker, HttpApp, Part, unique, wait_until
 from labkit.metrics import Clock, Record, Recording, as_t0
 from labkit.queues import declare_run_queue
-from labkit.services import DISTRIBUTIONS
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -71,13 +71,16 @@ class OrderService(HttpApp):
     ``Location`` of a ``202 Accepted`` answer.
     """
 
-    def __init__(self, channel: aiormq.abc.AbstractChannel, queue: str, status_base: str,
-                 tracer: tracing.Tracer | None = None):
+    def __init__(
+        self, channel: aiormq.abc.AbstractChannel, queue: str, status_base: str, tracer: tracing.Tracer | None = None
+    ):
         super().__init__(name="order service")
         self.channel, self.queue, self.status_base, self.tracer = channel, queue, status_base, tracer
         self.db = sqlite3.connect(":memory:")
-        self.db.execute("CREATE TABLE orders (version INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,"
-                        " customer TEXT NOT NULL, item TEXT NOT NULL, amount REAL NOT NULL)")
+        self.db.execute(
+            "CREATE TABLE orders (version INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,"
+            " customer TEXT NOT NULL, item TEXT NOT NULL, amount REAL NOT NULL)"
+        )
         self.db.execute("CREATE INDEX by_customer ON orders (customer)")
         #: order id -> monotonic time its row was committed (when the write "happened")
         self.committed_at: dict[str, float] = {}
@@ -105,14 +108,29 @@ class OrderService(HttpApp):
             return web.json_response({"error": f"bad order: {exc}"}, status=400)
         order_id = uuid.uuid4().hex[:12]
         with self.db:  # one transaction: the order and its place in the write log
-            version = self.db.execute("INSERT INTO orders (id, customer, item, amount) VALUES (?, ?, ?, ?)",
-                                      (order_id, customer, item, amount)).lastrowid
+            version = self.db.execute(
+                "INSERT INTO orders (id, customer, item, amount) VALUES (?, ?, ?, ?)",
+                (order_id, customer, item, amount),
+            ).lastrowid
         self.committed_at[order_id] = time.monotonic()
-        event = {"type": "order-placed", "id": order_id, "customer": customer, "item": item, "amount": amount,
-                 "version": version}
+        event = {
+            "type": "order-placed",
+            "id": order_id,
+            "customer": customer,
+            "item": item,
+            "amount": amount,
+            "version": version,
+        }
         correlation_id, _ = tracing.from_http(request.headers)
-        await publish(self.channel, self.queue, json.dumps(event).encode(), message_id=order_id,
-                      correlation_id=correlation_id, tracer=self.tracer, content_type="application/json")
+        await publish(
+            self.channel,
+            self.queue,
+            json.dumps(event).encode(),
+            message_id=order_id,
+            correlation_id=correlation_id,
+            tracer=self.tracer,
+            content_type="application/json",
+        )
         order = {"id": order_id, "customer": customer, "version": version}
         preferences = {p.split("=")[0].strip() for p in request.headers.get("Prefer", "").lower().split(",")}
         if "respond-async" in preferences:
@@ -183,8 +201,12 @@ class ReadModel(HttpApp):
             return False
 
     def history(self, customer: str) -> dict[str, Any]:
-        return {"customer": customer, "orders": list(self.histories.get(customer, ())), "position": self.position,
-                "source": "read model"}
+        return {
+            "customer": customer,
+            "orders": list(self.histories.get(customer, ())),
+            "position": self.position,
+            "source": "read model",
+        }
 
     async def _history(self, request: web.Request) -> web.Response:
         customer = _customer(request)
@@ -193,8 +215,13 @@ class ReadModel(HttpApp):
             if not token.isdigit():
                 return web.json_response({"error": f"min_version must be an integer >= 0, got {token!r}"}, status=400)
             if not await self.wait_for(int(token)):
-                return web.json_response({"error": f"projection did not reach version {token} in "
-                                                   f"{self.wait_timeout} s", "position": self.position}, status=504)
+                return web.json_response(
+                    {
+                        "error": f"projection did not reach version {token} in {self.wait_timeout} s",
+                        "position": self.position,
+                    },
+                    status=504,
+                )
         return web.json_response(self.history(customer))
 
     async def _status(self, request: web.Request) -> web.Response:
@@ -210,13 +237,33 @@ class Projection(Part):
     grows); on resume it catches up at its own pace.
     """
 
-    def __init__(self, amqp_url: str, queue: str, read_model: ReadModel, *, work_time: float = 0.01,
-                 distribution: str = "exponential", prefetch: int = 10, concurrency: int = 1, seed: int = 0,
-                 tracer: tracing.Tracer | None = None):
+    def __init__(
+        self,
+        amqp_url: str,
+        queue: str,
+        read_model: ReadModel,
+        *,
+        work_time: float = 0.01,
+        distribution: str = "exponential",
+        prefetch: int = 10,
+        concurrency: int = 1,
+        seed: int = 0,
+        tracer: tracing.Tracer | None = None,
+    ):
         self.read_model = read_model
-        self.consumer = Consumer(amqp_url, queue, work_time=work_time, distribution=distribution, prefetch=prefetch,
-                                 concurrency=concurrency, handler=self._apply, declare=False, name="projection",
-                                 seed=seed, tracer=tracer)
+        self.consumer = Consumer(
+            amqp_url,
+            queue,
+            work_time=work_time,
+            distribution=distribution,
+            prefetch=prefetch,
+            concurrency=concurrency,
+            handler=self._apply,
+            declare=False,
+            name="projection",
+            seed=seed,
+            tracer=tracer,
+        )
         self._running = asyncio.Event()
         self._running.set()
         #: [start, end] monotonic times of each pause (end None while paused)
@@ -268,15 +315,16 @@ class Projection(Part):
     def bands(self, t0: Clock | float | None = None) -> list[dict[str, Any]]:
         """The pauses as ``[{"label", "start", "end"}]`` in seconds after ``t0``, for ``plots.add_fault_bands``."""
         origin = as_t0(t0)
-        return [{"label": "projection paused", "start": s - origin, "end": None if e is None else e - origin}
-                for s, e in self.pauses]
+        return [
+            {"label": "projection paused", "start": s - origin, "end": None if e is None else e - origin}
+            for s, e in self.pauses
+        ]
 
     def service_rate(self) -> float:
         """Measured μ: events applied per second of the worker's busy time (1 / mean work per event, time
         held by a pause left out), NaN before the first event. Feed it to ``labkit.theory`` with the
         measured write rate."""
-        times = [r.service_time - self._held.get(r.info.get("message_id"), 0.0)
-                 for r in self.consumer.records if r.ok]
+        times = [r.service_time - self._held.get(r.info.get("message_id"), 0.0) for r in self.consumer.records if r.ok]
         return len(times) / sum(times) if times and sum(times) > 0 else math.nan
 
     async def _apply(self, message: Any) -> None:
@@ -317,16 +365,27 @@ class Shop(Part):
 
     name = "shop"
 
-    def __init__(self, amqp_url: str | None = None, *, work_time: float = 0.01, distribution: str = "exponential",
-                 prefetch: int = 10, concurrency: int = 1, wait_timeout: float = 5.0, seed: int | None = None,
-                 tracer: tracing.Tracer | None = None):
+    def __init__(
+        self,
+        amqp_url: str | None = None,
+        *,
+        work_time: float = 0.01,
+        distribution: str = "exponential",
+        prefetch: int = 10,
+        concurrency: int = 1,
+        wait_timeout: float = 5.0,
+        seed: int | None = None,
+        tracer: tracing.Tracer | None = None,
+    ):
         self.amqp_url = None if amqp_url is None else check_amqp_url("amqp_url", amqp_url)
         self.queue = unique("shop-order-placed")
         self.read_model = ReadModel(wait_timeout)
-        self.options = {"work_time": non_negative("work_time", work_time),
-                        "distribution": one_of("distribution", distribution, DISTRIBUTIONS),
-                        "prefetch": integer("prefetch", prefetch, 0, 65535),
-                        "concurrency": integer("concurrency", concurrency, 1)}
+        self.options = {
+            "work_time": non_negative("work_time", work_time),
+            "distribution": one_of("distribution", distribution, DISTRIBUTIONS),
+            "prefetch": integer("prefetch", prefetch, 0, 65535),
+            "concurrency": integer("concurrency", concurrency, 1),
+        }
         self.seed = None if seed is None else integer("seed", seed, 0)
         self.tracer = tracer
         self.projection: Projection | None = None
@@ -349,8 +408,9 @@ class Shop(Part):
         if self.amqp_url is None:
             raise ValueError("amqp_url must be given, or the shop started with `await lab.start(Shop(...))`")
         self.events = _EventQueue(self.amqp_url, self.queue)
-        self.projection = Projection(self.amqp_url, self.queue, self.read_model, seed=self.seed or 0,
-                                     tracer=self.tracer, **self.options)
+        self.projection = Projection(
+            self.amqp_url, self.queue, self.read_model, seed=self.seed or 0, tracer=self.tracer, **self.options
+        )
         try:
             channel = (await self.events.start()).channel
             await self.read_model.start()
@@ -377,11 +437,11 @@ class Shop(Part):
     async def place(self, customer: str, *, item: str = "book", headers: dict[str, str] | None = None) -> Any:
         """POST an order; the answer has its ``id`` and ``version`` (and, with ``headers=PREFER_ASYNC``,
         a 202 with the ``status`` URL to poll)."""
-        async with self._client().post(self.orders_url, json={"customer": customer, "item": item},
-                                       headers=headers) as resp:
+        async with self._client().post(
+            self.orders_url, json={"customer": customer, "item": item}, headers=headers
+        ) as resp:
             if resp.status not in (201, 202):
-                raise RuntimeError(f"placing an order for {customer!r} failed: HTTP {resp.status} "
-                                   f"{await resp.text()}")
+                raise RuntimeError(f"placing an order for {customer!r} failed: HTTP {resp.status} {await resp.text()}")
             return await resp.json()
 
     async def get_json(self, url: str, **params: Any) -> Any:
@@ -432,9 +492,11 @@ class Shop(Part):
     async def caught_up(self, timeout: float = 10.0) -> bool:
         """Wait until every committed order is visible in the read model; False if ``timeout`` s passed."""
         try:
-            await wait_until(lambda: self.orders is None
-                             or self.read_model.position >= len(self.orders.committed_at), timeout=timeout,
-                             what="the read model to catch up")
+            await wait_until(
+                lambda: self.orders is None or self.read_model.position >= len(self.orders.committed_at),
+                timeout=timeout,
+                what="the read model to catch up",
+            )
         except TimeoutError:
             return False
         return True
@@ -443,8 +505,10 @@ class Shop(Part):
         """``(t, n)``: orders stored but not yet visible, after every change, in seconds after ``t0``: the
         whole pipeline's backlog (broker queue, prefetch buffer and the event in hand). Plot as steps."""
         origin = as_t0(t0)
-        changes = sorted([(c, 1) for c in (self.orders.committed_at.values() if self.orders else ())]
-                         + [(v, -1) for v in self.read_model.visible_at.values()])
+        changes = sorted(
+            [(c, 1) for c in (self.orders.committed_at.values() if self.orders else ())]
+            + [(v, -1) for v in self.read_model.visible_at.values()]
+        )
         n, ts, ns = 0, [], []
         for t, step in changes:
             n += step
@@ -457,9 +521,17 @@ class Shop(Part):
         ``record.latency`` is that write's staleness window. Orders not yet visible are failures ("pending")."""
         visible = self.read_model.visible_at
         now = time.monotonic()
-        records = [Record(c, c, visible.get(order_id, now), order_id in visible,
-                          None if order_id in visible else "pending", {"id": order_id})
-                   for order_id, c in (self.orders.committed_at.items() if self.orders else ())]
+        records = [
+            Record(
+                c,
+                c,
+                visible.get(order_id, now),
+                order_id in visible,
+                None if order_id in visible else "pending",
+                {"id": order_id},
+            )
+            for order_id, c in (self.orders.committed_at.items() if self.orders else ())
+        ]
         return Recording(records, t0=t0)
 
     @staticmethod

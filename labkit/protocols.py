@@ -72,8 +72,12 @@ def _blob_class() -> type:
     """``labkit.Blob {bytes data = 1;}`` as a protobuf message class, from a descriptor (no protoc)."""
     proto = descriptor_pb2.FileDescriptorProto(name="labkit/echo.proto", package="labkit", syntax="proto3")
     message = proto.message_type.add(name="Blob")
-    message.field.add(name="data", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
-                      label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    message.field.add(
+        name="data",
+        number=1,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("labkit.Blob"))
@@ -179,7 +183,8 @@ class GrpcEchoServer(Part):
         self._check_stopped()
         self._server = grpc.aio.server(options=_GRPC_OPTIONS)
         handler = grpc.unary_unary_rpc_method_handler(
-            self._echo, request_deserializer=Blob.FromString, response_serializer=Blob.SerializeToString)
+            self._echo, request_deserializer=Blob.FromString, response_serializer=Blob.SerializeToString
+        )
         self._server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(GRPC_SERVICE, {"Echo": handler})])
         self.port = self._server.add_insecure_port("127.0.0.1:0")
         await self._server.start()
@@ -209,8 +214,9 @@ class GrpcClient:
 
     @staticmethod
     async def _call(channel: grpc.aio.Channel, data: bytes) -> bytes:
-        echo = channel.unary_unary(GRPC_METHOD, request_serializer=Blob.SerializeToString,
-                                   response_deserializer=Blob.FromString)
+        echo = channel.unary_unary(
+            GRPC_METHOD, request_serializer=Blob.SerializeToString, response_deserializer=Blob.FromString
+        )
         return (await echo(Blob(data=data))).data
 
     async def call(self, data: bytes) -> bytes:
@@ -240,8 +246,9 @@ class AmqpEchoWorker(AmqpWorker):
     other connections may still publish to it)."""
 
     def __init__(self, amqp_url: str, queue: str, work_time: float = 0.0, prefetch: int = 100):
-        super().__init__(amqp_url, name=f"echo worker {queue}", prefetch=integer("prefetch", prefetch, 1, 65535),
-                         confirms=False)
+        super().__init__(
+            amqp_url, name=f"echo worker {queue}", prefetch=integer("prefetch", prefetch, 1, 65535), confirms=False
+        )
         self.queue = queue_name("queue", queue)
         self.work_time = non_negative("work_time", work_time)
         self.done = 0
@@ -263,8 +270,11 @@ class AmqpEchoWorker(AmqpWorker):
         await _work(self.work_time)
         props = message.header.properties
         if props.reply_to:
-            await self.send(message.body, routing_key=props.reply_to,
-                            properties=Basic.Properties(correlation_id=props.correlation_id))
+            await self.send(
+                message.body,
+                routing_key=props.reply_to,
+                properties=Basic.Properties(correlation_id=props.correlation_id),
+            )
         await message.channel.basic_ack(message.delivery.delivery_tag)
         self.done += 1
 
@@ -280,7 +290,11 @@ class AmqpClient:
     :class:`AmqpEchoWorker`'s ``queue``. ``reuse=False``: a new AMQP connection for every call."""
 
     def __init__(self, amqp_url: str, queue: str, reuse: bool = True):
-        self.amqp_url, self.queue, self.reuse = check_amqp_url("amqp_url", amqp_url), queue_name("queue", queue), bool(reuse)
+        self.amqp_url, self.queue, self.reuse = (
+            check_amqp_url("amqp_url", amqp_url),
+            queue_name("queue", queue),
+            bool(reuse),
+        )
         self._session: _AmqpSession | None = None
 
     async def start(self) -> AmqpClient:
@@ -342,8 +356,9 @@ class _AmqpSession:
         future = asyncio.get_running_loop().create_future()
         self.pending[correlation_id] = future
         try:
-            await self.channel.basic_publish(data, routing_key=queue, properties=Basic.Properties(
-                reply_to=REPLY_TO, correlation_id=correlation_id))
+            await self.channel.basic_publish(
+                data, routing_key=queue, properties=Basic.Properties(reply_to=REPLY_TO, correlation_id=correlation_id)
+            )
             return await future
         finally:
             self.pending.pop(correlation_id, None)
@@ -412,9 +427,12 @@ class Protocols(Part):
         """One client per protocol (created on first use, closed by :meth:`stop`)."""
         if reuse not in self._clients:
             amqp = await AmqpClient(self.amqp_url, self.queue, reuse=reuse).start()
-            self._clients[reuse] = {self.HTTP: HttpClient(self.http_url, "json", reuse),
-                                    self.HTTP_BYTES: HttpClient(self.http_url, "bytes", reuse),
-                                    self.GRPC: GrpcClient(self.grpc_target, reuse), self.AMQP_RPC: amqp}
+            self._clients[reuse] = {
+                self.HTTP: HttpClient(self.http_url, "json", reuse),
+                self.HTTP_BYTES: HttpClient(self.http_url, "bytes", reuse),
+                self.GRPC: GrpcClient(self.grpc_target, reuse),
+                self.AMQP_RPC: amqp,
+            }
         return self._clients[reuse]
 
     async def calls(self, reuse: bool = True, one_way: bool = False) -> dict[str, Call]:
@@ -463,8 +481,12 @@ async def interleaved(
     for _ in range(warmup):
         for name in names:
             await calls[name](payload(sizes[0], seed))
-    bar = tqdm(total=sum(counts.values()) * len(names), desc="calls", unit="call",
-               disable=None if progress is None else not progress)
+    bar = tqdm(
+        total=sum(counts.values()) * len(names),
+        desc="calls",
+        unit="call",
+        disable=None if progress is None else not progress,
+    )
     records: list[Record] = []
     try:
         for size in sizes:

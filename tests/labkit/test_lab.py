@@ -151,8 +151,13 @@ async def test_stop_cancels_background_tasks():
 
 @pytest.mark.parametrize(
     "kwargs, argument",
-    [({"seed": -1}, "seed"), ({"seed": 1.5}, "seed"), ({"amqp_url": "http://x"}, "amqp_url"),
-     ({"http_timeout": 0}, "http_timeout"), ({"broker_options": "fast"}, "broker_options")],
+    [
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"amqp_url": "http://x"}, "amqp_url"),
+        ({"http_timeout": 0}, "http_timeout"),
+        ({"broker_options": "fast"}, "broker_options"),
+    ],
 )
 def test_invalid_arguments_name_the_argument(kwargs, argument):
     with pytest.raises(ValueError, match=argument):

@@ -64,8 +64,9 @@ async def test_wait_until_names_what_it_waited_for():
         await wait_until(lambda: False, timeout=0.02, what="the broker")
 
 
-@pytest.mark.parametrize("kwargs, name", [({"timeout": 0}, "timeout"), ({"timeout": -1}, "timeout"),
-                                          ({"interval": 0}, "interval")])
+@pytest.mark.parametrize(
+    "kwargs, name", [({"timeout": 0}, "timeout"), ({"timeout": -1}, "timeout"), ({"interval": 0}, "interval")]
+)
 async def test_wait_until_rejects_bad_bounds(kwargs, name):
     with pytest.raises(ValueError, match=f"^{name} must be"):
         await wait_until(lambda: True, **kwargs)

@@ -37,8 +37,14 @@ def test_percentile_interpolates_like_numpy():
 def make_recording():
     # 10 ops scheduled at 0.0, 0.1, ... 0.9 after t0=100; every third fails; latency grows with i
     records = [
-        rec(100 + i / 10, 100 + i / 10, 100 + i / 10 + 0.01 * (i + 1), ok=i % 3 != 0,
-            error=None if i % 3 else "timeout", path="a" if i < 5 else "b")
+        rec(
+            100 + i / 10,
+            100 + i / 10,
+            100 + i / 10 + 0.01 * (i + 1),
+            ok=i % 3 != 0,
+            error=None if i % 3 else "timeout",
+            path="a" if i < 5 else "b",
+        )
         for i in range(10)
     ]
     return Recording(records, t0=100.0, duration=1.0)

@@ -232,8 +232,7 @@ async def test_a_rejected_configure_changes_nothing(http_lab):
 async def test_retries_hide_flaky_failures_but_multiply_downstream_load(http_lab):
     flaky = await http_lab.service("payment", service_time=0.0, failure_rate=0.5)
     plain = await http_lab.service("order", service_time=0.0, downstream=[flaky])
-    retrying = await http_lab.service("checkout", service_time=0.0, downstream=[flaky], retries=3,
-                                      backoff_base=0.001)
+    retrying = await http_lab.service("checkout", service_time=0.0, downstream=[flaky], retries=3, backoff_base=0.001)
     plain_ok = [await _status(http_lab, plain) for _ in range(40)].count(200)
     before = len(flaky.records)
     retry_ok = [await _status(http_lab, retrying) for _ in range(40)].count(200)
@@ -243,8 +242,9 @@ async def test_retries_hide_flaky_failures_but_multiply_downstream_load(http_lab
 
 async def test_circuit_breaker_fails_fast_then_probes_and_closes(http_lab):
     down = await http_lab.service("payment", service_time=0.0, failure_rate=1.0)
-    up = await http_lab.service("order", service_time=0.0, downstream=[down],
-                                breaker={"failure_threshold": 3, "reset_timeout": 0.2})
+    up = await http_lab.service(
+        "order", service_time=0.0, downstream=[down], breaker={"failure_threshold": 3, "reset_timeout": 0.2}
+    )
     statuses = [await _status(http_lab, up) for _ in range(8)]
     assert statuses == [502] * 8 and len(down.records) == 3  # after 3 failures it stopped calling
     assert "circuit open" in up.records[-1].error
@@ -279,3 +279,17 @@ async def test_a_service_can_answer_202_accepted_and_callers_count_it_as_success
     assert intake.records[0].ok and intake.records[0].info["status"] == 202
     with pytest.raises(ValueError, match="success_status"):
         Service("order", success_status=302)
+
+
+def test_breaker_states_follow_the_transition_table_and_ignore_late_results_while_open():
+    from labkit.resilience import BREAKER_TRANSITIONS, BreakerState
+
+    assert BREAKER_TRANSITIONS[BreakerState.OPEN] == {BreakerState.HALF_OPEN}
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=60)
+    assert breaker.allow()
+    breaker.record(False)
+    assert breaker.state is BreakerState.OPEN
+    breaker.record(True)  # a call that went out before it opened: no news about the downstream now
+    assert breaker.state == "open" and not breaker.allow()
+    with pytest.raises(RuntimeError, match="cannot go from open to closed"):
+        breaker._to(BreakerState.CLOSED)
