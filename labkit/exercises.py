@@ -80,6 +80,21 @@ def parse_number(response: Any, unit: str = "") -> float | Feedback:
     return value
 
 
+def parse_picks(options: Sequence[str], response: Any) -> list[str] | Feedback:
+    """The options ``response`` picks (one, or a list), or the Feedback for a blank or unknown pick."""
+    if unanswered(response) or (not isinstance(response, str) and isinstance(response, Iterable)
+                                and not list(response)):
+        return Feedback.unanswered()
+    picks = [response] if isinstance(response, str) else list(response) if isinstance(response, Iterable) \
+        else [response]
+    chosen = [resolve_option(options, p) for p in picks]
+    if None in chosen:
+        bad = picks[chosen.index(None)]
+        letters = ", ".join(f"{chr(97 + i)}) {k}" for i, k in enumerate(options))
+        return Feedback("incorrect", f"{bad!r} is not one of the options: {letters}.")
+    return chosen
+
+
 def resolve_option(options: Sequence[str], picked: Any) -> str | None:
     """An option from its exact text, its text in any case, or its letter (a, b, c...)."""
     if not isinstance(picked, str):
@@ -204,16 +219,9 @@ class Choice:
 
     def check(self, response: Any) -> Feedback:
         """Judge ``response``: an option (text or letter), or a list of them for a multi-answer question."""
-        if unanswered(response) or (not isinstance(response, str) and isinstance(response, Iterable)
-                                    and not list(response)):
-            return Feedback.unanswered()
-        picks = [response] if isinstance(response, str) else list(response) if isinstance(response, Iterable) \
-            else [response]
-        chosen = [resolve_option(list(self.options), p) for p in picks]
-        if None in chosen:
-            bad = picks[chosen.index(None)]
-            letters = ", ".join(f"{chr(97 + i)}) {k}" for i, k in enumerate(self.options))
-            return Feedback("incorrect", f"{bad!r} is not one of the options: {letters}.")
+        chosen = parse_picks(list(self.options), response)
+        if isinstance(chosen, Feedback):
+            return chosen
         notes = " ".join(self.options[c] for c in dict.fromkeys(chosen))
         if set(chosen) == self.correct:
             tail = f" {self.explanation}" if self.explanation else ""
