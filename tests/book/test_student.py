@@ -50,6 +50,13 @@ def test_strip_markdown_removes_every_solution_fence_and_keeps_the_rest():
     assert [SECRET in body for body in student.solution_texts(MARKDOWN)] == [True, True]
 
 
+def test_directives_with_the_answers_class_are_stripped_like_solutions():
+    text = (":::{dropdown} The answers\n:class-container: answers\nSearch: sync.\n:::\n"
+            ":::{dropdown} More reading\n:open:\nkept\n:::\n")
+    assert student.strip_markdown(text) == ":::{dropdown} More reading\n:open:\nkept\n:::\n"
+    assert any("Search: sync." in body for body in student.solution_texts(text))
+
+
 def test_strip_notebook_drops_tagged_cells_or_marks_them_for_removal():
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell(MARKDOWN),
