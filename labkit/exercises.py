@@ -6,11 +6,11 @@ unit slips (ms vs s, percent vs fraction) on its own; a :class:`Choice` question
 option. An unanswered question (``None`` or ``...``, the placeholder the notebooks ship with) gets a
 friendly prompt and never raises, so notebooks run cleanly under nbval before anyone answers.
 
-    q = Numeric("Availability of four services in a chain, each 99 %?", answer=0.99 ** 4, rel_tol=0.002,
-                mistakes=[(0.99 * 4, "you added the availabilities; in a chain they multiply"),
-                          (0.99, "that is one service; every hop must be up at once")])
+    q = Numeric("Availability of three services in a chain, each 99.9 %?", answer=0.999 ** 3, rel_tol=0.0002,
+                mistakes=[(0.999 * 3, "you added the availabilities; in a chain they multiply"),
+                          (0.999, "that is one service; every hop must be up at once")])
     q.check(...)          # -> "Not answered yet: ..."
-    q.check(0.9606)       # -> "Correct! ..."
+    q.check(0.997)        # -> "Correct! ..."
 
 :func:`quiz` shows several questions with answer boxes and Check buttons in a live kernel, and as static
 HTML (options and feedback in expandable ``<details>``, no JavaScript) in the built book (detected from the

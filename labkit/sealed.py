@@ -1,6 +1,6 @@
 """Sealed questions: a learner's check that gives the same feedback as the teacher's, with no answer in it.
 
-Why: a check cell such as ``Numeric("...", answer=160, abs_tol=5).check(chain_ms)`` teaches well, but a
+Why: a check cell such as ``Numeric("...", answer=42, abs_tol=5).check(my_ms)`` teaches well, but a
 student notebook that carries it carries the answer in clear text. :func:`seal` turns a
 :class:`~labkit.exercises.Numeric` or :class:`~labkit.exercises.Choice` into an object with the same
 ``check`` that keeps only salted hashes and encrypted feedback:
