@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST := $(BIN)/python -m pytest
 # Two workers match the 2-core target machine; loadfile keeps each notebook's cells on one worker.
 PYTEST_PARALLEL := -n 2 --dist loadfile
+# nbval's own cell timeout is 2000 s: a cell stuck on a bug would hold the run for half an hour.
+NBVAL := --nbval-lax --nbval-cell-timeout=300
 
 .PHONY: install book test lab soak bench student assignments grade hub-links clean
 
@@ -24,7 +26,7 @@ book: install
 	$(PYTEST) -q tests/book/test_built_book.py
 
 test: install
-	$(PYTEST) $(PYTEST_PARALLEL) --nbval-lax tests chapters
+	$(PYTEST) $(PYTEST_PARALLEL) $(NBVAL) tests chapters
 
 # JupyterLab on the chapters, on 127.0.0.1. Containers and fresh cloud machines run as root, where JupyterLab
 # refuses to start without --allow-root: pass it, and say so. LAB_ARGS adds options (e.g. --no-browser --port=8899).
