@@ -41,9 +41,10 @@ OPTION = re.compile(r"^\s*:(?P<name>[\w-]+):\s*(?P<value>.*)$")
 # Any other directive (e.g. a dropdown listing a quiz's answers) with this class is stripped like a solution.
 ANSWERS_CLASS = "answers"
 BOOK_FILES = ("_config.yml", "_toc.yml")
-BOOK_DIRS = ("book", "chapters")
-# Pages for teachers only: the instructors' guide names the answers the checks expect.
-TEACHER_PAGES = ("book/instructors",)
+BOOK_DIRS = ("book", "chapters", "classroom")
+# Pages for teachers only: the instructors' guide names the answers the checks expect; the classroom's
+# instructor notebook runs the class (its learners get classroom/learner).
+TEACHER_PAGES = ("book/instructors", "classroom/instructor")
 # The branch that holds the student notebooks (built by export_repository, pushed by CI).
 STUDENT_BRANCH = "student"
 

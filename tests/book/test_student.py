@@ -86,6 +86,8 @@ def test_teacher_pages_are_left_out_of_the_student_sources(tmp_path):
     assert "book/instructors" in (ROOT / "_toc.yml").read_text()
     assert "book/instructors" not in toc and "chapters/01-waiting-is-a-choice" in toc
     assert not (tmp_path / "src" / "book" / "instructors.md").exists()
+    assert "classroom/instructor" in (ROOT / "_toc.yml").read_text() and "classroom/instructor" not in toc
+    assert (tmp_path / "src" / "classroom" / "learner.ipynb").exists()
 
 
 @pytest.mark.timeout(180)
