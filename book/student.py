@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import os
 import re
 import shutil
 import subprocess
@@ -176,6 +177,22 @@ def leaks(out_dir: Path, secrets: list[str], min_len: int = 40) -> list[tuple[st
     return found
 
 
+DOC_ROLE = re.compile(r"\{doc\}`(?:(?P<title>[^`<]*?)\s*<(?P<target>[^>`]+)>|(?P<bare>[^`<>]+))`")
+
+
+def unlink_teacher_pages(text: str, page: Path) -> str:
+    """``text`` (of the page at ``page``, relative to the book) with ``{doc}`` links to the teacher pages
+    turned into their plain title: the student edition leaves those pages out, and a link would break."""
+    def replace(match: re.Match) -> str:
+        target = match["target"] or match["bare"]
+        resolved = os.path.normpath(os.path.join(os.path.dirname(str(page)), target)) if not target.startswith("/") \
+            else target.lstrip("/")
+        if resolved not in TEACHER_PAGES:
+            return match[0]
+        return match["title"] or "the instructors' pages"
+    return DOC_ROLE.sub(replace, text)
+
+
 def _drop_pages(entries: list, pages: tuple[str, ...]) -> list:
     """A _toc.yml entry list without ``pages`` (searching parts and sections)."""
     kept = []
@@ -211,7 +228,7 @@ def prepare_sources(root: Path, src: Path, branch: str = STUDENT_BRANCH, jupyter
         for path in (src / top).rglob("*.md"):
             text = path.read_text()
             secrets += solution_texts(text)
-            path.write_text(strip_markdown(text))
+            path.write_text(unlink_teacher_pages(strip_markdown(text), path.relative_to(src)))
     toc = _drop_pages([yaml.safe_load((src / "_toc.yml").read_text())], TEACHER_PAGES)[0]
     (src / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False, allow_unicode=True))
     for page in TEACHER_PAGES:

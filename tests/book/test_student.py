@@ -57,6 +57,13 @@ def test_directives_with_the_answers_class_are_stripped_like_solutions():
     assert any("Search: sync." in body for body in student.solution_texts(text))
 
 
+def test_links_to_teacher_pages_become_plain_text():
+    text = ("See {doc}`the instructor's notebook <../classroom/instructor>`, {doc}`../book/instructors` "
+            "and {doc}`the glossary <glossary>`.")
+    assert student.unlink_teacher_pages(text, Path("book/intro.md")) == (
+        "See the instructor's notebook, the instructors' pages and {doc}`the glossary <glossary>`.")
+
+
 def test_strip_notebook_drops_tagged_cells_or_marks_them_for_removal():
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell(MARKDOWN),
