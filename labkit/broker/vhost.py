@@ -106,10 +106,11 @@ class VHost:
             self._remove_exchange(ex)
 
     def exchange_bind(self, destination: str, source: str, routing_key: str, arguments: dict, unbind: bool) -> None:
+        if "" in (destination, source):
+            raise errors.AccessRefused("operation not permitted on the default exchange")
+        if unbind and (destination not in self.exchanges or source not in self.exchanges):
+            return  # RabbitMQ 3.10.8 answers unbind-ok when either side is gone (observed)
         dest, src = self.exchange(destination), self.exchange(source)
-        for ex in (dest, src):
-            if ex.name == "":
-                raise errors.AccessRefused("operation not permitted on the default exchange")
         if unbind:
             if src.unbind(dest, routing_key, arguments):
                 self._auto_delete_exchange(src)
@@ -179,8 +180,9 @@ class VHost:
     def queue_bind(self, conn: Any, queue: str, exchange: str, routing_key: str, arguments: dict,
                    unbind: bool) -> None:
         if exchange == "":
-            raise errors.AccessRefused(
-                f"operation not permitted on the default exchange")
+            raise errors.AccessRefused("operation not permitted on the default exchange")
+        if unbind and (queue not in self.queues or exchange not in self.exchanges):
+            return  # RabbitMQ 3.10.8 answers unbind-ok for a queue or exchange that is gone (observed)
         q = self.queue(queue, conn)
         ex = self.exchange(exchange)
         if unbind:
