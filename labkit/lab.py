@@ -33,7 +33,7 @@ import aiohttp
 import aiormq
 from yarl import URL
 
-from labkit import tracing
+from labkit import hints, tracing
 from labkit._validate import integer, positive
 from labkit._validate import port as check_port
 from labkit.broker import profiles as broker_profiles
@@ -127,6 +127,7 @@ class Lab:
             raise RuntimeError("this lab is already running")
         await _stop_current()
         Lab._current = self
+        hints.install()  # a hint line under AMQP errors that name a refused deprecated feature
         self._loop = asyncio.get_running_loop()
         self._running = True
         try:

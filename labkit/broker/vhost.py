@@ -200,7 +200,7 @@ class VHost:
             raise errors.PreconditionFailed(f"queue '{name}' in vhost '/' in use")
         count = q.message_count()
         if if_empty and count:
-            raise errors.PreconditionFailed(f"queue '{name}' in vhost '/' is not empty")
+            raise errors.PreconditionFailed(f"queue '{name}' in vhost '/' not empty")
         self.delete_queue(q)
         return count
 
