@@ -69,7 +69,9 @@ def clean_clone(source: Path, parent: Path) -> Path:
     """A clone of ``source``'s HEAD (committed work only) in ``parent``, set up by its own ``make install``."""
     repo = parent / "repo"
     subprocess.run(["git", "clone", "--quiet", str(source), str(repo)], check=True)
-    subprocess.run(["make", "--no-print-directory", "install"], cwd=repo, check=True)
+    install = subprocess.run(["make", "--no-print-directory", "install"], cwd=repo, capture_output=True, text=True)
+    if install.returncode:
+        raise SystemExit(f"make install failed in the clone:\n{install.stdout}{install.stderr}")
     return repo
 
 
