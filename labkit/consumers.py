@@ -4,7 +4,7 @@ Why: the asynchronous half of every comparison. A consumer takes messages from a
 ``prefetch`` (how many unacknowledged messages the broker pushes to it) and works on ``concurrency`` of
 them at a time for ``work_time`` each, acknowledging only *after* the work -- so a consumer that dies
 mid-work gets its messages redelivered, which is what at-least-once delivery means. Options show the
-lessons of the delivery chapter: injected failures (nack with or without requeue; with a dead-letter
+lessons of the delivery chapter: injected failures (reject with or without requeue; with a dead-letter
 exchange in the queue's ``arguments`` a rejected message goes there), a crash between the work and the
 ack (``crash_after``), and idempotency (skip a ``message_id`` already processed).
 
@@ -142,7 +142,7 @@ class Consumer(AmqpWorker):
                 raise ValueError(f"bindings[{i}] must be an (exchange, routing_key) tuple, got {binding!r}")
         self.tracer = tracer
         self.records: collections.deque[Record] = collections.deque(maxlen=integer("max_records", max_records, 1))
-        #: counters: acked after work, skipped as duplicates, failed (nacked), seen with redelivered=True
+        #: counters: acked after work, skipped as duplicates, failed (rejected), seen with redelivered=True
         self.processed = self.duplicates = self.failed = self.redelivered = 0
         self.in_flight = 0
         self.crashed = False
@@ -188,7 +188,7 @@ class Consumer(AmqpWorker):
         self.records.append(Record(published or received, started, time.monotonic(), ok, error, info))
 
     async def _process(self, message: DeliveredMessage) -> tuple[bool | None, str | None, dict[str, Any]]:
-        """Work, then ack (or nack); ``ok`` None means the consumer crashed before acknowledging."""
+        """Work, then ack (or reject); ``ok`` None means the consumer crashed before acknowledging."""
         props = message.header.properties
         info = {"consumer": self.name, "message_id": props.message_id, "correlation_id": props.correlation_id,
                 "redelivered": bool(message.delivery.redelivered)}
@@ -209,7 +209,9 @@ class Consumer(AmqpWorker):
                 error = f"handler failed: {exc!r}"
         if error is not None:
             self.failed += 1
-            await message.channel.basic_nack(message.delivery.delivery_tag, requeue=self.requeue_failed)
+            # basic.reject: a failed delivery, which RabbitMQ 4.3's quorum queues count toward the delivery
+            # limit (basic.nack with requeue is an explicit return there, not counted).
+            await message.channel.basic_reject(message.delivery.delivery_tag, requeue=self.requeue_failed)
             return False, error, info
         if self.crash_after is not None and self.processed + 1 >= self.crash_after:
             self.crashed = True  # the work is done (side effects happened) but the ack never leaves
