@@ -64,7 +64,7 @@ class Classroom(Part):
 
     A lifecycle part: the lab it is started on gives it its broker (the embedded one's admin endpoint, or
     ``AMQP_URL``'s RabbitMQ and its management API at ``management_url``, default host:15672;
-    ``"rabbitmq"ctl`` for the CLI), and ``lab.stop()`` closes the class (vhost and users deleted).
+    ``"rabbitmqctl"`` for the CLI), and ``lab.stop()`` closes the class (vhost and users deleted).
     Without a lab: ``await Classroom("amqp://...").start()``.
     """
 
