@@ -76,7 +76,10 @@ class Dashboard:
         return pio.renderers[render.activate(False)].to_mimebundle(self.figure.to_dict())
 
     def depth(self, t: float, n: int) -> None:
-        """One queue-depth sample (experiments.run_work's ``sample``); redraws at most every REFRESH s."""
+        """One queue-depth sample (experiments.run_work's ``sample``); redraws at most every REFRESH s.
+        A sample earlier than the last one starts a new run: the old run and its model are cleared."""
+        if self.depths and t < self.depths[-1][0]:
+            self.depths, self.model = [], []
         self.depths.append((t, n))
         if time.monotonic() - self._last >= REFRESH:
             self.refresh()
