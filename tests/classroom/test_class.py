@@ -120,7 +120,7 @@ async def test_the_class_runs_every_experiment(classroom):
         greedy = await ex.run_work(classroom, 20 * SIZE, prefetch=100)
         assert fair.lost == greedy.lost == 0
         assert ex.share_spread(fair, speeds) > ex.share_spread(greedy, speeds)
-        assert 0.5 < fair.makespan / ex.fluid(fair).drain_time < 2
+        assert 0.5 < fair.makespan / ex.predicted_finish(fair) < 2
         fan = await ex.fanout(classroom, 10)
         assert fan.missing == 0 and len(fan.lag) == SIZE
         coupling = await ex.temporal_coupling(classroom, count=10, interval=0.1, outage=(0.3, 1.3))
