@@ -37,11 +37,17 @@ from pamqp.commands import Basic
 from labkit._validate import amqp_url as check_amqp_url
 from labkit._validate import integer, positive
 from labkit._validate import port as check_port
+from labkit.history import recorder
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["AmqpWorker", "Component", "HttpApp", "Part", "publish_message", "unique", "wait_until"]
+__all__ = ["CONNECTION_ERRORS", "AmqpWorker", "Component", "HttpApp", "Part", "publish_message", "unique",
+           "wait_until"]
+
+#: What a dropped, refused or reset AMQP connection looks like to a client.
+CONNECTION_ERRORS = (ConnectionError, OSError, asyncio.TimeoutError, aiormq.exceptions.AMQPError,
+                     aiormq.exceptions.ChannelInvalidStateError)
 
 
 @runtime_checkable
@@ -145,16 +151,21 @@ async def publish_message(
     exchange: str = "",
     properties: Basic.Properties | None = None,
     timeout: float | None = None,
+    process: str | None = None,
 ) -> Any:
     """Publish one message on ``channel``: the single place labkit's parts hand a message to the broker.
+
+    ``process`` names the publisher in a recorded history (default: the consumer whose handler is
+    publishing, else "publisher"); see :mod:`labkit.history.recorder`.
 
     With publisher confirms on the channel this returns when the broker has acked it; ``timeout`` bounds
     that wait (``asyncio.TimeoutError``).
     """
     sending = channel.basic_publish(bytes(body), exchange=exchange, routing_key=routing_key, properties=properties)
-    if timeout is None:
-        return await sending
-    return await asyncio.wait_for(sending, timeout)
+    if recorder.active is None:  # the history recorder is off: nothing else happens here
+        return await (sending if timeout is None else asyncio.wait_for(sending, timeout))
+    return await recorder.published(sending if timeout is None else asyncio.wait_for(sending, timeout),
+                                    process, routing_key, properties, exchange)
 
 
 class AmqpWorker(Part):
@@ -224,15 +235,17 @@ class AmqpWorker(Part):
 
     async def deliver(self, message: DeliveredMessage) -> None:
         """Every delivery this worker gets comes through here (then to :meth:`handle`)."""
+        if recorder.active is not None:
+            recorder.on_deliver(self.name, message)
         await self.handle(message)
 
-    async def publish(self, body: bytes, *, routing_key: str, exchange: str = "",
-                      properties: Basic.Properties | None = None, timeout: float | None = None) -> Any:
+    async def send(self, body: bytes, *, routing_key: str, exchange: str = "",
+                   properties: Basic.Properties | None = None, timeout: float | None = None) -> Any:
         """Publish on this worker's channel (see :func:`publish_message`)."""
         if self._channel is None or self._channel.is_closed:
             raise RuntimeError(f"{self.name} is not connected")
         return await publish_message(self._channel, body, routing_key=routing_key, exchange=exchange,
-                                     properties=properties, timeout=timeout)
+                                     properties=properties, timeout=timeout, process=self.name)
 
     async def disconnect(self) -> None:
         """Close the connection (if open); a connection that is already broken is simply let go."""
@@ -242,7 +255,7 @@ class AmqpWorker(Part):
         try:
             closing = connection.close()
             await (closing if self.connect_timeout is None else asyncio.wait_for(closing, self.connect_timeout))
-        except (ConnectionError, OSError, asyncio.TimeoutError, aiormq.exceptions.AMQPError):
+        except CONNECTION_ERRORS:
             pass  # broken already: nothing more to release
 
     async def stop(self) -> None:
@@ -265,19 +278,21 @@ class AmqpWorker(Part):
 class HttpApp(Part):
     """An aiohttp application on 127.0.0.1 (an ephemeral port unless ``port`` is given).
 
-    A subclass adds its routes in :meth:`routes`, and may acquire and release what serving needs in
+    A subclass adds its routes in :meth:`add_routes`, and may acquire and release what serving needs in
     :meth:`on_start` / :meth:`on_stop` (a client session, a database). Stopping does not wait more than
     ``shutdown_timeout`` seconds for requests still running: a lab must stop promptly.
     """
 
     shutdown_timeout = 0.25
+    #: the largest request body accepted (bytes); aiohttp's default
+    client_max_size = 1024**2
 
     def __init__(self, *, name: str, port: int = 0):
         self.name = name
         self._port = check_port("port", port, allow_zero=True)
         self._runner: web.AppRunner | None = None
 
-    def routes(self, router: web.UrlDispatcher) -> None:
+    def add_routes(self, router: web.UrlDispatcher) -> None:
         raise NotImplementedError(f"{type(self).__name__} must add its routes")
 
     async def on_start(self) -> None:
@@ -288,8 +303,8 @@ class HttpApp(Part):
 
     async def start(self) -> Self:
         self._check_stopped()
-        app = web.Application()
-        self.routes(app.router)
+        app = web.Application(client_max_size=self.client_max_size)
+        self.add_routes(app.router)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=self.shutdown_timeout)
         await runner.setup()
         try:

@@ -186,6 +186,8 @@ class Channel:
             self.tx.publishes.append(lambda: self._deliver(exchange, routing_key, mandatory, msg, queues, reply))
             return
         accepted = self._deliver(exchange, routing_key, mandatory, msg, queues, reply)
+        if self.vhost.tap is not None and not reply:  # the broker's side of a history (labkit.broker.tap)
+            self.vhost.tap.routed(msg, queues, accepted)
         if self.confirm:
             if not self.pending_confirms:
                 conn.confirming.append(self)

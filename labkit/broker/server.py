@@ -18,6 +18,7 @@ from . import errors, frames, profiles
 from .auth import Auth
 from .connection import Connection
 from .flow import MemoryAlarm
+from .tap import Tap
 from .vhost import VHost
 
 STOP_GRACE = 1.0  # seconds clients get to answer connection.close on stop()
@@ -44,7 +45,8 @@ class Broker:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, user: str = "guest", password: str = "guest",
                  heartbeat: int = 60, frame_max: int = 131072, channel_max: int = 2047,
                  memory_limit: int | None = None, handshake_timeout: float = 10.0,
-                 rabbitmq: str | None = None, max_message_size: int | None = None) -> None:
+                 rabbitmq: str | None = None, max_message_size: int | None = None,
+                 history: str | None = None) -> None:
         self.host = _loopback(host)
         self.port = v.port("port", port, allow_zero=True)
         for name, value in (("user", user), ("password", password)):
@@ -61,6 +63,9 @@ class Broker:
         #: largest message body accepted (RabbitMQ's max_message_size: the profile's default, at most 512 MiB)
         self.max_message_size = (self.profile.max_message_size if max_message_size is None else
                                  v.integer("max_message_size", max_message_size, 1, profiles.MAX_MESSAGE_SIZE))
+        if history is not None and (not isinstance(history, str) or not history):
+            raise ValueError(f"history must be a file path for the broker's events (labkit.broker.tap), got {history!r}")
+        self.history = history  # off (None) by default
         self.cluster_name = "labkit"
         self.connections: set[Connection] = set()
         self._pending: list[Connection] = []  # connections with unflushed output
@@ -79,6 +84,8 @@ class Broker:
         self._server = await loop.create_server(lambda: Connection(self), self.host, self.port,
                                                 reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.history is not None:
+            self.vhost.tap = Tap(self.history)
         return self
 
     @property
@@ -109,6 +116,9 @@ class Broker:
         for vhost in self.auth.vhosts.values():
             vhost.clear()
         self.flush_pending()
+        if self.vhost.tap is not None:
+            self.vhost.tap.close()
+            self.vhost.tap = None
         await server.wait_closed()
 
     async def __aenter__(self) -> Broker:
