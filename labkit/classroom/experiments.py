@@ -94,14 +94,16 @@ async def run_work(classroom: Classroom, count: int, prefetch: int = 1, timeout:
                                for k in range(count)))  # a spike: all at once, confirmed
         run.published = time.monotonic() - run.started
         extra = asyncio.ensure_future(during(run)) if during else None
-        deadline = time.monotonic() + timeout
-        while len(run.done) < count and time.monotonic() < deadline:
+
+        async def sampled_until_done() -> bool:
             now = time.monotonic() - run.started
             run.depth.append((now, await classroom.depth()))
             if sample:
                 sample(now, run.depth[-1][1])
-            await asyncio.sleep(0.05)
-        run.depth.append((time.monotonic() - run.started, await classroom.depth()))
+            return len(run.done) >= count
+
+        await wait_until(sampled_until_done, timeout=timeout, interval=0.05,
+                         what=lambda: f"all {count} messages done ({len(run.done)} so far)")
         if extra:
             await extra
     finally:

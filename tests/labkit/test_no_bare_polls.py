@@ -17,6 +17,7 @@ ALLOWED = {
     ("labkit/services.py", "_call"): "retries with backoff, bounded by `retries`",
     ("labkit/checkout.py", "_until_reachable"): "a spine worker waits out an outage (the lesson), with backoff",
     ("01-waiting-is-a-choice.ipynb", "ticker"): "the ticker's periodic loop, cancelled by its caller",
+    ("labkit/classroom/learner.py", "_worker"): "a learner's service time per message, until it leaves",
 }
 
 
