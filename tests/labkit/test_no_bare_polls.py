@@ -16,11 +16,9 @@ ALLOWED = {
     ("labkit/load.py", "caller"): "a closed-loop caller's think time, bounded by the run's deadline",
     ("labkit/services.py", "_call"): "retries with backoff, bounded by `retries`",
     ("labkit/checkout.py", "_until_reachable"): "a spine worker waits out an outage (the lesson), with backoff",
+    ("labkit/classics/backoff.py", "writer"): "an optimistic writer's backoff (the lesson); each round one wins",
     ("01-waiting-is-a-choice.ipynb", "ticker"): "the ticker's periodic loop, cancelled by its caller",
-    ("labkit/classics/backoff.py", "writer"): "optimistic-concurrency retries with backoff (the experiment)",
-    ("labkit/classroom/experiments.py", "run_work"): "samples the depth while waiting, bounded by its deadline",
-    ("labkit/classroom/learner.py", "_worker"): "a worker's service time per message, not a wait",
-    ("labkit/classroom/simulate.py", "stop"): "waits for child processes to exit, bounded (then SIGKILL)",
+    ("labkit/classroom/learner.py", "_worker"): "a learner's service time per message, until it leaves",
 }
 
 
