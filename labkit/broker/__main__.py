@@ -38,6 +38,8 @@ OPTIONS: dict[str, tuple[str, type, str]] = {
     "memory_limit": ("--memory-limit", int, "queued-bytes limit that blocks publishers (default none)"),
     "handshake_timeout": ("--handshake-timeout", float,
                           "seconds a new connection gets to finish the handshake (default 10)"),
+    "data_dir": ("--data-dir", str, "keep durable queues and persistent messages here across restarts "
+                                    "(default: in memory only)"),
 }
 
 

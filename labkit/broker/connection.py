@@ -106,6 +106,9 @@ class Connection(asyncio.Protocol):
             self.close_with(errors.AMQPError(f"internal error: {exc!r}"))
         finally:
             if self.confirming:
+                store = self.broker.store
+                if store is not None:
+                    store.commit()  # persistent messages reach the disk before their confirms leave
                 for channel in self.confirming:
                     channel.flush_confirms()
                 self.confirming = []

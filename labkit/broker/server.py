@@ -17,6 +17,7 @@ from .. import _validate as v
 from . import errors, frames
 from .connection import Connection
 from .flow import MemoryAlarm
+from .store import Store, restore
 from .vhost import VHost
 
 STOP_GRACE = 1.0  # seconds clients get to answer connection.close on stop()
@@ -42,7 +43,10 @@ class Broker:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, user: str = "guest", password: str = "guest",
                  heartbeat: int = 60, frame_max: int = 131072, channel_max: int = 2047,
-                 memory_limit: int | None = None, handshake_timeout: float = 10.0) -> None:
+                 memory_limit: int | None = None, handshake_timeout: float = 10.0,
+                 data_dir: str | None = None) -> None:
+        """``data_dir``: where durable queues, exchanges, bindings and persistent messages are logged
+        (store.py) and recovered from on start; None keeps everything in memory only."""
         self.host = _loopback(host)
         self.port = v.port("port", port, allow_zero=True)
         for name, value in (("user", user), ("password", password)):
@@ -54,6 +58,10 @@ class Broker:
         self.channel_max = v.integer("channel_max", channel_max, 1, 65535)
         self.memory_limit = None if memory_limit is None else v.integer("memory_limit", memory_limit, 1)
         self.handshake_timeout = v.positive("handshake_timeout", handshake_timeout)
+        if data_dir is not None and (not isinstance(data_dir, str) or not data_dir or "\x00" in data_dir):
+            raise ValueError(f"data_dir must be a directory path (str) or None, got {data_dir!r}")
+        self.data_dir = data_dir
+        self.store: Store | None = None
         self.cluster_name = "labkit"
         self.connections: set[Connection] = set()
         self._pending: list[Connection] = []  # connections with unflushed output
@@ -68,8 +76,15 @@ class Broker:
         if self._server is not None:
             raise RuntimeError("broker already started")
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: Connection(self), self.host, self.port,
-                                                reuse_address=True)
+        if self.data_dir is not None:
+            self.store = Store(self.data_dir)
+            restore(self.vhost, self.store)
+        try:
+            self._server = await loop.create_server(lambda: Connection(self), self.host, self.port,
+                                                    reuse_address=True)
+        except BaseException:
+            self._close_store()
+            raise
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -98,9 +113,16 @@ class Broker:
             await asyncio.sleep(0.01)
         for conn in list(self.connections):
             conn._abort()
+        self._close_store()  # first: clearing the vhost below must not log durable things as deleted
         self.vhost.clear()
         self.flush_pending()
         await server.wait_closed()
+
+    def _close_store(self) -> None:
+        store, self.store = self.store, None
+        self.vhost.store = None
+        if store is not None:
+            store.close()
 
     async def __aenter__(self) -> Broker:
         return await self.start()
