@@ -7,7 +7,7 @@ PYTEST := $(BIN)/python -m pytest
 # Two workers match the 2-core target machine; loadfile keeps each notebook's cells on one worker.
 PYTEST_PARALLEL := -n 2 --dist loadfile
 
-.PHONY: install book test lab bench student clean
+.PHONY: install book test lab soak bench student clean
 
 install: $(STAMP)
 
@@ -26,8 +26,17 @@ book: install
 test: install
 	$(PYTEST) $(PYTEST_PARALLEL) --nbval-lax tests chapters
 
+# JupyterLab on the chapters, on 127.0.0.1. Containers and fresh cloud machines run as root, where JupyterLab
+# refuses to start without --allow-root: pass it, and say so. LAB_ARGS adds options (e.g. --no-browser --port=8899).
 lab: install
-	$(BIN)/jupyter lab chapters
+	@if [ "$$(id -u)" = 0 ]; then echo "make lab: running as root, so JupyterLab gets --allow-root"; set -- --allow-root; fi; \
+	exec $(BIN)/jupyter lab --ip=127.0.0.1 "$$@" $(LAB_ARGS) chapters
+
+# The whole suite N times from a clean clone, shuffled, quiet and beside two busy processes; prints per test how
+# often it failed. Not part of `make test` (it takes N × 2 suite runs).
+N ?= 5
+soak: install
+	$(BIN)/python tools/soak.py --runs $(N)
 
 bench: install
 	$(BIN)/python bench/broker.py

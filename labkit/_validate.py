@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from numbers import Integral, Real
 from typing import Any, TypeVar
 
-__all__ = ["positive", "non_negative", "probability", "between", "port", "one_of", "integer"]
+__all__ = ["positive", "non_negative", "probability", "between", "port", "one_of", "integer", "amqp_url", "queue_name"]
 
 T = TypeVar("T")
 
@@ -92,4 +92,18 @@ def one_of(name: str, value: T, allowed: Iterable[Any]) -> T:
     if value not in options:
         shown = ", ".join(repr(o) for o in options)
         raise _fail(name, f"one of {shown}", value)
+    return value
+
+
+def amqp_url(name: str, value: T) -> T:
+    """Check an AMQP URL: a string starting with ``amqp://`` or ``amqps://``."""
+    if not isinstance(value, str) or not value.startswith(("amqp://", "amqps://")):
+        raise ValueError(f"{name} must start with amqp:// or amqps://, got {value!r}")
+    return value
+
+
+def queue_name(name: str, value: T) -> T:
+    """Check a queue (or exchange) name: a non-empty string of at most 255 characters (AMQP's shortstr)."""
+    if not isinstance(value, str) or not value or len(value) > 255:
+        raise _fail(name, "a non-empty queue name of at most 255 characters", value)
     return value

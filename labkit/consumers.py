@@ -28,6 +28,7 @@ from pamqp.commands import Basic
 from labkit import tracing
 from labkit._validate import integer, probability
 from labkit.metrics import Record
+from labkit.queues import declare_run_queue
 from labkit.services import rng_for, sampler
 
 __all__ = ["Consumer", "publish", "PUBLISHED_AT_HEADER"]
@@ -155,7 +156,7 @@ class Consumer:
         try:
             self._channel = await self._connection.channel()
             if self.declare:
-                await self._channel.queue_declare(self.queue, arguments=self.arguments)
+                await declare_run_queue(self._channel, self.queue, arguments=self.arguments)
             for exchange, routing_key in self.bindings:
                 await self._channel.queue_bind(self.queue, exchange, routing_key=routing_key)
             await self._channel.basic_qos(prefetch_count=self.prefetch)

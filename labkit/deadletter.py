@@ -30,7 +30,8 @@ import aiormq
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
-from labkit._validate import integer
+from labkit._validate import integer, queue_name
+from labkit.queues import declare_run_queue
 
 __all__ = [
     "DEATH_HEADERS",
@@ -49,10 +50,7 @@ DEATH_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue", "x-
                  "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason", "x-delivery-count")
 
 
-def _name(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{name} must be a non-empty queue name, got {value!r}")
-    return value
+_name = queue_name
 
 
 def deaths(message: DeliveredMessage) -> dict[tuple[str, str], int]:
@@ -94,12 +92,13 @@ class RetryTopology:
         return f"{self.name}.dlq"
 
     async def declare(self, channel: aiormq.abc.AbstractChannel) -> None:
-        """Declare the three queues (dead-lettering through the default exchange, so no exchanges needed)."""
-        await channel.queue_declare(self.queue, arguments={
+        """Declare the three queues, per-run (durable with x-expires), dead-lettering through the default
+        exchange, so no exchanges are needed."""
+        await declare_run_queue(channel, self.queue, arguments={
             "x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.retry_queue})
-        await channel.queue_declare(self.retry_queue, arguments={
+        await declare_run_queue(channel, self.retry_queue, arguments={
             "x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.queue, "x-message-ttl": self.delay_ms})
-        await channel.queue_declare(self.dlq)
+        await declare_run_queue(channel, self.dlq)
 
     async def delete(self, channel: aiormq.abc.AbstractChannel) -> None:
         for queue in (self.queue, self.retry_queue, self.dlq):
@@ -137,10 +136,10 @@ class RetryTopology:
 
 async def delivery_limited_queue(channel: aiormq.abc.AbstractChannel, queue: str, dlq: str, limit: int) -> None:
     """Declare a quorum queue that dead-letters a message to ``dlq`` after ``limit`` + 1 deliveries
-    (each nack with requeue counts), and the plain queue ``dlq``. Quorum queues are durable: delete both
+    (each nack with requeue counts), and ``dlq`` as a per-run queue. Quorum queues are durable: delete both
     when done."""
     integer("limit", limit, 0)
-    await channel.queue_declare(_name("dlq", dlq))
+    await declare_run_queue(channel, _name("dlq", dlq))
     await channel.queue_declare(_name("queue", queue), durable=True, arguments={
         "x-queue-type": "quorum", "x-delivery-limit": limit,
         "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq})

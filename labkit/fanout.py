@@ -20,6 +20,7 @@ import aiormq
 
 from labkit._validate import integer, non_negative, one_of, probability
 from labkit.metrics import Clock, as_t0
+from labkit.queues import declare_run_queue
 from labkit.streams import queue_name
 
 __all__ = ["EXCHANGE_TYPES", "Fanout", "Hiccup", "lag_timeline"]
@@ -108,7 +109,8 @@ class Fanout:
         return self
 
     async def add(self, queue: str, *, declare: bool = True, routing_key: str | None = None) -> str:
-        """Bind ``queue`` (declared here as a classic queue unless ``declare=False``, e.g. for a stream)
+        """Bind ``queue`` (declared here as a per-run queue, durable with x-expires, unless ``declare=False``,
+        e.g. for a stream)
         with ``routing_key`` (default: the fan-out's): from now on it gets a copy of every event, not
         of earlier ones. :meth:`stop` deletes it with the rest."""
         if not self._started:
@@ -117,7 +119,7 @@ class Fanout:
         if routing_key is not None and not isinstance(routing_key, str):
             raise ValueError(f"routing_key must be a string or None, got {routing_key!r}")
         if declare:
-            await self.channel.queue_declare(queue)
+            await declare_run_queue(self.channel, queue)
         await self.channel.queue_bind(queue, self.exchange, routing_key=self.routing_key if routing_key is None
                                       else routing_key)
         self.queues.append(queue)

@@ -27,20 +27,42 @@ import json
 import os
 import warnings
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import aiohttp
 import aiormq
 from yarl import URL
 
 from labkit import tracing
-from labkit._validate import integer, positive
+from labkit._validate import amqp_url as check_amqp_url
+from labkit._validate import integer, positive, queue_name
 from labkit._validate import port as check_port
+from labkit.broker import profiles as broker_profiles
 from labkit.consumers import Consumer, publish
+from labkit.lifecycle import unique
 from labkit.metrics import Clock, QueueDepthSampler
+from labkit.queues import declare_run_queue
 from labkit.services import Service, is_success, target_url
 
 __all__ = ["Lab", "HTTPStatusError"]
+
+P = TypeVar("P")
+
+
+class _class_or_instance:
+    """``Lab.start(...)`` creates and starts a lab; ``lab.start(part)`` attaches a part to a running one.
+
+    One name for both keeps the notebooks' vocabulary to a single verb: whatever you start, you ``start``.
+    """
+
+    def __init__(self, create: Callable[..., Any]):
+        self._create = create
+        self.__doc__ = create.__doc__
+
+    def __get__(self, lab: "Lab | None", cls: type) -> Callable[..., Any]:
+        if lab is None:
+            return self._create.__get__(cls, cls) if hasattr(self._create, "__get__") else self._create
+        return lab.start_part
 
 
 class HTTPStatusError(Exception):
@@ -66,17 +88,22 @@ class Lab:
         amqp_url: str | None = None,
         broker_options: dict[str, Any] | None = None,
         http_timeout: float = 30.0,
+        rabbitmq: str | None = None,
     ):
         """``amqp=False`` skips the broker (HTTP-only experiments start faster); ``amqp_url`` overrides
-        ``AMQP_URL``; ``broker_options`` go to the embedded broker (e.g. ``{"memory_limit": 50_000_000}``)."""
+        ``AMQP_URL``; ``broker_options`` go to the embedded broker (e.g. ``{"memory_limit": 50_000_000}``);
+        ``rabbitmq`` picks the RabbitMQ release the embedded broker behaves like, "4.3" (default) or "3.10"
+        (default: the ``LABKIT_RABBITMQ`` environment variable)."""
         self.seed = integer("seed", seed, 0)
         self.amqp = bool(amqp)
-        if amqp_url is not None and not str(amqp_url).startswith(("amqp://", "amqps://")):
-            raise ValueError(f"amqp_url must start with amqp:// or amqps://, got {amqp_url!r}")
-        self._amqp_url_option = amqp_url
+        self._amqp_url_option = None if amqp_url is None else check_amqp_url("amqp_url", amqp_url)
         if broker_options is not None and not isinstance(broker_options, dict):
             raise ValueError(f"broker_options must be a dict of Broker options or None, got {broker_options!r}")
         self.broker_options = dict(broker_options or {})
+        # Which RabbitMQ release the embedded broker behaves like: "4.3" (default) or "3.10"; None reads
+        # $LABKIT_RABBITMQ. Checked here, so a typo fails at Lab(...), naming the argument.
+        self.rabbitmq = broker_profiles.resolve(rabbitmq).name
+        self.broker_options.setdefault("rabbitmq", self.rabbitmq)
         self.http_timeout = positive("http_timeout", http_timeout)
         #: the experiment's timeline, shared with labkit.load/metrics/faults (see :meth:`mark`).
         self.clock = Clock()
@@ -100,12 +127,39 @@ class Lab:
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
-    @classmethod
+    @_class_or_instance
     async def start(cls, seed: int = 0, **options: Any) -> "Lab":
-        """Start a lab (stopping the one already running in this kernel, if any) and return it."""
+        """``await Lab.start(seed, **options)``: start a lab (stopping the one already running in this
+        kernel, if any) and return it. On a lab, ``await lab.start(part)`` attaches a part instead
+        (:meth:`start_part`), and ``await Lab(...).start()`` starts that lab."""
         lab = cls(seed, **options)
         await lab._start()
         return lab
+
+    async def start_part(self, part: P | None = None) -> P:
+        """``await lab.start(part)``: the one way to attach a part (anything with ``start()`` and ``stop()``,
+        see :class:`labkit.lifecycle.Component`). The part is started and returned; the lab owns it and
+        stops it with everything else (or now, with :meth:`remove`). A part that needs the lab itself
+        (services, proxies, the tracer) gets it first through its ``attach(lab)`` method, if it has one."""
+        if part is None:  # Lab(...).start(): the lab itself, as a Component
+            await self._start()
+            return self  # type: ignore[return-value]
+        self._check_running()
+        if not callable(getattr(part, "start", None)) or not callable(getattr(part, "stop", None)):
+            raise ValueError(f"part must have async start() and stop() methods (a labkit Component), got {part!r}")
+        if part in self._owned:
+            raise ValueError(f"part is already attached to this lab: {part!r}")
+        attach = getattr(part, "attach", None)
+        if callable(attach):
+            attach(self)
+        started = await part.start()
+        self._owned.append(part)
+        return part if started is None else started
+
+    def unique(self, prefix: str = "lab") -> str:
+        """A queue or exchange name no other run uses: ``lab.unique("orders")`` -> ``"orders-1a2b3c4d"``
+        (several people may share one RabbitMQ)."""
+        return unique(prefix)
 
     async def __aenter__(self) -> "Lab":
         await self._start()
@@ -221,9 +275,7 @@ class Lab:
         old = self.services.pop(name, None)
         if old is not None:
             await self._forget(old)
-        svc = Service(name, seed=self.seed, tracer=self.tracer, **options)
-        await svc.start()
-        self._owned.append(svc)
+        svc = await self.start_part(Service(name, seed=self.seed, tracer=self.tracer, **options))
         self.services[name] = svc
         return svc
 
@@ -243,9 +295,8 @@ class Lab:
             raise ValueError(f"target must be a Service, a port (1-65535) or 'amqp', got {target!r}")
         from labkit.faults import FaultProxy  # imported late: only chapters with faults need it
 
-        proxy = FaultProxy("127.0.0.1", upstream, name or getattr(target, "name", None) or f"proxy:{upstream}")
-        await proxy.start()
-        self._owned.append(proxy)
+        proxy = await self.start_part(
+            FaultProxy("127.0.0.1", upstream, name or getattr(target, "name", None) or f"proxy:{upstream}"))
         self.proxies.append(proxy)
         return proxy
 
@@ -293,9 +344,8 @@ class Lab:
         idempotent, seen, crash_after, handler, declare, arguments, bindings, name)."""
         self._check_running()
         self._check_amqp()
-        consumer = Consumer(self.amqp_url, queue, seed=self.seed, tracer=self.tracer, **options)
-        await consumer.start()
-        self._owned.append(consumer)
+        consumer = await self.start_part(Consumer(self.amqp_url, queue, seed=self.seed, tracer=self.tracer,
+                                                  **options))
         self.consumers.append(consumer)
         return consumer
 
@@ -312,7 +362,7 @@ class Lab:
 
     async def queue_depth(self, queue: str) -> int:
         """Messages ready in ``queue`` (a passive declare: works on both brokers; unacked not counted)."""
-        _queue_name(queue)
+        queue_name("queue", queue)
         channel = await self._channel()
         ok = await channel.queue_declare(queue, passive=True)
         return ok.message_count
@@ -320,14 +370,17 @@ class Lab:
     async def sample_queue(self, queue: str, interval: float = 0.1) -> QueueDepthSampler:
         """Start sampling the depth of ``queue`` every ``interval`` seconds on a channel of its own, on
         the lab's timeline; read ``sampler.timeseries()``. Stopped with the lab (or ``lab.remove``)."""
-        sampler = QueueDepthSampler(await self.channel(), queue, interval, t0=self.clock)
-        await sampler.start()
-        self._owned.append(sampler)
-        return sampler
+        return await self.start_part(QueueDepthSampler(await self.channel(), queue, interval, t0=self.clock))
+
+    async def declare_queue(self, queue: str, arguments: dict[str, Any] | None = None) -> str:
+        """Declare ``queue`` for this run: durable, deleted by the broker once unused for a while
+        (``x-expires``, see :mod:`labkit.queues` for why every queue is one of four kinds). Returns the name."""
+        await declare_run_queue(await self._channel(), queue, arguments=arguments)
+        return queue
 
     async def delete_queue(self, queue: str) -> None:
         """Delete ``queue`` (for clean-up between experiments; missing queues are fine)."""
-        _queue_name(queue)
+        queue_name("queue", queue)
         channel = await self._channel()
         await channel.queue_delete(queue)
 
@@ -344,9 +397,9 @@ class Lab:
         return task
 
     def own(self, thing: Any) -> Any:
-        """Hand the lab a started component built outside it (anything with an async ``stop()``, e.g. a
-        :class:`labkit.projection.Shop`): the lab stops it with everything else, or now with :meth:`remove`.
-        Returns ``thing``."""
+        """Hand the lab a part that is *already started* (anything with an async ``stop()``); the lab stops
+        it with everything else. Returns ``thing``. Prefer :meth:`start` (``await lab.start(part)``), which
+        starts the part too, so a part that fails to start is never left half-owned."""
         self._check_running()
         if not callable(getattr(thing, "stop", None)):
             raise ValueError(f"thing must have an async stop() method, got {thing!r}")
@@ -355,10 +408,10 @@ class Lab:
         return thing
 
     async def remove(self, thing: Any) -> None:
-        """Stop one part of this lab now (service, consumer, proxy, sampler or an :meth:`own`-ed component);
-        the rest keep running."""
+        """Stop one part of this lab now (service, consumer, proxy, sampler or a part attached with
+        :meth:`start`); the rest keep running."""
         if thing not in self._owned:
-            raise ValueError(f"thing must be a part of this lab (service, consumer, proxy, sampler or owned), "
+            raise ValueError(f"thing must be a part of this lab (service, consumer, proxy, sampler or started), "
                              f"got {thing!r}")
         await self._forget(thing)
 
@@ -427,12 +480,6 @@ class Lab:
                 if self._default_channel is None or self._default_channel.is_closed:
                     self._default_channel = await connection.channel()
         return self._default_channel
-
-
-def _queue_name(queue: Any) -> str:
-    if not isinstance(queue, str) or not queue:
-        raise ValueError(f"queue must be a non-empty queue name, got {queue!r}")
-    return queue
 
 
 def _without_password(url: str | None) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from labkit._validate import between, non_negative, one_of, positive
+from labkit._validate import between, non_negative, one_of, positive, queue_name
 
 __all__ = ["Clock", "as_t0", "sleep_until", "Record", "Recording", "QueueDepthSampler", "percentile"]
 
@@ -299,10 +299,8 @@ class QueueDepthSampler:
     """
 
     def __init__(self, channel, queue: str, interval: float = 0.1, t0: Clock | float | None = None):
-        if not isinstance(queue, str) or not queue:
-            raise ValueError(f"queue must be a non-empty queue name, got {queue!r}")
         self.channel = channel
-        self.queue = queue
+        self.queue = queue_name("queue", queue)
         self.interval = positive("interval", interval)
         self.t0 = as_t0(t0)
         self.samples: list[tuple[float, int, int]] = []  # (monotonic time, messages ready, consumers)

@@ -38,9 +38,11 @@ import aiormq
 from aiohttp import web
 
 from labkit import tracing
+from labkit._validate import amqp_url as check_amqp_url
 from labkit._validate import integer, non_negative, positive
 from labkit.consumers import Consumer, publish
 from labkit.metrics import Clock, Record, Recording, as_t0
+from labkit.queues import declare_run_queue
 
 __all__ = ["PREFER_ASYNC", "OrderService", "Projection", "ReadModel", "Shop", "start_shop"]
 
@@ -319,9 +321,7 @@ class Shop:
     def __init__(self, amqp_url: str, *, work_time: float = 0.01, distribution: str = "exponential",
                  prefetch: int = 10, concurrency: int = 1, wait_timeout: float = 5.0, seed: int = 0,
                  tracer: tracing.Tracer | None = None):
-        if not isinstance(amqp_url, str) or not amqp_url.startswith(("amqp://", "amqps://")):
-            raise ValueError(f"amqp_url must start with amqp:// or amqps://, got {amqp_url!r}")
-        self.amqp_url = amqp_url
+        self.amqp_url = check_amqp_url("amqp_url", amqp_url)
         self.queue = f"shop-order-placed-{uuid.uuid4().hex[:8]}"
         self.read_model = ReadModel(wait_timeout)
         self.projection = Projection(amqp_url, self.queue, self.read_model, work_time=work_time,
@@ -338,7 +338,7 @@ class Shop:
         self._connection = await aiormq.connect(self.amqp_url)
         try:
             self._channel = await self._connection.channel()
-            await self._channel.queue_declare(self.queue)
+            await declare_run_queue(self._channel, self.queue)
             await self.read_model.start()
             await self.projection.start()
             self.orders = await OrderService(self._channel, self.queue, self.read_url, self.tracer).start()

@@ -38,7 +38,9 @@ from aiohttp import web
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from pamqp.commands import Basic
 
-from labkit._validate import integer, non_negative, one_of
+from labkit._validate import amqp_url as check_amqp_url
+from labkit._validate import integer, non_negative, one_of, queue_name
+from labkit.lifecycle import AmqpWorker
 from labkit.metrics import Record, Recording
 
 __all__ = [
@@ -235,49 +237,47 @@ class GrpcClient:
 # -- AMQP: a broker hop ----------------------------------------------------------------------------------
 
 
-class AmqpEchoWorker:
+class AmqpEchoWorker(AmqpWorker):
     """Consumes ``queue`` on its own connection; after ``work_time`` per message, answers requests that
-    carry a ``reply_to`` (RPC) and just acknowledges the others (one-way). ``done`` counts messages."""
+    carry a ``reply_to`` (RPC) and just acknowledges the others (one-way). ``done`` counts messages.
+
+    The queue is exclusive: it belongs to this worker and disappears with its connection (clients on
+    other connections may still publish to it)."""
 
     def __init__(self, amqp_url: str, queue: str, work_time: float = 0.0, prefetch: int = 100):
-        self.amqp_url, self.queue = _amqp_url(amqp_url), _queue(queue)
+        super().__init__(amqp_url, name=f"echo worker {queue}", prefetch=integer("prefetch", prefetch, 1, 65535),
+                         confirms=False)
+        self.queue = queue_name("queue", queue)
         self.work_time = non_negative("work_time", work_time)
-        self.prefetch = integer("prefetch", prefetch, 1, 65535)
         self.done = 0
-        self._connection: aiormq.abc.AbstractConnection | None = None
-        self._channel: aiormq.abc.AbstractChannel | None = None
         self._tasks: set[asyncio.Task] = set()
 
-    async def start(self) -> AmqpEchoWorker:
-        self._connection = await aiormq.connect(self.amqp_url)
-        self._channel = await self._connection.channel(publisher_confirms=False)
-        await self._channel.queue_declare(self.queue, auto_delete=True)
-        await self._channel.basic_qos(prefetch_count=self.prefetch)
-        await self._channel.basic_consume(self.queue, self._on_message)
-        return self
+    async def declare(self, channel: aiormq.abc.AbstractChannel) -> None:
+        await channel.queue_declare(self.queue, exclusive=True)
 
-    async def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
+    def subscriptions(self) -> list[tuple[str, None]]:
+        return [(self.queue, None)]
+
+    async def handle(self, message: aiormq.abc.DeliveredMessage) -> None:
         # Work on messages concurrently, as the HTTP and gRPC servers do with requests.
-        task = asyncio.ensure_future(self._handle(message))
+        task = asyncio.ensure_future(self._answer(message))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, message: aiormq.abc.DeliveredMessage) -> None:
+    async def _answer(self, message: aiormq.abc.DeliveredMessage) -> None:
         await _work(self.work_time)
         props = message.header.properties
         if props.reply_to:
-            await self._channel.basic_publish(message.body, routing_key=props.reply_to,
-                                              properties=Basic.Properties(correlation_id=props.correlation_id))
-        await self._channel.basic_ack(message.delivery.delivery_tag)
+            await self.publish(message.body, routing_key=props.reply_to,
+                               properties=Basic.Properties(correlation_id=props.correlation_id))
+        await message.channel.basic_ack(message.delivery.delivery_tag)
         self.done += 1
 
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._connection is not None:
-            await self._connection.close()
-            self._connection = self._channel = None
+        await super().stop()
 
 
 class AmqpClient:
@@ -285,7 +285,7 @@ class AmqpClient:
     :class:`AmqpEchoWorker`'s ``queue``. ``reuse=False``: a new AMQP connection for every call."""
 
     def __init__(self, amqp_url: str, queue: str, reuse: bool = True):
-        self.amqp_url, self.queue, self.reuse = _amqp_url(amqp_url), _queue(queue), bool(reuse)
+        self.amqp_url, self.queue, self.reuse = check_amqp_url("amqp_url", amqp_url), queue_name("queue", queue), bool(reuse)
         self._session: _AmqpSession | None = None
 
     async def start(self) -> AmqpClient:
@@ -359,18 +359,6 @@ class _AmqpSession:
         await self.connection.close()
 
 
-def _amqp_url(url: Any) -> str:
-    if not isinstance(url, str) or not url.startswith(("amqp://", "amqps://")):
-        raise ValueError(f"amqp_url must start with amqp:// or amqps://, got {url!r}")
-    return url
-
-
-def _queue(name: Any) -> str:
-    if not isinstance(name, str) or not name or len(name) > 255:
-        raise ValueError(f"queue must be a non-empty string of at most 255 characters, got {name!r}")
-    return name
-
-
 # -- all three, for a lab --------------------------------------------------------------------------------
 
 
@@ -391,9 +379,9 @@ class Protocols:
     AMQP_RPC, AMQP_PUBLISH = "AMQP RPC", "AMQP publish"
 
     def __init__(self, amqp_url: str, work_time: float = 0.0, queue: str | None = None):
-        self.amqp_url = _amqp_url(amqp_url)
+        self.amqp_url = check_amqp_url("amqp_url", amqp_url)
         self.work_time = non_negative("work_time", work_time)
-        self.queue = _queue(queue) if queue is not None else f"labkit-echo-{uuid.uuid4().hex[:8]}"
+        self.queue = queue_name("queue", queue) if queue is not None else f"labkit-echo-{uuid.uuid4().hex[:8]}"
         self.http = HttpEchoServer(work_time)
         self.grpc = GrpcEchoServer(work_time)
         self.worker = AmqpEchoWorker(self.amqp_url, self.queue, work_time)

@@ -38,6 +38,10 @@ OPTIONS: dict[str, tuple[str, type, str]] = {
     "memory_limit": ("--memory-limit", int, "queued-bytes limit that blocks publishers (default none)"),
     "handshake_timeout": ("--handshake-timeout", float,
                           "seconds a new connection gets to finish the handshake (default 10)"),
+    "max_message_size": ("--max-message-size", int,
+                         "largest message body in bytes (default: the profile's, 16 MiB on 4.3, 128 MiB on 3.10)"),
+    "rabbitmq": ("--rabbitmq", str, "RabbitMQ release to behave like: 4.3 or 3.10 "
+                                    "(default $LABKIT_RABBITMQ, else 4.3)"),
     "data_dir": ("--data-dir", str, "keep durable queues and persistent messages here across restarts "
                                     "(default: in memory only)"),
 }

@@ -16,13 +16,14 @@ from pamqp import commands as spec
 from . import errors, frames
 from .message import EXPIRATION_FLAG, REPLY_TO_FLAG, USER_ID_FLAG, Message, clone_properties
 from .queue import Consumer, Queue, validate_expiration
+from .profiles import MAX_MESSAGE_SIZE
+from .tx import Transaction
 from .vhost import REPLY_PREFIX, REPLY_TO
 
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
 
 OPEN, CLOSING, CLOSED = "open", "closing", "closed"
-MAX_MESSAGE_SIZE = 128 * 1024 * 1024  # RabbitMQ 3.10's default max_message_size
 
 
 class Channel:
@@ -32,6 +33,9 @@ class Channel:
         self.number = number
         self.state = OPEN
         self.confirm = False
+        self.tx: Transaction | None = None
+        self.max_message_size = conn.broker.max_message_size
+        self._oversized = 0  # size of a publish being discarded because it exceeds max_message_size
         self.publish_seq = 0
         self.pending_confirms: list[tuple[int, bool]] = []
         self.next_tag = 0
@@ -56,6 +60,8 @@ class Channel:
             spec.Queue.Declare: self._on_queue_declare, spec.Queue.Bind: self._on_queue_bind,
             spec.Queue.Unbind: self._on_queue_bind, spec.Queue.Purge: self._on_queue_purge,
             spec.Queue.Delete: self._on_queue_delete,
+            spec.Tx.Select: self._on_tx_select, spec.Tx.Commit: self._on_tx_commit,
+            spec.Tx.Rollback: self._on_tx_rollback,
         }
 
     # -- incoming frames ------------------------------------------------------------------------
@@ -103,12 +109,10 @@ class Channel:
         if self._publish is None or self._header is not None:
             raise errors.UnexpectedFrame("unexpected content header frame", method=(60, 40))
         size = frames.header_body_size(payload)
-        if size > MAX_MESSAGE_SIZE:
-            self._publish = None
-            raise errors.PreconditionFailed(f"message size {size} is larger than configured max size "
-                                            f"{MAX_MESSAGE_SIZE}", method=(60, 40))
         self._header = payload
         self._remaining = size
+        if size > self.max_message_size:
+            self._oversized = size  # its body is counted and dropped, not buffered (memory stays bounded)
         if size == 0:
             self._complete(b"")
 
@@ -119,6 +123,10 @@ class Channel:
         if self._remaining < 0:
             raise errors.FrameError("content body larger than announced in the content header",
                                     method=(60, 40))
+        if self._oversized:
+            if self._remaining == 0:
+                self._refuse_oversized()
+            return
         if self._remaining == 0:
             if self._body:
                 self._body.append(payload)
@@ -129,6 +137,15 @@ class Channel:
             self._complete(body)
         else:
             self._body.append(payload)
+
+    def _refuse_oversized(self) -> None:
+        """RabbitMQ checks max_message_size once the whole message has arrived (rabbit_channel.erl,
+        check_msg_size), so the 406 comes after the last body frame, as there."""
+        size, self._oversized = self._oversized, 0
+        self._publish = self._header = None
+        limit = self.max_message_size
+        which = "max size" if limit == MAX_MESSAGE_SIZE else "configured max size"
+        raise errors.PreconditionFailed(f"message size {size} is larger than {which} {limit}", method=(60, 40))
 
     def _complete(self, body: bytes) -> None:
         exchange, routing_key, mandatory = self._publish
@@ -150,23 +167,34 @@ class Channel:
             self.publish_seq += 1
         conn = self.conn
         conn.published = True
-        if exchange == "" and routing_key.startswith(REPLY_PREFIX):
-            delivered = self.vhost.reply(routing_key, msg)
-            queues: list = []
-        else:
-            queues = self.vhost.route(exchange, routing_key, msg)
-            delivered = bool(queues)
-        accepted = True
-        if queues:
-            accepted = self.vhost.enqueue(queues, msg)
-        elif not delivered and mandatory:
-            fields = frames.return_fields(312, "NO_ROUTE", exchange, routing_key)
-            conn.write_frames(frames.delivery_frames(self.number, frames.RETURN, fields, msg.header, msg.body,
-                                                     conn.frame_max))
+        reply = exchange == "" and routing_key.startswith(REPLY_PREFIX)
+        queues = [] if reply else self.vhost.route(exchange, routing_key, msg)
+        if self.tx is not None:  # routed now, delivered at commit
+            self.tx.publishes.append(lambda: self._deliver(exchange, routing_key, mandatory, msg, queues, reply))
+            return
+        accepted = self._deliver(exchange, routing_key, mandatory, msg, queues, reply)
         if self.confirm:
             if not self.pending_confirms:
                 conn.confirming.append(self)
             self.pending_confirms.append((self.publish_seq, accepted))
+
+    def _deliver(self, exchange: str, routing_key: str, mandatory: bool, msg: Message, queues: list[Queue],
+                 reply: bool) -> bool:
+        """Enqueue a routed publish (or return it if mandatory and unroutable); False if a queue refused it."""
+        if reply:
+            delivered = self.vhost.reply(routing_key, msg)
+        else:
+            if self.tx is not None:  # a queue may have gone away between publish and commit
+                queues = [q for q in queues if not q.deleted]
+            delivered = bool(queues)
+        if queues:
+            return self.vhost.enqueue(queues, msg)
+        if not delivered and mandatory:
+            conn = self.conn
+            fields = frames.return_fields(312, "NO_ROUTE", exchange, routing_key)
+            conn.write_frames(frames.delivery_frames(self.number, frames.RETURN, fields, msg.header, msg.body,
+                                                     conn.frame_max))
+        return True
 
     def _check_properties(self, msg: Message) -> None:
         props = msg.properties
@@ -229,7 +257,7 @@ class Channel:
     def _on_qos(self, m: spec.Basic.Qos) -> None:
         if m.prefetch_size:
             raise errors.NotImplementedFeature(f"prefetch_size!=0 ({m.prefetch_size})", method=(60, 10))
-        if m.global_:
+        if m.global_ and self.vhost.profile.global_qos:
             self.prefetch_global = m.prefetch_count
             self._redispatch()
         else:
@@ -288,58 +316,84 @@ class Channel:
         self.next_tag += 1
         if not m.no_ack:
             self.unacked[self.next_tag] = (queue, msg, None)
-        out = queue.outgoing(msg)
+        out = queue.outgoing(msg, get=True)
         fields = frames.get_ok_fields(self.next_tag, msg.redelivered, out.exchange, out.routing_key,
                                       len(queue.ready))
         self.conn.write_frames(frames.delivery_frames(self.number, frames.GET_OK, fields, out.header, out.body,
                                                       self.conn.frame_max))
 
-    def _take(self, tag: int, multiple: bool) -> list[tuple[Queue | None, Message, Consumer | None]]:
-        """Remove and return the unacked deliveries an ack/nack/reject refers to."""
+    def _pop(self, tag: int, multiple: bool) -> dict[int, tuple[Queue | None, Message, Consumer | None]]:
+        """Remove and return, by tag, the unacked deliveries an ack/nack/reject refers to."""
         unacked = self.unacked
         if multiple and tag == 0:
-            taken = list(unacked.values())
+            taken = dict(unacked)
             unacked.clear()
         elif tag not in unacked:
             raise errors.PreconditionFailed(f"unknown delivery tag {tag}")
         elif multiple:
-            tags = [t for t in unacked if t <= tag]
-            taken = [unacked.pop(t) for t in tags]
+            taken = {t: unacked.pop(t) for t in [t for t in unacked if t <= tag]}
         else:
-            taken = [unacked.pop(tag)]
+            taken = {tag: unacked.pop(tag)}
+        return taken
+
+    def _take(self, tag: int, multiple: bool) -> list[tuple[Queue | None, Message, Consumer | None]]:
+        """Remove the deliveries an ack/nack/reject refers to and free their prefetch slots."""
+        taken = list(self._pop(tag, multiple).values())
+        self._free(taken)
+        return taken
+
+    def _free(self, taken: list) -> None:
         for _queue, _msg, consumer in taken:
             if consumer is not None:
                 consumer.unacked -= 1
                 self.global_unacked -= 1
-        return taken
+
+    def _settle_later(self, tag: int, multiple: bool, settle: Any) -> bool:
+        """In a transaction: take the tags now, settle at commit. False outside a transaction."""
+        if self.tx is None:
+            return False
+        self.tx.settlements.append((settle, self._pop(tag, multiple)))
+        return True
 
     def _ack(self, tag: int, multiple: bool) -> None:
-        taken = self._take(tag, multiple)
+        if not self._settle_later(tag, multiple, self._acked):
+            self._acked(self._take(tag, multiple), freed=True)
+
+    def _acked(self, taken: list, freed: bool = False) -> None:
+        if not freed:
+            self._free(taken)
         for queue, msg, _consumer in taken:
             queue.ack(msg)
         self._after_settle(taken)
 
     def _on_nack(self, m: spec.Basic.Nack) -> None:
-        self._settle(self._take(m.delivery_tag, m.multiple), m.requeue)
+        # RabbitMQ 4.3: nack with requeue is an explicit return, not a failed delivery
+        settle = lambda taken: self._settle(taken, m.requeue, failed=False)  # noqa: E731
+        if not self._settle_later(m.delivery_tag, m.multiple, settle):
+            self._settle(self._take(m.delivery_tag, m.multiple), m.requeue, failed=False, freed=True)
 
     def _on_reject(self, m: spec.Basic.Reject) -> None:
-        self._settle(self._take(m.delivery_tag, False), m.requeue)
+        settle = lambda taken: self._settle(taken, m.requeue)  # noqa: E731
+        if not self._settle_later(m.delivery_tag, False, settle):
+            self._settle(self._take(m.delivery_tag, False), m.requeue, freed=True)
 
-    def _settle(self, taken: list, requeue: bool) -> None:
+    def _settle(self, taken: list, requeue: bool, failed: bool = True, freed: bool = False) -> None:
+        if not freed:
+            self._free(taken)
         if requeue:
-            self._requeue(taken)
+            self._requeue(taken, failed)
         else:
             for queue, msg, _consumer in taken:
                 queue.reject(msg)
         self._after_settle(taken)
 
     @staticmethod
-    def _requeue(taken: list) -> None:
+    def _requeue(taken: list, failed: bool = True) -> None:
         by_queue: dict[Queue, list[Message]] = {}
         for queue, msg, _consumer in taken:
             by_queue.setdefault(queue, []).append(msg)
         for queue, msgs in by_queue.items():
-            queue.requeue(msgs)
+            queue.requeue(msgs, failed)
 
     def _after_settle(self, taken: list) -> None:
         """Freed prefetch capacity: let the queues push more."""
@@ -361,15 +415,42 @@ class Channel:
 
     def _on_recover(self, m: spec.Basic.Recover | spec.Basic.RecoverAsync) -> None:
         taken = self._take(0, True)
-        self._requeue(taken)
+        self._requeue(taken, failed=False)
         if isinstance(m, spec.Basic.Recover):
             self._send(spec.Basic.RecoverOk())
         self._after_settle(taken)
 
     def _on_confirm_select(self, m: spec.Confirm.Select) -> None:
+        if self.tx is not None:
+            raise errors.PreconditionFailed("cannot switch from tx to confirm mode")
         self.confirm = True
         if not m.nowait:
             self._send(spec.Confirm.SelectOk())
+
+    # -- Tx -------------------------------------------------------------------------------------
+    def _on_tx_select(self, m: spec.Tx.Select) -> None:
+        if self.confirm:
+            raise errors.PreconditionFailed("cannot switch from confirm to tx mode")
+        if self.tx is None:
+            self.tx = Transaction()
+        self._send(spec.Tx.SelectOk())
+
+    def _transaction(self) -> Transaction:
+        if self.tx is None:
+            raise errors.PreconditionFailed("channel is not transactional")
+        return self.tx
+
+    def _on_tx_commit(self, m: spec.Tx.Commit) -> None:
+        self._transaction().commit()
+        if self.conn.broker.store is not None:
+            self.conn.broker.store.commit()  # like RabbitMQ: persistent messages are on disk before commit-ok
+        self._send(spec.Tx.CommitOk())
+
+    def _on_tx_rollback(self, m: spec.Tx.Rollback) -> None:
+        held = self._transaction().rollback()
+        if held:
+            self.unacked = dict(sorted({**self.unacked, **held}.items()))
+        self._send(spec.Tx.RollbackOk())
 
     def _on_flow(self, m: spec.Channel.Flow) -> None:
         """Like RabbitMQ 3.x: a client may not stop deliveries with channel.flow (use prefetch)."""
@@ -441,6 +522,8 @@ class Channel:
             return
         self.state = CLOSED
         self.pending_confirms = []
+        if self.tx is not None:  # settlements held by an open transaction are undone: requeue those too
+            self.unacked.update(self.tx.rollback())
         for consumer in list(self.consumers.values()):
             self._drop_consumer(consumer)
         self.consumers.clear()

@@ -33,9 +33,10 @@ CAPABILITIES = {
 CLOSE_OK_TIMEOUT = 1.0
 
 
-def server_properties(cluster_name: str) -> dict:
-    """What connection.start advertises: RabbitMQ's capability set, so clients enable the same features."""
-    return {"product": "labkit.broker", "version": "3.10-compatible",
+def server_properties(cluster_name: str, version: str) -> dict:
+    """What connection.start advertises: RabbitMQ's capability set, so clients enable the same features,
+    and the version of the RabbitMQ release the broker's profile behaves like."""
+    return {"product": "labkit.broker", "version": version,
             "platform": f"Python {platform.python_version()}", "cluster_name": cluster_name,
             "copyright": "labkit", "information": "embedded AMQP 0-9-1 broker for the course",
             "capabilities": dict(CAPABILITIES)}
@@ -151,9 +152,10 @@ class Connection(asyncio.Protocol):
         elif self._head[:8] == frames.PROTOCOL_HEADER:
             rest, self._head = self._head[8:], b""
             self.state = START
+            broker = self.broker
             self.write(frames.method_frame(0, spec.Connection.Start(
-                0, 9, server_properties=server_properties(self.broker.cluster_name), mechanisms="PLAIN",
-                locales="en_US")))
+                0, 9, server_properties=server_properties(broker.cluster_name, broker.profile.version),
+                mechanisms="PLAIN", locales="en_US")))
             return rest
         # Wrong protocol: answer with the one we speak, then close (AMQP 0-9-1 section 4.2.2).
         self.transport.write(frames.PROTOCOL_HEADER)
@@ -259,9 +261,11 @@ class Connection(asyncio.Protocol):
             if not isinstance(method, spec.Channel.Open):
                 raise errors.ChannelMisuse(f"expected 'channel.open' on channel {number}",
                                            method=(method.index >> 16, method.index & 0xFFFF))
-            if number > self.channel_max:
-                raise errors.NotAllowed(f"channel number {number} exceeds channel_max {self.channel_max}",
-                                        method=(20, 10))
+            if self.channel_max and len(self.channels) >= self.channel_max:
+                # RabbitMQ limits how many channels are open at once, not the channel number
+                # (rabbit_reader.erl, create_channel): 3.10.8 opens channel 65535 with channel_max 2047.
+                raise errors.NotAllowed(f"number of channels opened ({len(self.channels)}) has reached the "
+                                        f"negotiated channel_max ({self.channel_max})")
             self.channels[number] = Channel(self, number)
             self.write(frames.method_frame(number, spec.Channel.OpenOk()))
             return

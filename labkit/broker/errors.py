@@ -22,7 +22,9 @@ class AMQPError(Exception):
 
     @property
     def reply_text(self) -> str:
-        return f"{self.label} - {self.text}"[:255]
+        """``LABEL - text``, cut like RabbitMQ cuts it: over 255 characters, the first 252 and "..."."""
+        text = f"{self.label} - {self.text}"
+        return text if len(text) <= 255 else text[:252] + "..."
 
 
 class ChannelError(AMQPError):
@@ -65,6 +67,12 @@ class FrameError(ConnectionError):
 
 class CommandInvalid(ConnectionError):
     code, label = 503, "COMMAND_INVALID"
+
+
+class InternalError(ConnectionError):
+    """541 INTERNAL_ERROR: RabbitMQ 4.3 refuses a denied deprecated feature with it (closing the connection)."""
+
+    code, label = 541, "INTERNAL_ERROR"
 
 
 class ChannelMisuse(ConnectionError):

@@ -207,14 +207,8 @@ class Queue:
         self.touch()
 
     def _delivery_limit(self, args: dict) -> int | None:
-        if "x-delivery-limit" in args:
-            raise errors.PreconditionFailed(
-                f"invalid arg 'x-delivery-limit' for queue '{self.name}' in vhost '/': "
-                "only supported by quorum queues")
+        """Only quorum queues count deliveries (vhost.declare refuses x-delivery-limit elsewhere)."""
         return None
-
-    def declaration(self) -> tuple:
-        return (self.durable, self.owner is not None, self.auto_delete)
 
     # -- publishing -----------------------------------------------------------------------------
     def publish(self, msg: Message) -> bool:
@@ -334,8 +328,8 @@ class Queue:
             self.unacked_bytes += msg.size
         return msg
 
-    def outgoing(self, msg: Message) -> Message:
-        """The message as sent to a consumer (quorum and stream queues add headers)."""
+    def outgoing(self, msg: Message, get: bool = False) -> Message:
+        """The message as sent to a consumer or basic.get (quorum and stream queues add headers)."""
         return msg
 
     # -- settling -------------------------------------------------------------------------------
@@ -355,17 +349,20 @@ class Queue:
         if not self.deleted:
             self.vhost.dead_letter(self, msg, "rejected")
 
-    def requeue(self, msgs: Iterable[Message]) -> None:
-        """Return unacked messages to their original positions, marked redelivered."""
+    def requeue(self, msgs: Iterable[Message], failed: bool = True) -> None:
+        """Return unacked messages to their original positions, marked redelivered. ``failed`` is False
+        for an explicit return (basic.nack or basic.recover with requeue), which RabbitMQ 4.3's quorum
+        queues do not count toward the delivery limit."""
         back = []
         for msg in msgs:
             self.unacked -= 1
             self.unacked_bytes -= msg.size
             msg.redelivered = True
             msg.returns += 1
+            msg.failures += failed
             if self.deleted:
                 continue
-            if self.delivery_limit is not None and msg.returns > self.delivery_limit:
+            if self.delivery_limit is not None and self._deliveries_counted(msg) > self.delivery_limit:
                 self._release(msg)
                 self.vhost.dead_letter(self, msg, "delivery_limit")
             else:
@@ -375,6 +372,10 @@ class Queue:
             self._return(back)
             self.dispatch()
             self._expire()
+
+    @staticmethod
+    def _deliveries_counted(msg: Message) -> int:
+        return msg.returns
 
     def _return(self, msgs: list[Message]) -> None:
         """Classic queues put returned messages back at their original positions."""
@@ -476,28 +477,35 @@ class QuorumQueue(Queue):
     kind = "quorum"
 
     def _delivery_limit(self, args: dict) -> int | None:
-        if not self.durable:
-            raise errors.PreconditionFailed(f"invalid property 'non-durable' for queue '{self.name}' in vhost '/'")
-        if self.owner is not None:
-            raise errors.PreconditionFailed(
-                f"invalid property 'exclusive-owner' for queue '{self.name}' in vhost '/'")
-        if self.auto_delete:
-            raise errors.PreconditionFailed(f"invalid property 'auto-delete' for queue '{self.name}' in vhost '/'")
-        if "x-max-priority" in args:
-            raise errors.PreconditionFailed(
-                f"invalid arg 'x-max-priority' for queue '{self.name}' in vhost '/' of queue type rabbit_quorum_queue")
-        return _int_arg(args, "x-delivery-limit", self.name, 0)
+        """x-delivery-limit, else the profile's default (20 since RabbitMQ 4.0, none in 3.10)."""
+        limit = _int_arg(args, "x-delivery-limit", self.name, 0)
+        return self.vhost.profile.quorum_default_delivery_limit if limit is None else limit
 
     def _return(self, msgs: list[Message]) -> None:
         """Quorum queues (RabbitMQ 3.10) put returned messages at the back, in the order returned."""
         for msg in msgs:
             self.ready.append(msg)
 
-    def outgoing(self, msg: Message) -> Message:
-        if not msg.returns:
-            return msg
-        props = clone_properties(msg.properties)
-        props.headers["x-delivery-count"] = msg.returns
+    def _deliveries_counted(self, msg: Message) -> int:
+        return msg.failures if self.vhost.profile.quorum_counts_v8 else msg.returns
+
+    def outgoing(self, msg: Message, get: bool = False) -> Message:
+        """RabbitMQ 3.10.8 (observed) sends x-delivery-count once a message has been returned, and on
+        every basic.get (0 the first time: rabbit_fifo_client:dequeue adds it unconditionally). 4.3 (rabbit_fifo v8,
+        rabbit_fifo_client:add_delivery_count_header) sends nothing the first time, then x-acquired-count
+        (every return) and, once a delivery has failed, x-delivery-count (failed deliveries only)."""
+        if self.vhost.profile.quorum_counts_v8:
+            if not msg.returns:
+                return msg
+            props = clone_properties(msg.properties)
+            props.headers["x-acquired-count"] = msg.returns
+            if msg.failures:
+                props.headers["x-delivery-count"] = msg.failures
+        else:
+            if not msg.returns and not get:
+                return msg
+            props = clone_properties(msg.properties)
+            props.headers["x-delivery-count"] = msg.returns
         return msg.with_properties(props)
 
 

@@ -14,7 +14,7 @@ import time
 from urllib.parse import quote
 
 from .. import _validate as v
-from . import errors, frames
+from . import errors, frames, profiles
 from .connection import Connection
 from .flow import MemoryAlarm
 from .store import Store, restore
@@ -44,6 +44,7 @@ class Broker:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, user: str = "guest", password: str = "guest",
                  heartbeat: int = 60, frame_max: int = 131072, channel_max: int = 2047,
                  memory_limit: int | None = None, handshake_timeout: float = 10.0,
+                 rabbitmq: str | None = None, max_message_size: int | None = None,
                  data_dir: str | None = None) -> None:
         """``data_dir``: where durable queues, exchanges, bindings and persistent messages are logged
         (store.py) and recovered from on start; None keeps everything in memory only."""
@@ -58,6 +59,11 @@ class Broker:
         self.channel_max = v.integer("channel_max", channel_max, 1, 65535)
         self.memory_limit = None if memory_limit is None else v.integer("memory_limit", memory_limit, 1)
         self.handshake_timeout = v.positive("handshake_timeout", handshake_timeout)
+        #: which RabbitMQ release to behave like ("4.3" or "3.10"; default $LABKIT_RABBITMQ or 4.3)
+        self.profile = profiles.resolve(rabbitmq)
+        #: largest message body accepted (RabbitMQ's max_message_size: the profile's default, at most 512 MiB)
+        self.max_message_size = (self.profile.max_message_size if max_message_size is None else
+                                 v.integer("max_message_size", max_message_size, 1, profiles.MAX_MESSAGE_SIZE))
         if data_dir is not None and (not isinstance(data_dir, str) or not data_dir or "\x00" in data_dir):
             raise ValueError(f"data_dir must be a directory path (str) or None, got {data_dir!r}")
         self.data_dir = data_dir
@@ -67,7 +73,7 @@ class Broker:
         self._pending: list[Connection] = []  # connections with unflushed output
         self._flush_handle: asyncio.Handle | None = None
         self.memory = MemoryAlarm(self.memory_limit, self._alarm)
-        self.vhost = VHost(self.memory)
+        self.vhost = VHost(self.memory, self.profile)
         self._server: asyncio.base_events.Server | None = None
         self._samples: dict[str, list[tuple[float, list[int]]]] = {}
 

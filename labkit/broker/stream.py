@@ -41,14 +41,7 @@ class StreamQueue(Queue):
 
     def __init__(self, vhost, name: str, durable: bool, exclusive_owner: Any, auto_delete: bool,
                  arguments: dict) -> None:
-        if not durable or exclusive_owner is not None or auto_delete:
-            prop = "non-durable" if not durable else "exclusive-owner" if exclusive_owner is not None else "auto-delete"
-            raise errors.PreconditionFailed(f"invalid property '{prop}' for queue '{name}' in vhost '/'")
-        for arg in ("x-max-length", "x-message-ttl", "x-dead-letter-exchange", "x-max-priority",
-                    "x-overflow", "x-delivery-limit"):
-            if arg in arguments:
-                raise errors.PreconditionFailed(
-                    f"invalid arg '{arg}' for queue '{name}' in vhost '/' of queue type rabbit_stream_queue")
+        # properties and arguments of other queue types are refused before (labkit.broker.declare)
         super().__init__(vhost, name, durable, exclusive_owner, auto_delete, arguments)
         self.max_age = _max_age(self.arguments.get("x-max-age"), name)
         self.log: deque[Message] = deque()
@@ -118,7 +111,7 @@ class StreamQueue(Queue):
                 self.stats[1] += 1
                 consumer.channel.deliver(consumer, msg)
 
-    def outgoing(self, msg: Message) -> Message:
+    def outgoing(self, msg: Message, get: bool = False) -> Message:
         props = clone_properties(msg.properties)
         props.headers["x-stream-offset"] = msg.seq
         return msg.with_properties(props)

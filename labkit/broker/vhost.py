@@ -13,9 +13,11 @@ import secrets
 from typing import Any
 
 from . import errors
+from .declare import check_new_queue
 from .exchange import TYPES, Exchange
 from .flow import MemoryAlarm
 from .message import Message, clone_properties
+from .profiles import Profile
 from .queue import QUEUE_TYPES, Queue, QuorumQueue, amqp_type
 from .stream import StreamQueue
 
@@ -30,6 +32,12 @@ _EQUIV_ARGS = ("x-message-ttl", "x-max-length", "x-max-length-bytes", "x-overflo
                "x-max-age", "x-expires", "x-single-active-consumer")
 
 
+def _locked(name: str) -> str:
+    return (f"cannot obtain exclusive access to locked queue '{name}' in vhost '/'. It could be originally "
+            "declared on another connection or the exclusive property value does not match that of the "
+            "original declaration.")
+
+
 def _bool(value: bool) -> str:
     return "true" if value else "false"
 
@@ -37,8 +45,9 @@ def _bool(value: bool) -> str:
 class VHost:
     name = "/"
 
-    def __init__(self, memory: MemoryAlarm) -> None:
+    def __init__(self, memory: MemoryAlarm, profile: Profile) -> None:
         self.memory = memory
+        self.profile = profile
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         self.reply_consumers: dict[str, Any] = {}
@@ -125,10 +134,7 @@ class VHost:
         if q is None:
             raise errors.NotFound(f"no queue '{name}' in vhost '/'")
         if q.owner is not None and q.owner is not conn:
-            raise errors.ResourceLocked(
-                f"cannot obtain exclusive access to locked queue '{name}' in vhost '/'. It could be originally "
-                "declared on another connection or the exclusive property value does not match that of the "
-                "original declaration.")
+            raise errors.ResourceLocked(_locked(name))
         return q
 
     def queue_declare(self, conn: Any, name: str, passive: bool, durable: bool, exclusive: bool,
@@ -141,16 +147,17 @@ class VHost:
             name = "amq.gen-" + secrets.token_urlsafe(16)[:22]
         elif name.startswith("amq."):
             raise errors.AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
+        durable = durable and not exclusive  # RabbitMQ: exclusive queues are never durable
         existing = self.queues.get(name)
         if existing is not None:
-            self.queue(name, conn)
-            self._check_equivalent(existing, durable, exclusive, auto_delete, arguments)
+            self._check_equivalent(existing, conn, durable, exclusive, auto_delete, arguments)
             existing.touch()
             return existing
         kind = arguments.get("x-queue-type", "classic")
         if kind not in QUEUE_TYPES:
             raise errors.PreconditionFailed(
                 f"invalid arg 'x-queue-type' for queue '{name}' in vhost '/': \"unsupported queue type '{kind}'\"")
+        check_new_queue(self.profile, name, kind, durable, exclusive, auto_delete, arguments)
         q = _QUEUE_CLASSES[kind](self, name, durable, conn if exclusive else None, auto_delete, arguments)
         self.queues[name] = q
         if durable and not exclusive and self.store is not None:
@@ -158,9 +165,14 @@ class VHost:
         return q
 
     @staticmethod
-    def _check_equivalent(q: Queue, durable: bool, exclusive: bool, auto_delete: bool, arguments: dict) -> None:
-        for field, got, have in zip(("durable", "exclusive", "auto_delete"), (durable, exclusive, auto_delete),
-                                    q.declaration()):
+    def _check_equivalent(q: Queue, conn: Any, durable: bool, exclusive: bool, auto_delete: bool,
+                          arguments: dict) -> None:
+        """RabbitMQ's assert_equivalence: exclusive access first (405, strict: the exclusive flag must match
+        too), then durable, auto_delete and the arguments (406)."""
+        if q.owner is not (conn if exclusive else None):
+            raise errors.ResourceLocked(_locked(q.name))
+        for field, got, have in zip(("durable", "auto_delete"), (durable, auto_delete),
+                                    (q.durable, q.auto_delete)):
             if got != have:
                 raise errors.PreconditionFailed(
                     f"inequivalent arg '{field}' for queue '{q.name}' in vhost '/': "

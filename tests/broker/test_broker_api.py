@@ -89,7 +89,7 @@ async def test_stop_leaves_no_tasks_or_timers_behind():
     broker = await Broker(heartbeat=1).start()
     conn = await aiormq.connect(broker.url)
     ch = await conn.channel()
-    await ch.queue_declare(name(), arguments={"x-message-ttl": 60_000})
+    await ch.queue_declare(name(), arguments={"x-message-ttl": 60_000}, durable=True)
     await ch.basic_publish(BODY, routing_key="")
     await conn.close()
     await broker.stop()
@@ -101,7 +101,7 @@ async def test_stop_leaves_no_tasks_or_timers_behind():
 
 async def test_queues_reports_depths_consumers_and_rates(broker, channel):
     q = name()
-    await channel.queue_declare(q)
+    await channel.queue_declare(q, durable=True)
     for _ in range(5):
         await channel.basic_publish(BODY, routing_key=q)
     first = {row["name"]: row for row in broker.queues()}[q]
@@ -130,7 +130,7 @@ async def test_queue_types_are_reported(broker, channel):
 async def test_reset_deletes_queues_and_exchanges_and_cancels_consumers(broker, channel):
     q, ex = name(), name("ex")
     await channel.exchange_declare(ex, exchange_type="fanout")
-    await channel.queue_declare(q)
+    await channel.queue_declare(q, durable=True)
     await channel.queue_bind(q, ex)
     cancelled = asyncio.Event()
     channel.on_consumer_cancel_callbacks.add(lambda frame: cancelled.set())
@@ -149,7 +149,7 @@ async def test_reset_deletes_queues_and_exchanges_and_cancels_consumers(broker, 
 
 async def test_overview_totals(broker, channel):
     q = name()
-    await channel.queue_declare(q)
+    await channel.queue_declare(q, durable=True)
     await channel.basic_publish(BODY, routing_key=q)
     overview = broker.overview()
     assert overview["connections"] == 1 and overview["channels"] == 1 and overview["queues"] == 1
@@ -161,9 +161,9 @@ async def test_stored_bytes_return_to_zero_after_every_kind_of_removal(broker, c
     """Ack, reject, nack-requeue-then-ack, expiry, overflow, purge, delete and dead-lettering all
     release exactly what they stored; otherwise the memory alarm would drift."""
     dlq, main = name("dlq"), name("main")
-    await channel.queue_declare(dlq)
+    await channel.queue_declare(dlq, durable=True)
     await channel.queue_declare(main, arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq,
-                                                 "x-max-length": 3})
+                                                 "x-max-length": 3}, durable=True)
     for i in range(5):  # two overflow into the dead-letter queue
         await channel.basic_publish(BODY, routing_key=main)
     get = [await channel.basic_get(main) for _ in range(3)]
@@ -187,7 +187,7 @@ async def test_acks_after_a_reset_do_not_drive_the_byte_count_negative(broker, c
     """Unacked messages of a deleted queue are released with the queue; their late acks (and
     requeues, and rejects) must not subtract again, or the memory alarm would drift low."""
     q = name()
-    await channel.queue_declare(q, arguments={"x-dead-letter-exchange": "amq.fanout"})
+    await channel.queue_declare(q, arguments={"x-dead-letter-exchange": "amq.fanout"}, durable=True)
     for _ in range(3):
         await channel.basic_publish(BODY, routing_key=q)
     got = [await channel.basic_get(q) for _ in range(3)]
@@ -197,5 +197,5 @@ async def test_acks_after_a_reset_do_not_drive_the_byte_count_negative(broker, c
     await channel.basic_ack(got[0].delivery.delivery_tag)
     await channel.basic_nack(got[1].delivery.delivery_tag, requeue=True)
     await channel.basic_reject(got[2].delivery.delivery_tag, requeue=False)
-    await channel.queue_declare(name())  # a round trip: the acks above have been processed
+    await channel.queue_declare(name(), durable=True)  # a round trip: the acks above have been processed
     assert broker.memory.used == 0

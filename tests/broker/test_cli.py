@@ -184,7 +184,7 @@ async def test_admin_reports_queues_and_overview_and_reset_empties_them(child):
     connection = await aiormq.connect(c.url)
     try:
         channel = await connection.channel()
-        await channel.queue_declare(name)
+        await channel.queue_declare(name, durable=True)
         for i in range(3):
             await channel.basic_publish(b"%d" % i, routing_key=name)
 

@@ -28,9 +28,9 @@ async def channel():
 async def test_unroutable_message_goes_to_the_alternate_exchange(channel):
     await channel.exchange_declare("ae", exchange_type="fanout")
     await channel.exchange_declare("orders", exchange_type="direct", arguments={"alternate-exchange": "ae"})
-    await channel.queue_declare("unrouted")
+    await channel.queue_declare("unrouted", durable=True)
     await channel.queue_bind("unrouted", "ae")
-    await channel.queue_declare("routed")
+    await channel.queue_declare("routed", durable=True)
     await channel.queue_bind("routed", "orders", routing_key="ok")
     await channel.basic_publish(b"lost", exchange="orders", routing_key="nowhere")
     await channel.basic_publish(b"kept", exchange="orders", routing_key="ok")
@@ -43,7 +43,7 @@ async def test_unroutable_message_goes_to_the_alternate_exchange(channel):
 @pytest.mark.parametrize("mode, matches", [("any", False), ("any-with-x", True), ("all-with-x", True)])
 async def test_headers_exchange_matches_x_keys_only_with_x_modes(channel, mode, matches):
     await channel.exchange_declare("hx", exchange_type="headers")
-    await channel.queue_declare("hq")
+    await channel.queue_declare("hq", durable=True)
     await channel.queue_bind("hq", "hx", arguments={"x-match": mode, "x-tenant": "a"})
     await channel.basic_publish(b"m", exchange="hx", properties=spec.Basic.Properties(headers={"x-tenant": "a"}))
     got = await channel.basic_get("hq", no_ack=True)
@@ -72,7 +72,7 @@ async def test_immediate_publish_is_not_implemented(channel):
 async def test_single_active_consumer_hands_the_backlog_to_the_next_consumer(channel):
     """The active consumer is at its prefetch limit with a backlog waiting; when it cancels, the next
     consumer gets the backlog at once (no new publish needed)."""
-    await channel.queue_declare("sac", arguments={"x-single-active-consumer": True})
+    await channel.queue_declare("sac", arguments={"x-single-active-consumer": True}, durable=True)
     await channel.basic_qos(prefetch_count=1)
     first: list = []
     second: list = []
@@ -121,9 +121,9 @@ async def test_closing_a_connection_does_not_bounce_messages_between_its_own_cha
 async def test_max_length_zero_still_feeds_a_waiting_consumer(channel):
     """RabbitMQ delivers to a waiting consumer before it enqueues, so x-max-length 0 (drop-head)
     makes a "deliver now or drop" queue: consumed messages arrive, the rest are dead-lettered."""
-    await channel.queue_declare("dropped")
+    await channel.queue_declare("dropped", durable=True)
     await channel.queue_declare("zero", arguments={"x-max-length": 0, "x-dead-letter-exchange": "",
-                                                   "x-dead-letter-routing-key": "dropped"})
+                                                   "x-dead-letter-routing-key": "dropped"}, durable=True)
     await channel.basic_publish(b"nobody-waiting", routing_key="zero")
     got: list = []
     await channel.basic_consume("zero", got.append, no_ack=True)
@@ -152,9 +152,9 @@ async def test_dead_lettering_may_use_an_internal_exchange(channel):
     """Clients cannot publish to an internal exchange, but the broker's own dead-lettering can (and
     must not fail inside a TTL timer)."""
     await channel.exchange_declare("dlx-internal", exchange_type="fanout", internal=True)
-    await channel.queue_declare("dead")
+    await channel.queue_declare("dead", durable=True)
     await channel.queue_bind("dead", "dlx-internal")
-    await channel.queue_declare("short", arguments={"x-message-ttl": 10, "x-dead-letter-exchange": "dlx-internal"})
+    await channel.queue_declare("short", arguments={"x-message-ttl": 10, "x-dead-letter-exchange": "dlx-internal"}, durable=True)
     await channel.basic_publish(b"m", routing_key="short")
     async with asyncio.timeout(5):
         while True:
@@ -170,7 +170,7 @@ async def test_consumer_priority_serves_high_priority_consumers_first(channel):
     share messages round-robin while they have prefetch room; priority 0 gets only the overflow."""
     conn = channel.connection
     channels = [channel, await conn.channel(), await conn.channel()]
-    await channel.queue_declare("cp")
+    await channel.queue_declare("cp", durable=True)
     got: dict[str, list] = {"low": [], "high1": [], "high2": []}
     for ch, (label, priority) in zip(channels, (("low", 0), ("high1", 10), ("high2", 10))):
         await ch.basic_qos(prefetch_count=2)

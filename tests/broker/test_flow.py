@@ -30,7 +30,7 @@ async def test_consumers_are_not_blocked_and_their_draining_unblocks_the_publish
     caplog.set_level(logging.WARNING, logger="aiormq.connection")
     consumer_conn = await aiormq.connect(broker.url)
     consumer = await consumer_conn.channel()
-    await consumer.queue_declare("flow")
+    await consumer.queue_declare("flow", durable=True)
     publisher_conn = await aiormq.connect(broker.url)
     publisher = await publisher_conn.channel()
     for _ in range(LIMIT // len(BODY) + 1):
@@ -65,11 +65,11 @@ async def test_consumers_are_not_blocked_and_their_draining_unblocks_the_publish
 async def test_reset_clears_the_alarm(broker):
     conn = await aiormq.connect(broker.url)
     ch = await conn.channel()
-    await ch.queue_declare("flow")
+    await ch.queue_declare("flow", durable=True)
     for _ in range(LIMIT // len(BODY) + 1):
         await ch.basic_publish(BODY, routing_key="flow")
     assert broker.memory.blocked
     await broker.reset()
     assert not broker.memory.blocked and broker.memory.used == 0
-    await asyncio.wait_for(ch.queue_declare("again"), 5)  # the connection is read again
+    await asyncio.wait_for(ch.queue_declare("again", durable=True), 5)  # the connection is read again
     await conn.close()

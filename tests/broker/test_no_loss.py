@@ -132,7 +132,7 @@ async def test_every_confirmed_message_is_acked_despite_consumers_killed_mid_str
     setup = await aiormq.connect(url)
     try:
         channel = await setup.channel()
-        await channel.queue_declare(queue)
+        await channel.queue_declare(queue, durable=True)
         for _ in range(SURVIVORS):
             await survivor(url, queue, ledger, connections)
 

@@ -35,13 +35,14 @@ async def bodies(channel, queue: str) -> list[bytes]:
 class Restarting:
     """A broker on ``data_dir`` that can be stopped and started again, with one client connection."""
 
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, **options) -> None:
         self.data_dir = data_dir
+        self.options = options
         self.broker: Broker | None = None
         self.connection = None
 
     async def start(self):
-        self.broker = await Broker(data_dir=self.data_dir).start()
+        self.broker = await Broker(data_dir=self.data_dir, **self.options).start()
         self.connection = await aiormq.connect(self.broker.url)
         return await self.connection.channel()
 
@@ -75,7 +76,8 @@ async def test_durable_queue_keeps_persistent_messages_in_order_and_drops_transi
     assert await bodies(channel, "orders") == [b"p0", b"p1", b"p2", b"p3", b"p4"]
 
 
-async def test_transient_queues_and_exchanges_vanish_even_with_persistent_messages(node):
+async def test_transient_queues_and_exchanges_vanish_even_with_persistent_messages(tmp_path):
+    node = Restarting(str(tmp_path / "data"), rabbitmq="3.10")  # 4.3 refuses transient queues outright
     channel = await node.start()
     await channel.queue_declare("scratch", durable=False)
     await channel.exchange_declare("flash", exchange_type="fanout", durable=False)
@@ -84,6 +86,7 @@ async def test_transient_queues_and_exchanges_vanish_even_with_persistent_messag
     assert "scratch" not in node.broker.vhost.queues and "flash" not in node.broker.vhost.exchanges
     with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
         await channel.queue_declare("scratch", passive=True)
+    await node.stop()
 
 
 async def test_durable_exchanges_and_bindings_route_after_restart(node):
@@ -269,3 +272,16 @@ async def test_broker_process_crash_and_restart_keep_the_url_and_only_what_was_d
         await connection.close()
     finally:
         await bp.stop()
+
+
+async def test_a_committed_transaction_survives_a_restart_a_rolled_back_one_does_not(node):
+    await node.start()
+    channel = await node.connection.channel(publisher_confirms=False)  # tx and confirms do not mix
+    await channel.queue_declare("ledger", durable=True)
+    await channel.tx_select()
+    await channel.basic_publish(b"rolled back", routing_key="ledger", properties=PERSISTENT)
+    await channel.tx_rollback()
+    await channel.basic_publish(b"committed", routing_key="ledger", properties=PERSISTENT)
+    await channel.tx_commit()
+    channel = await node.restart()
+    assert await bodies(channel, "ledger") == [b"committed"]

@@ -58,7 +58,7 @@ async def test_queues_overview_and_reset_go_through_the_admin_api(broker):
     connection = await aiormq.connect(broker.url)
     try:
         channel = await connection.channel()
-        await channel.queue_declare(name)
+        await channel.queue_declare(name, durable=True)
         for i in range(5):
             await channel.basic_publish(b"%d" % i, routing_key=name)
         queues = {q["name"]: q for q in await broker.queues()}

@@ -1,5 +1,5 @@
-"""Wire-level behaviour aiormq cannot provoke: an oversized message announcement, and publishes that
-race with a channel.close the broker sent (the second checked against RabbitMQ 3.10.8 with this client).
+"""Wire-level behaviour aiormq cannot provoke: an oversized message, and publishes that race with a
+channel.close the broker sent (the second checked against RabbitMQ 3.10.8 with this client).
 
 Why raw frames: aiormq never announces a 200 MB body it does not send, and never keeps publishing
 on a channel it knows is closed; buggy or hostile clients do, and the broker must answer with the
@@ -76,18 +76,35 @@ async def open_channel(client: RawClient, number: int) -> None:
     await client.expect(spec.Channel.OpenOk)
 
 
-async def test_announcing_a_body_above_the_max_message_size_is_precondition_failed(raw):
-    """Same code and text as RabbitMQ 3.10 (max_message_size 128 MiB), but raised as soon as the
-    content header announces the size: RabbitMQ first buffers the whole body, the lab broker does
-    not let one client make it hold 128 MiB."""
-    await open_channel(raw, 1)
-    raw.send(1, spec.Basic.Publish(routing_key="q"), header.ContentHeader(0, 200 * 1024 * 1024))
-    close = await raw.expect(spec.Channel.Close)
-    assert close.reply_code == 406 and "max size" in close.reply_text
-    raw.send(1, spec.Channel.CloseOk())
-    await open_channel(raw, 2)  # the connection is still usable
-    raw.send(2, spec.Queue.Declare(queue="after"))
-    assert (await raw.expect(spec.Queue.DeclareOk)).queue == "after"
+async def test_a_message_above_max_message_size_is_refused_after_its_body_and_never_buffered():
+    """RabbitMQ checks max_message_size once the whole message has arrived (406, channel closed, same
+    text); the lab counts the body frames of an oversized message and drops them as they come, so a
+    client announcing 200 MiB cannot make it hold 200 MiB."""
+    broker = await Broker(max_message_size=10_000).start()
+    raw = await RawClient.connect(broker.port)
+    try:
+        await open_channel(raw, 1)
+        raw.send(1, spec.Basic.Publish(routing_key="q"), header.ContentHeader(0, 30_000),
+                 body.ContentBody(b"x" * 20_000))
+        await open_channel(raw, 2)  # a round trip: the first two frames have been handled, no close yet
+        [conn] = broker.connections
+        assert conn.channels[1]._body == [] and 1 in conn.channels
+        raw.send(1, body.ContentBody(b"x" * 10_000))
+        close = await raw.expect(spec.Channel.Close)
+        assert (close.reply_code, close.reply_text) == (
+            406, "PRECONDITION_FAILED - message size 30000 is larger than configured max size 10000")
+        raw.send(1, spec.Channel.CloseOk())
+        raw.send(2, spec.Queue.Declare(queue="after", durable=True))  # the connection is still usable
+        assert (await raw.expect(spec.Queue.DeclareOk)).queue == "after"
+    finally:
+        await raw.close()
+        await broker.stop()
+
+
+@pytest.mark.parametrize("profile, limit", [("4.3", 16 * 1024 * 1024), ("3.10", 128 * 1024 * 1024)])
+def test_max_message_size_defaults_follow_the_profile(profile, limit):
+    """RabbitMQ 4.0 lowered the default max_message_size from 128 MiB to 16 MiB (4.0.1 release notes)."""
+    assert Broker(rabbitmq=profile).max_message_size == limit
 
 
 async def test_publishes_racing_a_channel_close_are_ignored_not_fatal(raw):
@@ -101,7 +118,7 @@ async def test_publishes_racing_a_channel_close_are_ignored_not_fatal(raw):
     assert close.reply_code == 404
     raw.send(1, spec.Channel.CloseOk())
     await open_channel(raw, 1)  # the number can be reused and the connection still works
-    raw.send(1, spec.Queue.Declare(queue="after"))
+    raw.send(1, spec.Queue.Declare(queue="after", durable=True))
     assert (await raw.expect(spec.Queue.DeclareOk)).queue == "after"
 
 

@@ -195,7 +195,10 @@ class Client:
         return name
 
     async def queue(self, name: str | None = None, **kwargs: Any) -> str:
-        """Declare a queue (unique name unless given) and return its name."""
+        """Declare a queue (unique name unless given) and return its name. Durable unless the test says
+        otherwise: RabbitMQ 4.3 refuses transient non-exclusive queues, and close() deletes it."""
+        if not kwargs.get("exclusive"):
+            kwargs.setdefault("durable", True)
         ok = await (await self.admin()).queue_declare(name if name is not None else self.queue_name(), **kwargs)
         self._queues.add(ok.queue)
         return ok.queue

@@ -28,7 +28,7 @@ async def test_passive_declare_counts_consumers(client):
 async def test_declare_of_existing_queue_reports_its_counts(client):
     queue = await client.queue()
     await client.publish(queue, "a", "b")
-    ok = await (await client.channel()).queue_declare(queue)
+    ok = await (await client.channel()).queue_declare(queue, durable=True)
     assert (ok.queue, ok.message_count, ok.consumer_count) == (queue, 2, 0)
 
 
@@ -161,7 +161,7 @@ async def test_priority_above_max_counts_as_max(client):
 @pytest.mark.parametrize(
     ("first", "second"),
     [
-        ({"durable": False}, {"durable": True}),
+        ({"durable": True}, {"durable": False}),
         ({"arguments": {"x-max-length": 5}}, {"arguments": {"x-max-length": 6}}),
         ({"arguments": {"x-message-ttl": 1000}}, {}),
     ],

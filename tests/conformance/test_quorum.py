@@ -12,13 +12,31 @@ QUORUM = {"x-queue-type": "quorum"}
 
 @pytest.mark.parametrize(
     ("options", "property_name"),
-    [({"durable": False}, "non-durable"), ({"durable": True, "exclusive": True}, "exclusive-owner")],
+    [({"durable": True, "exclusive": True}, "exclusive-owner"), ({"durable": True, "auto_delete": True}, "auto-delete")],
 )
-async def test_quorum_queue_must_be_durable_and_not_exclusive(client, options, property_name):
+async def test_quorum_queue_must_not_be_exclusive_or_auto_delete(client, options, property_name):
     channel = await client.channel()
-    # RabbitMQ's text names the offending property: "invalid property 'non-durable' for queue ...".
-    with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed, match=property_name):
-        await channel.queue_declare(client.queue_name(), arguments=QUORUM, **options)
+    name = client.queue_name()
+    with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed) as refused:
+        await channel.queue_declare(name, arguments=QUORUM, **options)
+    assert refused.value.args[0] == (f"PRECONDITION_FAILED - invalid property '{property_name}' for queue "
+                                     f"'{name}' in vhost '/'")
+
+
+@pytest.mark.profiles
+async def test_transient_quorum_queue_is_refused(client, profile):
+    # 3.10: the quorum type refuses it (406, channel). 4.3: the transient_nonexcl_queues check comes
+    # first (rabbit_amqqueue:declare), so it is the 541 that closes the connection.
+    connection = await client.connect()
+    channel = await connection.channel()
+    name = client.queue_name()
+    if profile == "3.10":
+        with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed) as refused:
+            await channel.queue_declare(name, durable=False, arguments=QUORUM)
+        assert refused.value.args[0] == f"PRECONDITION_FAILED - invalid property 'non-durable' for queue '{name}' in vhost '/'"
+    else:
+        with pytest.raises(aiormq.exceptions.ConnectionInternalError, match="transient_nonexcl_queues"):
+            await channel.queue_declare(name, durable=False, arguments=QUORUM)
 
 
 async def test_quorum_queue_delivers_in_order(client):
@@ -28,6 +46,8 @@ async def test_quorum_queue_delivers_in_order(client):
 
 
 async def test_quorum_delivery_limit_allows_limit_plus_one_deliveries_then_dead_letters(client):
+    # basic.reject with requeue counts as a failed delivery on every release (4.3 maps it to
+    # modify(delivery_failed=true)); basic.nack with requeue does not count on 4.3 (see below).
     dlx, dlq = await client.dead_letter_sink()
     arguments = {**QUORUM, "x-delivery-limit": 2, "x-dead-letter-exchange": dlx}
     queue = await client.queue(durable=True, arguments=arguments)
@@ -36,11 +56,11 @@ async def test_quorum_delivery_limit_allows_limit_plus_one_deliveries_then_dead_
     await channel.basic_qos(prefetch_count=1)
     deliveries = []
 
-    async def nack(message):
+    async def reject(message):
         deliveries.append(message.delivery.redelivered)
-        await channel.basic_nack(message.delivery.delivery_tag, requeue=True)
+        await channel.basic_reject(message.delivery.delivery_tag, requeue=True)
 
-    await channel.basic_consume(queue, nack)
+    await channel.basic_consume(queue, reject)
     [dead] = await client.arrivals(dlq, 1)
     await asyncio.sleep(QUIET)
     assert deliveries == [False, True, True]
@@ -49,13 +69,23 @@ async def test_quorum_delivery_limit_allows_limit_plus_one_deliveries_then_dead_
 
 async def test_classic_queue_rejects_delivery_limit(client):
     channel = await client.channel()
-    # Observed on RabbitMQ 3.10: "invalid arg 'x-delivery-limit' for queue ... of queue type
-    # rabbit_classic_queue".
-    with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed, match="x-delivery-limit"):
-        await channel.queue_declare(client.queue_name(), arguments={"x-delivery-limit": 2})
+    name = client.queue_name()
+    with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed) as refused:
+        await channel.queue_declare(name, durable=True, arguments={"x-delivery-limit": 2})
+    assert refused.value.args[0] == (f"PRECONDITION_FAILED - invalid arg 'x-delivery-limit' for queue '{name}' "
+                                     "in vhost '/' of queue type rabbit_classic_queue")
 
 
-async def test_quorum_redelivery_carries_the_delivery_count(client):
+def _counts(message) -> dict:
+    headers = message.header.properties.headers or {}
+    return {key: headers[key] for key in ("x-delivery-count", "x-acquired-count") if key in headers}
+
+
+@pytest.mark.profiles
+async def test_quorum_delivery_count_headers(client, profile):
+    # 3.10.8 (observed): a consumer gets no header the first time, then x-delivery-count = returns.
+    # 4.3 (rabbit_fifo v8): nothing the first time; then x-acquired-count counts every return and
+    # x-delivery-count only failed deliveries (reject with requeue), not nack with requeue.
     queue = await client.queue(durable=True, arguments=QUORUM)
     await client.publish(queue, "m")
     channel = await client.channel()
@@ -63,5 +93,61 @@ async def test_quorum_redelivery_carries_the_delivery_count(client):
     [first] = await inbox.take()
     await channel.basic_nack(first.delivery.delivery_tag, requeue=True)
     [second] = await inbox.take()
-    assert "x-delivery-count" not in (first.header.properties.headers or {})
-    assert (second.delivery.redelivered, second.header.properties.headers["x-delivery-count"]) == (True, 1)
+    await channel.basic_reject(second.delivery.delivery_tag, requeue=True)
+    [third] = await inbox.take()
+    seen = [_counts(m) for m in (first, second, third)]
+    if profile == "3.10":
+        assert seen == [{}, {"x-delivery-count": 1}, {"x-delivery-count": 2}]
+    else:
+        assert seen == [{}, {"x-acquired-count": 1}, {"x-acquired-count": 2, "x-delivery-count": 1}]
+    assert [m.delivery.redelivered for m in (first, second, third)] == [False, True, True]
+
+
+@pytest.mark.profiles
+async def test_quorum_basic_get_delivery_count(client, profile):
+    # 3.10.8 (observed): basic.get always carries x-delivery-count, 0 the first time
+    # (rabbit_fifo_client:dequeue); 4.3 adds the headers only once the message was returned.
+    queue = await client.queue(durable=True, arguments=QUORUM)
+    await client.publish(queue, "m")
+    channel = await client.channel()
+    [first] = await client.arrivals(queue, 1, channel=channel, no_ack=False)
+    await channel.basic_reject(first.delivery.delivery_tag, requeue=True)
+    [second] = await client.arrivals(queue, 1, channel=channel, no_ack=False)
+    if profile == "3.10":
+        assert [_counts(first), _counts(second)] == [{"x-delivery-count": 0}, {"x-delivery-count": 1}]
+    else:
+        assert [_counts(first), _counts(second)] == [{}, {"x-acquired-count": 1, "x-delivery-count": 1}]
+
+
+@pytest.mark.profiles
+async def test_quorum_nack_requeue_counts_toward_the_limit_only_before_4_3(client, profile):
+    dlx, dlq = await client.dead_letter_sink()
+    queue = await client.queue(durable=True, arguments={**QUORUM, "x-delivery-limit": 1, "x-dead-letter-exchange": dlx})
+    await client.publish(queue, "poison")
+    channel = await client.channel()
+    for _ in range(2):  # two returns: over the limit of 1 on 3.10; not counted at all on 4.3
+        [message] = await client.arrivals(queue, 1, channel=channel, no_ack=False)
+        await channel.basic_nack(message.delivery.delivery_tag, requeue=True)
+    if profile == "3.10":
+        [dead] = await client.arrivals(dlq, 1)
+        assert dead.header.properties.headers["x-death"][0]["reason"] == "delivery_limit"
+    else:
+        await asyncio.sleep(QUIET)
+        assert (await client.message_count(queue), await client.message_count(dlq)) == (1, 0)
+
+
+@pytest.mark.profiles
+async def test_quorum_default_delivery_limit(client, profile):
+    # RabbitMQ 4.0 release notes: quorum queues have a default delivery limit of 20; 3.10 has none.
+    dlx, dlq = await client.dead_letter_sink()
+    queue = await client.queue(durable=True, arguments={**QUORUM, "x-dead-letter-exchange": dlx})
+    await client.publish(queue, "poison")
+    channel = await client.channel()
+    for _ in range(21):
+        [message] = await client.arrivals(queue, 1, channel=channel, no_ack=False)
+        await channel.basic_reject(message.delivery.delivery_tag, requeue=True)
+    if profile == "3.10":
+        assert len(await client.arrivals(queue, 1)) == 1  # still there after 21 failed deliveries
+    else:
+        [dead] = await client.arrivals(dlq, 1)
+        assert dead.header.properties.headers["x-death"][0]["reason"] == "delivery_limit"

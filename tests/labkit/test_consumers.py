@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from labkit.consumers import Consumer
+from labkit.queues import declare_run_queue
 
 
 async def _until(predicate, timeout=10.0):
@@ -109,7 +110,7 @@ async def test_failures_without_requeue_drop_the_message(lab, unique):
 
 async def test_sampled_queue_depth_rises_and_drains(lab, unique):
     queue = unique("depth")
-    await (await lab.channel()).queue_declare(queue)
+    await lab.declare_queue(queue)
     sampler = await lab.sample_queue(queue, interval=0.02)
     for _ in range(20):
         await lab.publish(queue)
@@ -176,7 +177,7 @@ async def test_one_trace_follows_http_then_amqp_then_http(lab, unique):
 async def test_rejected_messages_go_to_the_dead_letter_queue(lab, unique):
     queue, dlq = unique("work"), unique("dead")
     channel = await lab.channel()
-    await channel.queue_declare(dlq)
+    await declare_run_queue(channel, dlq)
     worker = await lab.consumer(queue, work_time=0.0, failure_rate=1.0, requeue_failed=False,
                                 arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq})
     await lab.publish(queue, b"poison")

@@ -12,6 +12,7 @@ from labkit.deadletter import (
     replay,
     take_all,
 )
+from labkit.queues import declare_run_queue
 
 
 async def _until(predicate, timeout=10.0):
@@ -87,7 +88,7 @@ async def test_quorum_delivery_limit_dead_letters_after_limit_plus_one_deliverie
 async def test_take_all_empties_a_queue_in_order(lab, unique):
     queue = unique("all")
     channel = await lab.channel()
-    await channel.queue_declare(queue)
+    await declare_run_queue(channel, queue)
     for i in range(5):
         await lab.publish(queue, str(i).encode())
     assert [m.body for m in await take_all(channel, queue)] == [b"0", b"1", b"2", b"3", b"4"]
@@ -110,7 +111,7 @@ async def test_replay_moves_only_selected_letters_and_strips_death_headers(lab, 
     dlq, target = unique("dlq"), unique("target")
     channel = await lab.channel()
     for queue in (dlq, target):
-        await channel.queue_declare(queue)
+        await declare_run_queue(channel, queue)
     for body in (b"a", b"b", b"c"):
         await lab.publish(dlq, body, headers={"x-first-death-reason": "rejected", "x-attempts": 3})
     assert await replay(channel, dlq, target, select=lambda m: m.body == b"b") == 1

@@ -6,6 +6,7 @@ import pytest
 from aiormq.exceptions import ChannelNotFoundEntity
 
 from labkit.fanout import Fanout, Hiccup, lag_timeline
+from labkit.queues import declare_run_queue
 
 
 async def test_one_publish_reaches_every_bound_queue_and_stop_deletes_them(lab, unique):
@@ -25,7 +26,7 @@ async def test_topic_fanout_routes_by_pattern_and_binds_a_queue_declared_elsewhe
     exchange, queue, everything = unique("events"), unique("orders"), unique("all")
     channel = await lab.channel()
     fan = lab.own(await Fanout(channel, exchange, [queue], exchange_type="topic", routing_key="order.*").start())
-    await channel.queue_declare(everything, arguments={"x-max-length": 10})
+    await declare_run_queue(channel, everything, arguments={"x-max-length": 10})
     await fan.add(everything, declare=False, routing_key="#")
     await lab.publish("order.placed", exchange=exchange)
     await lab.publish("payment.failed", exchange=exchange)

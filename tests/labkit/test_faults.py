@@ -18,6 +18,7 @@ from aiohttp import web
 from labkit.faults import Bandwidth, Blackhole, Down, FaultProxy, Latency, Reset
 from labkit.load import open_loop
 from labkit.metrics import Clock, percentile
+from labkit.queues import declare_run_queue
 
 BIG = 50_000  # bytes served by /big
 BIG_BODY = bytes(range(256)) * (BIG // 256) + bytes(BIG % 256)  # a pattern: reordering would show
@@ -353,7 +354,7 @@ async def test_amqp_through_the_proxy(amqp_url):
         try:
             direct_ch = await direct_conn.channel()
             ch = await conn.channel()
-            await ch.queue_declare(queue, auto_delete=False)
+            await declare_run_queue(ch, queue)
             await ch.basic_publish(b"hello", routing_key=queue)
             got = await ch.basic_get(queue, no_ack=True)
             assert got.body == b"hello"

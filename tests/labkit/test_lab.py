@@ -11,6 +11,7 @@ import pytest
 from labkit import Lab
 from labkit.broker.process import BrokerProcess
 from labkit.lab import HTTPStatusError
+from labkit.queues import declare_run_queue
 
 
 def _resources():
@@ -169,7 +170,7 @@ async def test_proxy_target_is_validated(http_lab):
 async def test_stop_warns_about_a_failed_part_but_still_releases_the_rest(unique):
     lab = await Lab.start(seed=0)
     queue = unique("gone")
-    await (await lab.channel()).queue_declare(queue)
+    await lab.declare_queue(queue)
     await lab.sample_queue(queue, interval=0.01)
     svc = await lab.service("order", service_time=0.0)
     await lab.delete_queue(queue)  # the sampler's next passive declare fails with 404
@@ -265,7 +266,7 @@ async def test_concurrent_first_publishes_share_one_connection_and_keep_their_or
     reader = await aiormq.connect(lab.amqp_url)
     try:
         channel = await reader.channel()
-        await channel.queue_declare(queue, arguments={"x-expires": 30_000})
+        await declare_run_queue(channel, queue, expires_ms=30_000)
         assert lab._connection is None  # nothing opened yet: the publishes below race to open it
         await asyncio.gather(*(lab.publish(queue, str(i).encode()) for i in range(50)))
         assert lab._default_channel.connection is lab._connection

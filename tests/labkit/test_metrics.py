@@ -9,6 +9,7 @@ import aiormq
 import pytest
 
 from labkit.metrics import Clock, QueueDepthSampler, Record, Recording, as_t0, percentile, sleep_until
+from labkit.queues import declare_run_queue
 
 
 
@@ -170,7 +171,7 @@ async def amqp_channel(amqp_url):
 
 async def test_queue_depth_sampler_follows_publishes(amqp_channel):
     name = f"labkit-test-depth-{uuid.uuid4().hex[:8]}"
-    await amqp_channel.queue_declare(name, auto_delete=False, exclusive=False)
+    await declare_run_queue(amqp_channel, name)
     sampler_ch = await amqp_channel.connection.channel()
     try:
         async with QueueDepthSampler(sampler_ch, name, interval=0.02) as sampler:

@@ -178,7 +178,7 @@ async def test_interleaved_takes_turns_warms_up_and_records_failures():
     (lambda: HttpClient("http://127.0.0.1:1/", "xml"), "encoding must be one of"),
     (lambda: GrpcClient("nohost"), "target must be 'host:port'"),
     (lambda: AmqpClient("http://x", "q"), "amqp_url must start with amqp://"),
-    (lambda: AmqpEchoWorker("amqp://x", ""), "queue must be a non-empty string"),
+    (lambda: AmqpEchoWorker("amqp://x", ""), "queue must be a non-empty queue name"),
     (lambda: AmqpEchoWorker("amqp://x", "q", prefetch=0), "prefetch must be an integer in"),
     (lambda: Protocols("amqp://x", work_time=float("nan")), "work_time must be a finite number"),
 ])

@@ -9,13 +9,14 @@ import pytest
 from labkit.deadletter import take_all
 from labkit.faults import Reset
 from labkit.publisher import Publisher
+from labkit.queues import declare_run_queue
 
 
 async def _publish_through_resets(lab, unique, confirms):
     """Publish 150 messages through a proxy that resets the connection three times; return (sent, received)."""
     queue = unique("pub")
     channel = await lab.channel()
-    await channel.queue_declare(queue)
+    await declare_run_queue(channel, queue)
     proxy = await lab.proxy("amqp")
     publisher = await Publisher(proxy.via(lab.amqp_url), confirms=confirms, backoff=0.01).start()
     try:

@@ -1,0 +1,176 @@
+"""labkit.lifecycle: the Component protocol, the two bases, wait_until, unique and lab.start(part)."""
+
+import asyncio
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from labkit import Lab
+from labkit.lifecycle import AmqpWorker, Component, HttpApp, Part, unique, wait_until
+
+
+class Hello(HttpApp):
+    def __init__(self) -> None:
+        super().__init__(name="hello")
+        self.stopped = False
+
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/", self.hi)
+
+    async def hi(self, request: web.Request) -> web.Response:
+        return web.Response(text="hi")
+
+    async def on_stop(self) -> None:
+        self.stopped = True
+
+
+class Echo(AmqpWorker):
+    """Declares a per-run queue, consumes it and counts deliveries."""
+
+    def __init__(self, url: str, queue: str) -> None:
+        super().__init__(url, name="echo", prefetch=5)
+        self.queue, self.seen = queue, []
+
+    async def declare(self, channel):
+        await channel.queue_declare(self.queue, exclusive=True)
+
+    def subscriptions(self):
+        return [(self.queue, None)]
+
+    async def handle(self, message):
+        self.seen.append(bytes(message.body))
+        await message.channel.basic_ack(message.delivery.delivery_tag)
+
+
+async def test_wait_until_returns_the_truthy_value():
+    box = []
+    asyncio.get_running_loop().call_later(0.05, box.append, 7)
+    assert await wait_until(lambda: box and box[0], timeout=5) == 7
+
+
+async def test_wait_until_accepts_an_async_predicate():
+    async def ready():
+        return "yes"
+
+    assert await wait_until(ready, timeout=1) == "yes"
+
+
+async def test_wait_until_names_what_it_waited_for():
+    with pytest.raises(TimeoutError, match=r"gave up after 0.05 s waiting for 3 of 5 acks"):
+        await wait_until(lambda: False, timeout=0.05, what=lambda: "3 of 5 acks")
+    with pytest.raises(TimeoutError, match="waiting for the broker"):
+        await wait_until(lambda: False, timeout=0.02, what="the broker")
+
+
+@pytest.mark.parametrize("kwargs, name", [({"timeout": 0}, "timeout"), ({"timeout": -1}, "timeout"),
+                                          ({"interval": 0}, "interval")])
+async def test_wait_until_rejects_bad_bounds(kwargs, name):
+    with pytest.raises(ValueError, match=f"^{name} must be"):
+        await wait_until(lambda: True, **kwargs)
+
+
+def test_unique_names_differ_and_keep_the_prefix():
+    names = {unique("orders") for _ in range(100)}
+    assert len(names) == 100 and all(n.startswith("orders-") for n in names)
+    with pytest.raises(ValueError, match="prefix"):
+        unique("")
+
+
+async def test_http_app_serves_stops_and_is_a_component():
+    app = Hello()
+    assert isinstance(app, Component) and not app.running
+    async with app:
+        assert app.running
+        with pytest.raises(RuntimeError, match="already running"):
+            await app.start()
+        async with aiohttp.ClientSession() as session, session.get(app.url) as resp:
+            assert await resp.text() == "hi"
+        port = app.port
+    assert app.stopped and not app.running
+    with pytest.raises(RuntimeError, match="not running"):
+        app.port  # noqa: B018
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with aiohttp.ClientSession() as session:
+            await session.get(f"http://127.0.0.1:{port}/")
+    await app.stop()  # twice is harmless
+
+
+async def test_amqp_worker_declares_consumes_and_closes(amqp_url, unique):
+    worker = Echo(amqp_url, unique("echo"))
+    async with worker:
+        assert worker.running
+        for i in range(3):
+            await worker.publish(str(i).encode(), routing_key=worker.queue)
+        await wait_until(lambda: len(worker.seen) == 3, timeout=10, what=lambda: f"3 deliveries, {worker.seen}")
+    assert worker.seen == [b"0", b"1", b"2"] and not worker.running
+    with pytest.raises(RuntimeError, match="not connected"):
+        await worker.publish(b"x", routing_key=worker.queue)
+
+
+async def test_amqp_worker_that_fails_to_start_leaves_nothing_open(amqp_url, unique):
+    class Broken(Echo):
+        def subscriptions(self):
+            return [(unique("missing"), None)]  # consuming a queue that does not exist: 404
+
+    worker = Broken(amqp_url, unique("echo"))
+    with pytest.raises(Exception):
+        await worker.start()
+    assert not worker.running and worker._connection is None
+
+
+def test_amqp_worker_checks_its_url():
+    with pytest.raises(ValueError, match="amqp_url must start with amqp://"):
+        Echo("http://x", "q")
+
+
+class Counter(Part):
+    """The smallest part: what lab.start needs."""
+
+    def __init__(self) -> None:
+        self.lab = None
+        self.state = "new"
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def attach(self, lab):
+        self.lab = lab
+
+    async def start(self):
+        self.state = "running"
+        return self
+
+    async def stop(self):
+        self.state = "stopped"
+
+
+async def test_lab_start_attaches_starts_and_stops_a_part(http_lab):
+    part = await http_lab.start(Counter())
+    assert part.running and part.lab is http_lab
+    with pytest.raises(ValueError, match="already attached"):
+        await http_lab.start(part)
+    await http_lab.stop()
+    assert part.state == "stopped"
+
+
+async def test_lab_start_rejects_what_is_not_a_part(http_lab):
+    with pytest.raises(ValueError, match="part must have async start"):
+        await http_lab.start(object())
+
+
+async def test_lab_start_on_a_stopped_lab_says_so():
+    lab = Lab(amqp=False)
+    with pytest.raises(RuntimeError, match="not running"):
+        await lab.start_part(Counter())
+
+
+async def test_lab_itself_is_a_component():
+    lab = await Lab(amqp=False).start()
+    try:
+        assert lab.running and isinstance(lab, Component)
+        assert lab.unique("q").startswith("q-")
+    finally:
+        await lab.stop()
+    assert not lab.running
