@@ -25,22 +25,22 @@ import aiohttp
 from aiohttp import web
 
 from labkit.faults import FaultProxy, Latency
+from labkit.lifecycle import HttpApp
 from labkit.load import open_loop
 from labkit.metrics import percentile
 
 
-async def start_service() -> tuple[web.AppRunner, int]:
+class Ok(HttpApp):
     """A real aiohttp service on 127.0.0.1 that answers at once (the proxy adds any latency)."""
 
-    async def ok(request):
-        return web.Response(text="ok")
+    def __init__(self) -> None:
+        super().__init__(name="bench service")
 
-    app = web.Application()
-    app.router.add_get("/", ok)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner, runner.addresses[0][1]
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/", self.ok)
+
+    async def ok(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
 
 
 async def start_echo() -> tuple[asyncio.AbstractServer, int]:
@@ -124,7 +124,8 @@ def row(name, value_ms, target, ok):
 
 
 async def main(args) -> None:
-    runner, port = await start_service()
+    service = await Ok().start()
+    port = service.port
     echo, echo_port = await start_echo()
     proxy = await FaultProxy("127.0.0.1", port, "bench").start()
     print("load average (1, 5, 15 min): %.2f %.2f %.2f on %d cores" % (*os.getloadavg(), os.cpu_count()))
@@ -165,7 +166,7 @@ async def main(args) -> None:
         await proxy.stop()
         echo.close()
         await echo.wait_closed()
-        await runner.cleanup()
+        await service.stop()
 
 
 if __name__ == "__main__":

@@ -116,8 +116,8 @@ class Checkout:
                                                     handler=self._effect(step))
         for step in self.link_steps:
             self.links[step] = await lab.proxy(self.services[step], name=f"{step} link")
-        self._topology = lab.own(await Fanout(await lab.channel(), self.exchange, exchange_type="topic",
-                                              routing_key="order.placed").start())
+        self._topology = await lab.start(Fanout(await lab.channel(), self.exchange, exchange_type="topic",
+                                                routing_key="order.placed"))
         for step in SPINE:
             queue = await self._topology.add(f"{self.exchange}-{step}")
             self.spine_workers[step] = await self._worker(queue, self._spine(step), f"{step} worker")

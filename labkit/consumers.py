@@ -4,7 +4,7 @@ Why: the asynchronous half of every comparison. A consumer takes messages from a
 ``prefetch`` (how many unacknowledged messages the broker pushes to it) and works on ``concurrency`` of
 them at a time for ``work_time`` each, acknowledging only *after* the work -- so a consumer that dies
 mid-work gets its messages redelivered, which is what at-least-once delivery means. Options show the
-lessons of the delivery chapter: injected failures (nack with or without requeue; with a dead-letter
+lessons of the delivery chapter: injected failures (reject with or without requeue; with a dead-letter
 exchange in the queue's ``arguments`` a rejected message goes there), a crash between the work and the
 ack (``crash_after``), and idempotency (skip a ``message_id`` already processed).
 
@@ -26,7 +26,8 @@ from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
 from labkit import tracing
-from labkit._validate import integer, probability
+from labkit._validate import integer, probability, queue_name
+from labkit.lifecycle import AmqpWorker, publish_message
 from labkit.metrics import Record
 from labkit.queues import declare_run_queue
 from labkit.services import rng_for, sampler
@@ -78,7 +79,7 @@ async def publish(
     )
     ok = False
     try:
-        await channel.basic_publish(bytes(body), exchange=exchange, routing_key=routing_key, properties=props)
+        await publish_message(channel, body, exchange=exchange, routing_key=routing_key, properties=props)
         ok = True
     finally:
         if span is not None:
@@ -86,8 +87,12 @@ async def publish(
     return correlation_id
 
 
-class Consumer:
-    """Consume ``queue`` on its own connection, doing ``work_time`` seconds of work per message."""
+class Consumer(AmqpWorker):
+    """Consume ``queue`` on its own connection, doing ``work_time`` seconds of work per message.
+
+    With ``declare`` (the default) it declares ``queue`` as a per-run queue (durable, x-expires:
+    :func:`labkit.queues.declare_run_queue`) with ``arguments``; pass ``declare=False`` for a queue
+    declared elsewhere (a quorum queue, a dead-letter topology)."""
 
     def __init__(
         self,
@@ -112,15 +117,11 @@ class Consumer:
         tracer: tracing.Tracer | None = None,
         max_records: int = 200_000,
     ):
-        if not isinstance(queue, str) or not queue:
-            raise ValueError(f"queue must be a non-empty queue name, got {queue!r}")
-        self.amqp_url = amqp_url
-        self.queue = queue
-        self.name = name or f"consumer:{queue}"
+        super().__init__(amqp_url, name=name or f"consumer:{queue}", prefetch=prefetch)
+        self.queue = queue_name("queue", queue)
         self._sample = sampler(work_time, distribution, rng_for(seed, self.name + ":work"), "work_time")
         self._fail_rng = rng_for(seed, self.name + ":fail")
         self.work_time, self.distribution = work_time, distribution
-        self.prefetch = integer("prefetch", prefetch, 0, 65535)
         self.concurrency = integer("concurrency", concurrency, 1)
         self.failure_rate = probability("failure_rate", failure_rate)
         self.requeue_failed = bool(requeue_failed)
@@ -131,7 +132,7 @@ class Consumer:
         if handler is not None and not callable(handler):
             raise ValueError(f"handler must be an async function handler(message), got {handler!r}")
         self.handler = handler
-        self.declare = bool(declare)
+        self.declares_queue = bool(declare)
         if arguments is not None and not isinstance(arguments, dict):
             raise ValueError(f"arguments must be a dict of queue arguments or None, got {arguments!r}")
         self.arguments = arguments
@@ -141,51 +142,31 @@ class Consumer:
                 raise ValueError(f"bindings[{i}] must be an (exchange, routing_key) tuple, got {binding!r}")
         self.tracer = tracer
         self.records: collections.deque[Record] = collections.deque(maxlen=integer("max_records", max_records, 1))
-        #: counters: acked after work, skipped as duplicates, failed (nacked), seen with redelivered=True
+        #: counters: acked after work, skipped as duplicates, failed (rejected), seen with redelivered=True
         self.processed = self.duplicates = self.failed = self.redelivered = 0
         self.in_flight = 0
         self.crashed = False
         self._slots = asyncio.Semaphore(self.concurrency)
-        self._connection: aiormq.abc.AbstractConnection | None = None
-        self._channel: aiormq.abc.AbstractChannel | None = None
 
-    async def start(self) -> "Consumer":
-        if self._connection is not None:
-            raise RuntimeError(f"{self.name} is already running")
-        self._connection = await aiormq.connect(self.amqp_url)
-        try:
-            self._channel = await self._connection.channel()
-            if self.declare:
-                await declare_run_queue(self._channel, self.queue, arguments=self.arguments)
-            for exchange, routing_key in self.bindings:
-                await self._channel.queue_bind(self.queue, exchange, routing_key=routing_key)
-            await self._channel.basic_qos(prefetch_count=self.prefetch)
-            await self._channel.basic_consume(self.queue, self._on_message)
-        except BaseException:
-            await self.stop()
-            raise
-        return self
+    async def declare(self, channel: aiormq.abc.AbstractChannel) -> None:
+        if self.declares_queue:
+            await declare_run_queue(channel, self.queue, arguments=self.arguments)
+        for exchange, routing_key in self.bindings:
+            await channel.queue_bind(self.queue, exchange, routing_key=routing_key)
 
-    async def stop(self) -> None:
-        """Close the connection. Unacknowledged messages go back to the queue with redelivered=True."""
-        connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None and not connection.is_closed:
-            await connection.close()
+    def subscriptions(self) -> list[tuple[str, None]]:
+        return [(self.queue, None)]
 
     def reset_records(self) -> None:
         """Forget records and counters (between experiments); the message ids in ``seen`` are kept."""
         self.records.clear()
         self.processed = self.duplicates = self.failed = self.redelivered = 0
 
-    @property
-    def running(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
-
     def __repr__(self) -> str:
         return (f"<Consumer {self.name} queue={self.queue!r} processed={self.processed} "
                 f"duplicates={self.duplicates} failed={self.failed} running={self.running}>")
 
-    async def _on_message(self, message: DeliveredMessage) -> None:
+    async def handle(self, message: DeliveredMessage) -> None:
         received = time.monotonic()
         async with self._slots:
             if not self.running:
@@ -207,7 +188,7 @@ class Consumer:
         self.records.append(Record(published or received, started, time.monotonic(), ok, error, info))
 
     async def _process(self, message: DeliveredMessage) -> tuple[bool | None, str | None, dict[str, Any]]:
-        """Work, then ack (or nack); ``ok`` None means the consumer crashed before acknowledging."""
+        """Work, then ack (or reject); ``ok`` None means the consumer crashed before acknowledging."""
         props = message.header.properties
         info = {"consumer": self.name, "message_id": props.message_id, "correlation_id": props.correlation_id,
                 "redelivered": bool(message.delivery.redelivered)}
@@ -228,7 +209,9 @@ class Consumer:
                 error = f"handler failed: {exc!r}"
         if error is not None:
             self.failed += 1
-            await message.channel.basic_nack(message.delivery.delivery_tag, requeue=self.requeue_failed)
+            # basic.reject: a failed delivery, which RabbitMQ 4.3's quorum queues count toward the delivery
+            # limit (basic.nack with requeue is an explicit return there, not counted).
+            await message.channel.basic_reject(message.delivery.delivery_tag, requeue=self.requeue_failed)
             return False, error, info
         if self.crash_after is not None and self.processed + 1 >= self.crash_after:
             self.crashed = True  # the work is done (side effects happened) but the ack never leaves

@@ -41,7 +41,12 @@ from labkit._validate import port as check_port
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["AmqpWorker", "Component", "HttpApp", "Part", "publish_message", "unique", "wait_until"]
+__all__ = ["CONNECTION_ERRORS", "AmqpWorker", "Component", "HttpApp", "Part", "publish_message", "unique",
+           "wait_until"]
+
+#: What a dropped, refused or reset AMQP connection looks like to a client.
+CONNECTION_ERRORS = (ConnectionError, OSError, asyncio.TimeoutError, aiormq.exceptions.AMQPError,
+                     aiormq.exceptions.ChannelInvalidStateError)
 
 
 @runtime_checkable
@@ -226,8 +231,8 @@ class AmqpWorker(Part):
         """Every delivery this worker gets comes through here (then to :meth:`handle`)."""
         await self.handle(message)
 
-    async def publish(self, body: bytes, *, routing_key: str, exchange: str = "",
-                      properties: Basic.Properties | None = None, timeout: float | None = None) -> Any:
+    async def send(self, body: bytes, *, routing_key: str, exchange: str = "",
+                   properties: Basic.Properties | None = None, timeout: float | None = None) -> Any:
         """Publish on this worker's channel (see :func:`publish_message`)."""
         if self._channel is None or self._channel.is_closed:
             raise RuntimeError(f"{self.name} is not connected")
@@ -242,7 +247,7 @@ class AmqpWorker(Part):
         try:
             closing = connection.close()
             await (closing if self.connect_timeout is None else asyncio.wait_for(closing, self.connect_timeout))
-        except (ConnectionError, OSError, asyncio.TimeoutError, aiormq.exceptions.AMQPError):
+        except CONNECTION_ERRORS:
             pass  # broken already: nothing more to release
 
     async def stop(self) -> None:
@@ -265,19 +270,21 @@ class AmqpWorker(Part):
 class HttpApp(Part):
     """An aiohttp application on 127.0.0.1 (an ephemeral port unless ``port`` is given).
 
-    A subclass adds its routes in :meth:`routes`, and may acquire and release what serving needs in
+    A subclass adds its routes in :meth:`add_routes`, and may acquire and release what serving needs in
     :meth:`on_start` / :meth:`on_stop` (a client session, a database). Stopping does not wait more than
     ``shutdown_timeout`` seconds for requests still running: a lab must stop promptly.
     """
 
     shutdown_timeout = 0.25
+    #: the largest request body accepted (bytes); aiohttp's default
+    client_max_size = 1024**2
 
     def __init__(self, *, name: str, port: int = 0):
         self.name = name
         self._port = check_port("port", port, allow_zero=True)
         self._runner: web.AppRunner | None = None
 
-    def routes(self, router: web.UrlDispatcher) -> None:
+    def add_routes(self, router: web.UrlDispatcher) -> None:
         raise NotImplementedError(f"{type(self).__name__} must add its routes")
 
     async def on_start(self) -> None:
@@ -288,8 +295,8 @@ class HttpApp(Part):
 
     async def start(self) -> Self:
         self._check_stopped()
-        app = web.Application()
-        self.routes(app.router)
+        app = web.Application(client_max_size=self.client_max_size)
+        self.add_routes(app.router)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=self.shutdown_timeout)
         await runner.setup()
         try:

@@ -19,7 +19,7 @@ smallest real system that has a staleness window, so chapter 05 can measure it:
   was committed and when it became visible (:meth:`Shop.staleness`).
 
 Everything listens on 127.0.0.1; ``await shop.stop()`` releases the servers, the connections and the queue.
-``start_shop(lab, ...)`` starts one owned by a :class:`labkit.lab.Lab`.
+``await lab.start(Shop(...))`` starts one owned by a :class:`labkit.lab.Lab`.
 """
 
 from __future__ import annotations
@@ -32,61 +32,28 @@ import math
 import sqlite3
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiormq
 from aiohttp import web
 
 from labkit import tracing
 from labkit._validate import amqp_url as check_amqp_url
-from labkit._validate import integer, non_negative, positive
+from labkit._validate import integer, non_negative, one_of, positive
 from labkit.consumers import Consumer, publish
+from labkit.lifecycle import CONNECTION_ERRORS, AmqpWorker, HttpApp, Part, unique, wait_until
 from labkit.metrics import Clock, Record, Recording, as_t0
 from labkit.queues import declare_run_queue
+from labkit.services import DISTRIBUTIONS
 
-__all__ = ["PREFER_ASYNC", "OrderService", "Projection", "ReadModel", "Shop", "start_shop"]
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["PREFER_ASYNC", "OrderService", "Projection", "ReadModel", "Shop"]
 
 #: The request header (RFC 7240) with which a client asks for ``202 Accepted`` and a status resource.
 PREFER_ASYNC = {"Prefer": "respond-async"}
 _MAX_NAME = 100
-
-
-async def _serve(app: web.Application) -> tuple[web.AppRunner, int]:
-    """Serve ``app`` on an ephemeral loopback port; return the runner (to clean up) and the port."""
-    # A short shutdown_timeout: stopping must not wait for a long-polling read to finish.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.25)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    return runner, runner.addresses[0][1]
-
-
-class _LoopbackApp:
-    """An aiohttp app on an ephemeral loopback port: the start and stop that both services share."""
-
-    port: int | None = None
-    _runner: web.AppRunner | None = None
-
-    def _add_routes(self, router: web.UrlDispatcher) -> None:
-        raise NotImplementedError
-
-    def _release(self) -> None:
-        """What else to let go of once the server has stopped."""
-
-    async def start(self) -> Any:
-        app = web.Application()
-        self._add_routes(app.router)
-        self._runner, self.port = await _serve(app)
-        return self
-
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-        self._release()
 
 
 def _customer(request: web.Request) -> str:
@@ -96,7 +63,7 @@ def _customer(request: web.Request) -> str:
     return customer
 
 
-class OrderService(_LoopbackApp):
+class OrderService(HttpApp):
     """The write model: orders in SQLite, one ``order-placed`` event per order, published before answering.
 
     ``status_base`` is the URL of the service holding the status resources (the read model's), used in the
@@ -105,6 +72,7 @@ class OrderService(_LoopbackApp):
 
     def __init__(self, channel: aiormq.abc.AbstractChannel, queue: str, status_base: str,
                  tracer: tracing.Tracer | None = None):
+        super().__init__(name="order service")
         self.channel, self.queue, self.status_base, self.tracer = channel, queue, status_base, tracer
         self.db = sqlite3.connect(":memory:")
         self.db.execute("CREATE TABLE orders (version INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,"
@@ -113,11 +81,11 @@ class OrderService(_LoopbackApp):
         #: order id -> monotonic time its row was committed (when the write "happened")
         self.committed_at: dict[str, float] = {}
 
-    def _add_routes(self, router: web.UrlDispatcher) -> None:
+    def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/orders", self._place)
         router.add_get("/customers/{customer}/orders", self._history)
 
-    def _release(self) -> None:
+    async def on_stop(self) -> None:
         self.db.close()
 
     def history(self, customer: str) -> dict[str, Any]:
@@ -155,7 +123,7 @@ class OrderService(_LoopbackApp):
         return web.json_response(self.history(_customer(request)))
 
 
-class ReadModel(_LoopbackApp):
+class ReadModel(HttpApp):
     """The read model: each customer's order history, as built by the projection from events.
 
     ``position`` is the version up to which *every* write has been applied (a watermark: events may be
@@ -164,6 +132,7 @@ class ReadModel(_LoopbackApp):
     """
 
     def __init__(self, wait_timeout: float = 5.0):
+        super().__init__(name="read model")
         self.wait_timeout = positive("wait_timeout", wait_timeout)
         self.histories: dict[str, list[str]] = {}
         #: order id -> monotonic time it became visible to readers
@@ -173,11 +142,11 @@ class ReadModel(_LoopbackApp):
         self._waiters: list[tuple[int, int, asyncio.Future]] = []  # heap of (version, tiebreak, future)
         self._tiebreak = itertools.count()
 
-    def _add_routes(self, router: web.UrlDispatcher) -> None:
+    def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get("/customers/{customer}/orders", self._history)
         router.add_get("/orders/{order_id}/status", self._status)
 
-    def _release(self) -> None:
+    async def on_stop(self) -> None:
         for _, _, fut in self._waiters:
             fut.cancel()
         self._waiters.clear()
@@ -233,7 +202,7 @@ class ReadModel(_LoopbackApp):
         return web.json_response({"id": order_id, "state": "done" if done else "pending", "position": self.position})
 
 
-class Projection:
+class Projection(Part):
     """The consumer that turns events into read-model rows, with a pause switch (a deploy, a crash, a GC).
 
     While paused, the worker holds the event it has in hand and the broker keeps the rest (queue depth
@@ -253,13 +222,19 @@ class Projection:
         self.pauses: list[list[float | None]] = []
         self._held: dict[str, float] = {}  # message id -> seconds its event was held by a pause
 
-    async def start(self) -> Projection:
+    name = "projection"
+
+    async def start(self) -> Self:
         await self.consumer.start()
         return self
 
     async def stop(self) -> None:
         self._running.set()  # release a handler waiting on the pause before the connection closes
         await self.consumer.stop()
+
+    @property
+    def running(self) -> bool:
+        return self.consumer.running
 
     @property
     def paused(self) -> bool:
@@ -311,37 +286,74 @@ class Projection:
         self.read_model.apply(json.loads(message.body))
 
 
-class Shop:
+class _EventQueue(AmqpWorker):
+    """The shop's own connection: declares the per-run event queue, on whose channel orders are published."""
+
+    def __init__(self, amqp_url: str, queue: str):
+        super().__init__(amqp_url, name=f"shop events {queue}")
+        self.queue = queue
+
+    async def declare(self, channel: aiormq.abc.AbstractChannel) -> None:
+        await declare_run_queue(channel, self.queue)
+
+    async def stop(self) -> None:
+        """Delete the queue (nothing of the run is left on the broker), then close."""
+        if self._channel is not None and not self._channel.is_closed:
+            try:
+                await self._channel.queue_delete(self.queue)
+            except CONNECTION_ERRORS:
+                pass  # the broker or the link went away: x-expires deletes the queue later
+        await super().stop()
+
+
+class Shop(Part):
     """Write model + event + projection + read model on one fresh queue. See the module docstring.
 
     ``work_time`` is the projection's mean seconds of work per event (``distribution`` "exponential" or
     "fixed"); ``prefetch``/``concurrency`` configure its consumer; ``wait_timeout`` bounds version-token reads.
+    Started with ``await lab.start(Shop(...))``, it takes the lab's broker, seed and tracer (unless given).
     """
 
-    def __init__(self, amqp_url: str, *, work_time: float = 0.01, distribution: str = "exponential",
-                 prefetch: int = 10, concurrency: int = 1, wait_timeout: float = 5.0, seed: int = 0,
-                 tracer: tracing.Tracer | None = None):
-        self.amqp_url = check_amqp_url("amqp_url", amqp_url)
-        self.queue = f"shop-order-placed-{uuid.uuid4().hex[:8]}"
-        self.read_model = ReadModel(wait_timeout)
-        self.projection = Projection(amqp_url, self.queue, self.read_model, work_time=work_time,
-                                     distribution=distribution, prefetch=prefetch, concurrency=concurrency,
-                                     seed=seed, tracer=tracer)
-        self.tracer = tracer
-        self.orders: OrderService | None = None
-        self._connection: aiormq.abc.AbstractConnection | None = None
-        self._channel: aiormq.abc.AbstractChannel | None = None
+    name = "shop"
 
-    async def start(self) -> Shop:
-        if self._connection is not None:
-            raise RuntimeError("this shop is already running")
-        self._connection = await aiormq.connect(self.amqp_url)
+    def __init__(self, amqp_url: str | None = None, *, work_time: float = 0.01, distribution: str = "exponential",
+                 prefetch: int = 10, concurrency: int = 1, wait_timeout: float = 5.0, seed: int | None = None,
+                 tracer: tracing.Tracer | None = None):
+        self.amqp_url = None if amqp_url is None else check_amqp_url("amqp_url", amqp_url)
+        self.queue = unique("shop-order-placed")
+        self.read_model = ReadModel(wait_timeout)
+        self.options = {"work_time": non_negative("work_time", work_time),
+                        "distribution": one_of("distribution", distribution, DISTRIBUTIONS),
+                        "prefetch": integer("prefetch", prefetch, 0, 65535),
+                        "concurrency": integer("concurrency", concurrency, 1)}
+        self.seed = None if seed is None else integer("seed", seed, 0)
+        self.tracer = tracer
+        self.projection: Projection | None = None
+        self.events: _EventQueue | None = None
+        self.orders: OrderService | None = None
+
+    def attach(self, lab: Any) -> None:
+        """Take the lab's broker, seed and tracer where none was given (called by ``lab.start``)."""
+        self.amqp_url = self.amqp_url or lab.amqp_url
+        self.seed = lab.seed if self.seed is None else self.seed
+        self.tracer = self.tracer or lab.tracer
+
+    @property
+    def running(self) -> bool:
+        return self.events is not None
+
+    async def start(self) -> Self:
+        self._check_stopped()
+        if self.amqp_url is None:
+            raise ValueError("amqp_url must be given, or the shop started with `await lab.start(Shop(...))`")
+        self.events = _EventQueue(self.amqp_url, self.queue)
+        self.projection = Projection(self.amqp_url, self.queue, self.read_model, seed=self.seed or 0,
+                                     tracer=self.tracer, **self.options)
         try:
-            self._channel = await self._connection.channel()
-            await declare_run_queue(self._channel, self.queue)
+            channel = (await self.events.start()).channel
             await self.read_model.start()
             await self.projection.start()
-            self.orders = await OrderService(self._channel, self.queue, self.read_url, self.tracer).start()
+            self.orders = await OrderService(channel, self.queue, self.read_url, self.tracer).start()
         except BaseException:
             await self.stop()
             raise
@@ -349,15 +361,10 @@ class Shop:
 
     async def stop(self) -> None:
         """Stop taking writes, stop the projection, delete the queue, close everything (safe to call twice)."""
-        if self.orders is not None:
-            await self.orders.stop()
-        await self.projection.stop()
-        connection, self._connection = self._connection, None
-        if connection is not None and not connection.is_closed:
-            if self._channel is not None and not self._channel.is_closed:
-                await self._channel.queue_delete(self.queue)
-            await connection.close()
-        await self.read_model.stop()
+        for part in (self.orders, self.projection, self.events, self.read_model):
+            if part is not None:
+                await part.stop()
+        self.events = None
 
     @property
     def write_url(self) -> str:
@@ -382,17 +389,19 @@ class Shop:
 
     async def backlog(self) -> int:
         """Events waiting in the broker for the projection (ready messages; passive declare)."""
-        ok = await self._channel.queue_declare(self.queue, passive=True)
+        if self.events is None or self.events.channel is None:
+            raise RuntimeError("the shop is not running: start it first")
+        ok = await self.events.channel.queue_declare(self.queue, passive=True)
         return ok.message_count
 
     async def caught_up(self, timeout: float = 10.0) -> bool:
         """Wait until every committed order is visible in the read model; False if ``timeout`` s passed."""
-        positive("timeout", timeout)
-        deadline = time.monotonic() + timeout
-        while self.orders is not None and self.read_model.position < len(self.orders.committed_at):
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.01)
+        try:
+            await wait_until(lambda: self.orders is None
+                             or self.read_model.position >= len(self.orders.committed_at), timeout=timeout,
+                             what="the read model to catch up")
+        except TimeoutError:
+            return False
         return True
 
     def backlog_timeline(self, t0: Clock | float | None = None) -> tuple[list[float], list[int]]:
@@ -420,17 +429,10 @@ class Shop:
 
     @staticmethod
     def _port(part: Any) -> int:
-        if part is None or part.port is None:
+        if part is None or not part.running:
             raise RuntimeError("the shop is not running: start it first")
         return part.port
 
     def __repr__(self) -> str:
-        state = "running" if self._connection is not None else "stopped"
+        state = "running" if self.running else "stopped"
         return f"<Shop {state} queue={self.queue!r} position={self.read_model.position}>"
-
-
-async def start_shop(lab: Any, **options: Any) -> Shop:
-    """Start a :class:`Shop` on ``lab``'s broker, seeded and traced by the lab and stopped with it."""
-    shop = Shop(lab.amqp_url, seed=lab.seed, tracer=lab.tracer, **options)
-    await shop.start()
-    return lab.own(shop)

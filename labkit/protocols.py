@@ -15,7 +15,7 @@ echo of a byte payload after ``work_time`` seconds of (simulated) work:
   direct reply-to (``amq.rabbitmq.reply-to``), ``send`` a one-way publish confirmed by the broker (the
   worker does the job later). ``reuse=False`` opens an AMQP connection per call.
 
-Every client has ``await client.call(payload) -> payload`` and ``await client.close()``; :class:`Protocols`
+Every client has ``await client.call(payload) -> payload`` and ``await client.stop()``; :class:`Protocols`
 starts all three servers and the clients for a lab, and :func:`interleaved` times calls of several
 clients in turn (so a noisy machine slows them all alike). Everything listens on 127.0.0.1 only.
 """
@@ -29,7 +29,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import aiormq
@@ -40,8 +40,11 @@ from pamqp.commands import Basic
 
 from labkit._validate import amqp_url as check_amqp_url
 from labkit._validate import integer, non_negative, one_of, queue_name
-from labkit.lifecycle import AmqpWorker
+from labkit.lifecycle import AmqpWorker, HttpApp, Part
 from labkit.metrics import Record, Recording
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = [
     "Blob",
@@ -100,14 +103,19 @@ async def _work(seconds: float) -> None:
 # -- HTTP/1.1 + JSON ---------------------------------------------------------------------------------
 
 
-class HttpEchoServer:
+class HttpEchoServer(HttpApp):
     """aiohttp on 127.0.0.1 answering after ``work_time``: ``POST /json`` echoes ``{"data": base64}``,
     ``POST /bytes`` echoes the raw body (same transport, no serialisation: the control experiment)."""
 
+    client_max_size = 64 << 20  # payloads up to the largest size the chapter sends
+
     def __init__(self, work_time: float = 0.0):
+        super().__init__(name="HTTP echo server")
         self.work_time = non_negative("work_time", work_time)
-        self._runner: web.AppRunner | None = None
-        self.port: int | None = None
+
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/json", self._json)
+        router.add_post("/bytes", self._bytes)
 
     async def _json(self, request: web.Request) -> web.Response:
         data = base64.b64decode((await request.json())["data"])
@@ -118,26 +126,6 @@ class HttpEchoServer:
         data = await request.read()
         await _work(self.work_time)
         return web.Response(body=data, content_type="application/octet-stream")
-
-    async def start(self) -> HttpEchoServer:
-        app = web.Application(client_max_size=64 << 20)
-        app.router.add_post("/json", self._json)
-        app.router.add_post("/bytes", self._bytes)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
 
 class HttpClient:
@@ -162,15 +150,17 @@ class HttpClient:
             resp.raise_for_status()
             return base64.b64decode((await resp.json())["data"])
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
         await self._session.close()
 
 
 # -- gRPC: HTTP/2 + protobuf ---------------------------------------------------------------------------
 
 
-class GrpcEchoServer:
+class GrpcEchoServer(Part):
     """A grpc.aio server on 127.0.0.1 with the unary method :data:`GRPC_METHOD` (a generic handler)."""
+
+    name = "gRPC echo server"
 
     def __init__(self, work_time: float = 0.0):
         self.work_time = non_negative("work_time", work_time)
@@ -181,7 +171,12 @@ class GrpcEchoServer:
         await _work(self.work_time)
         return Blob(data=request.data)
 
-    async def start(self) -> GrpcEchoServer:
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    async def start(self) -> Self:
+        self._check_stopped()
         self._server = grpc.aio.server(options=_GRPC_OPTIONS)
         handler = grpc.unary_unary_rpc_method_handler(
             self._echo, request_deserializer=Blob.FromString, response_serializer=Blob.SerializeToString)
@@ -228,7 +223,7 @@ class GrpcClient:
         finally:
             await channel.close()
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
@@ -268,8 +263,8 @@ class AmqpEchoWorker(AmqpWorker):
         await _work(self.work_time)
         props = message.header.properties
         if props.reply_to:
-            await self.publish(message.body, routing_key=props.reply_to,
-                               properties=Basic.Properties(correlation_id=props.correlation_id))
+            await self.send(message.body, routing_key=props.reply_to,
+                            properties=Basic.Properties(correlation_id=props.correlation_id))
         await message.channel.basic_ack(message.delivery.delivery_tag)
         self.done += 1
 
@@ -300,7 +295,7 @@ class AmqpClient:
         try:
             return await use(session)
         finally:
-            await session.close()
+            await session.stop()
 
     async def call(self, data: bytes) -> bytes:
         """Request/response over the broker: the worker's answer (the same bytes)."""
@@ -313,9 +308,9 @@ class AmqpClient:
         await self._with_session(lambda s: s.channel.basic_publish(data, routing_key=self.queue))
         return data
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
         if self._session is not None:
-            await self._session.close()
+            await self._session.stop()
             self._session = None
 
 
@@ -353,7 +348,7 @@ class _AmqpSession:
         finally:
             self.pending.pop(correlation_id, None)
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
         for future in self.pending.values():
             future.cancel()
         await self.connection.close()
@@ -365,7 +360,7 @@ class _AmqpSession:
 Call = Callable[[bytes], Awaitable[bytes]]
 
 
-class Protocols:
+class Protocols(Part):
     """The three echo servers (same ``work_time``) and a client of each, started together, stopped together.
 
     ``calls(reuse=True)`` maps a label to ``await call(payload)``: "HTTP/1.1 + JSON", "HTTP/1.1 + bytes",
@@ -377,6 +372,7 @@ class Protocols:
 
     HTTP, HTTP_BYTES, GRPC = "HTTP/1.1 + JSON", "HTTP/1.1 + bytes", "gRPC"
     AMQP_RPC, AMQP_PUBLISH = "AMQP RPC", "AMQP publish"
+    name = "protocols"
 
     def __init__(self, amqp_url: str, work_time: float = 0.0, queue: str | None = None):
         self.amqp_url = check_amqp_url("amqp_url", amqp_url)
@@ -388,17 +384,21 @@ class Protocols:
         self._clients: dict[bool, dict[str, Any]] = {}
         self._started: list[Any] = []
 
-    @classmethod
-    async def start(cls, amqp_url: str, work_time: float = 0.0, queue: str | None = None) -> Protocols:
-        protocols = cls(amqp_url, work_time, queue)
+    async def start(self) -> Self:
+        """Start the three servers (``await lab.start(Protocols(lab.amqp_url))`` in a chapter)."""
+        self._check_stopped()
         try:
-            for server in (protocols.http, protocols.grpc, protocols.worker):
+            for server in (self.http, self.grpc, self.worker):
                 await server.start()
-                protocols._started.append(server)
+                self._started.append(server)
         except BaseException:
-            await protocols.stop()
+            await self.stop()
             raise
-        return protocols
+        return self
+
+    @property
+    def running(self) -> bool:
+        return bool(self._started)
 
     @property
     def http_url(self) -> str:
@@ -428,7 +428,7 @@ class Protocols:
         clients = [c for group in self._clients.values() for c in group.values()]
         self._clients.clear()
         for thing in [*clients, *reversed(self._started)]:
-            await (thing.close() if hasattr(thing, "close") else thing.stop())
+            await thing.stop()
         self._started.clear()
 
 

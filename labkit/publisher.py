@@ -19,17 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 import aiormq
 from pamqp.commands import Basic
 
 from labkit._validate import integer, non_negative, positive
+from labkit.lifecycle import CONNECTION_ERRORS, AmqpWorker
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["RETRYABLE", "Publisher"]
 
 #: What a dropped or refused connection looks like to a publisher (retried after a reconnect).
-RETRYABLE = (ConnectionError, OSError, asyncio.TimeoutError, aiormq.exceptions.AMQPError,
-             aiormq.exceptions.ChannelInvalidStateError)
+RETRYABLE = CONNECTION_ERRORS
 
 
 class _QuietResets(logging.Filter):
@@ -49,16 +53,15 @@ class _QuietResets(logging.Filter):
 _quiet = _QuietResets()
 
 
-class Publisher:
+class Publisher(AmqpWorker):
     """Publish to the default exchange on its own connection; reconnect and retry on failure."""
 
     def __init__(self, amqp_url: str, *, confirms: bool = True, max_attempts: int = 100, backoff: float = 0.02,
                  timeout: float = 2.0):
-        """``max_attempts`` per message; ``backoff`` seconds between attempts; ``timeout`` per attempt."""
-        if not isinstance(amqp_url, str) or not amqp_url.startswith(("amqp://", "amqps://")):
-            raise ValueError(f"amqp_url must start with amqp:// or amqps://, got {amqp_url!r}")
-        self.amqp_url = amqp_url
-        self.confirms = bool(confirms)
+        """``max_attempts`` per message; ``backoff`` seconds between attempts; ``timeout`` per attempt
+        (and per connect)."""
+        super().__init__(amqp_url, name=f"publisher (confirms {'on' if confirms else 'off'})", confirms=confirms,
+                         connect_timeout=positive("timeout", timeout))
         self.max_attempts = integer("max_attempts", max_attempts, 1)
         self.backoff = non_negative("backoff", backoff)
         self.timeout = positive("timeout", timeout)
@@ -67,24 +70,23 @@ class Publisher:
         #: failed attempts (each followed by a reconnect and a retry) and connections opened
         self.errors = 0
         self.connections = 0
-        self._connection: aiormq.abc.AbstractConnection | None = None
-        self._channel: aiormq.abc.AbstractChannel | None = None
         self._quieting = False
 
-    async def start(self) -> Publisher:
-        if _quiet.users == 0:
-            logging.getLogger("aiormq.connection").addFilter(_quiet)
-        _quiet.users += 1
-        self._quieting = True
-        try:
-            await self._connect()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
+    async def start(self) -> Self:
+        if not self._quieting:
+            if _quiet.users == 0:
+                logging.getLogger("aiormq.connection").addFilter(_quiet)
+            _quiet.users += 1
+            self._quieting = True
+        return await super().start()
+
+    async def connect(self) -> aiormq.abc.AbstractChannel:
+        channel = await super().connect()
+        self.connections += 1
+        return channel
 
     async def stop(self) -> None:
-        await self._drop()
+        await super().stop()
         if self._quieting:
             self._quieting = False
             _quiet.users -= 1
@@ -103,12 +105,11 @@ class Publisher:
         for attempt in range(1, self.max_attempts + 1):
             try:
                 if self._channel is None or self._channel.is_closed:
-                    await self._connect()
-                await asyncio.wait_for(self._channel.basic_publish(bytes(body), routing_key=routing_key,
-                                                                   properties=props), self.timeout)
+                    await self.connect()
+                await self.send(body, routing_key=routing_key, properties=props, timeout=self.timeout)
             except RETRYABLE:
                 self.errors += 1
-                await self._drop()
+                await self.disconnect()
                 if attempt == self.max_attempts:
                     raise
                 await asyncio.sleep(self.backoff)
@@ -116,20 +117,6 @@ class Publisher:
             self.sent.append(message_id)
             return attempt
         raise AssertionError("unreachable")  # the loop returns or raises
-
-    async def _connect(self) -> None:
-        await self._drop()
-        self._connection = await asyncio.wait_for(aiormq.connect(self.amqp_url), self.timeout)
-        self.connections += 1
-        self._channel = await self._connection.channel(publisher_confirms=self.confirms)
-
-    async def _drop(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None and not connection.is_closed:
-            try:
-                await asyncio.wait_for(connection.close(), self.timeout)
-            except RETRYABLE:
-                pass  # the connection is already broken: nothing more to release
 
     def __repr__(self) -> str:
         return (f"<Publisher confirms={self.confirms} sent={len(self.sent)} errors={self.errors} "

@@ -40,6 +40,7 @@ from aiohttp import web
 from labkit import theory, tracing
 from labkit._validate import integer, non_negative, one_of, positive, probability
 from labkit._validate import port as check_port
+from labkit.lifecycle import HttpApp
 from labkit.metrics import Clock, Record, as_t0
 
 __all__ = ["STORY", "DISTRIBUTIONS", "CircuitBreaker", "Service", "is_success", "sampler", "target_url", "rng_for"]
@@ -203,7 +204,7 @@ class CircuitBreaker:
         self.transitions.append((time.monotonic(), state))
 
 
-class Service:
+class Service(HttpApp):
     """One named HTTP service on ``127.0.0.1`` (an ephemeral port unless ``port`` is given).
 
     Every path and method is served by the same work (only ``routes`` picks the downstreams per path):
@@ -241,7 +242,7 @@ class Service:
     ):
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
-        self.name = name
+        super().__init__(name=name, port=port)
         self._rng = rng_for(seed, name)
         self.service_time, self.distribution, self.failure_rate = 0.0, "fixed", 0.0
         self.capacity: int | None = None
@@ -275,14 +276,12 @@ class Service:
             raise ValueError(f"handler must be an async function handler(body) -> dict | None, got {handler!r}")
         self.handler = handler
         self.success_status = integer("success_status", success_status, 200, 299)
-        self._port = check_port("port", port, allow_zero=True)
         self.tracer = tracer
         self.max_records = integer("max_records", max_records, 1)
         self.records: collections.deque[Record] = collections.deque(maxlen=self.max_records)
         self.in_flight = 0
         self.max_in_flight = 0
         self._in_flight_log: collections.deque[tuple[float, int]] = collections.deque(maxlen=self.max_records)
-        self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
     # -- configuration -------------------------------------------------------------------------------
@@ -319,50 +318,24 @@ class Service:
     # -- lifecycle -----------------------------------------------------------------------------------
 
     @property
-    def port(self) -> int:
-        if self._runner is None:
-            raise RuntimeError(f"service {self.name!r} is not running")
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:40123/``."""
-        return f"http://127.0.0.1:{self.port}/"
-
-    @property
     def waiting(self) -> int:
         """Requests currently waiting for a free slot."""
         return self._admission.waiting
 
-    async def start(self) -> "Service":
-        if self._runner is not None:
-            raise RuntimeError(f"service {self.name!r} is already running")
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        # A short shutdown_timeout: stopping a lab must not wait for a slow request to finish.
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.25)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", self._port, reuse_address=True)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = runner.addresses[0][1]
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_route("*", "/{tail:.*}", self._handle)
+
+    async def on_start(self) -> None:
         if self.downstream:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.connector_limit),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
             )
-        return self
 
-    async def stop(self) -> None:
-        """Close the listening socket, cancel requests still running, close the downstream pool."""
-        runner, session = self._runner, self._session
-        self._runner = self._session = None
-        if runner is not None:
-            await runner.cleanup()
+    async def on_stop(self) -> None:
+        """After the listening socket closed and requests still running were cancelled: close the
+        downstream pool."""
+        session, self._session = self._session, None
         if session is not None:
             await session.close()
 

@@ -24,6 +24,8 @@ import aiormq
 from aiormq.abc import DeliveredMessage
 
 from labkit._validate import integer, non_negative, positive
+from labkit._validate import queue_name as check_queue_name
+from labkit.lifecycle import AmqpWorker, wait_until
 
 __all__ = ["OFFSET_SPECS", "Entry", "StreamReader", "declare_stream", "queue_name"]
 
@@ -60,7 +62,7 @@ async def declare_stream(channel: aiormq.abc.AbstractChannel, queue: str, *, max
     await channel.queue_declare(queue, durable=True, arguments=arguments)
 
 
-class StreamReader:
+class StreamReader(AmqpWorker):
     """Read ``queue`` (a stream) from ``offset`` on a connection of its own, keeping every entry in order.
 
     Reading is non-destructive: any number of readers, started at any time, each see the log from their
@@ -70,59 +72,26 @@ class StreamReader:
 
     def __init__(self, amqp_url: str, queue: str, *, offset: Any = "next", prefetch: int = 100,
                  on_entry: Any = None, name: str | None = None):
-        if not isinstance(amqp_url, str) or not amqp_url.startswith(("amqp://", "amqps://")):
-            raise ValueError(f"amqp_url must start with amqp:// or amqps://, got {amqp_url!r}")
-        self.amqp_url = amqp_url
+        # Streams refuse readers without a prefetch (acks only return credit), so one is required here.
+        super().__init__(amqp_url, name=name or f"stream reader {queue}@{offset}",
+                         prefetch=integer("prefetch", prefetch, 1, 65535))
         self.queue = queue_name(queue)
         self.offset = _offset(offset)
-        self.prefetch = integer("prefetch", prefetch, 1, 65535)
         if on_entry is not None and not callable(on_entry):
             raise ValueError(f"on_entry must be a function on_entry(entry) or None, got {on_entry!r}")
         self.on_entry = on_entry
-        self.name = name or f"stream reader {queue}@{offset}"
         self.entries: list[Entry] = []
         self._arrived = asyncio.Event()
-        self._connection: aiormq.abc.AbstractConnection | None = None
 
-    async def start(self) -> StreamReader:
-        if self._connection is not None:
-            raise RuntimeError(f"{self.name} is already running")
-        self._connection = await aiormq.connect(self.amqp_url)
-        try:
-            channel = await self._connection.channel()
-            await channel.basic_qos(prefetch_count=self.prefetch)  # streams refuse readers without one
-            await channel.basic_consume(self.queue, self._on_message, arguments={OFFSET_HEADER: self.offset})
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def stop(self) -> None:
-        """Close the reader's connection (the stream keeps every message)."""
-        connection, self._connection = self._connection, None
-        if connection is not None and not connection.is_closed:
-            await connection.close()
-
-    @property
-    def running(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
+    def subscriptions(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(self.queue, {OFFSET_HEADER: self.offset})]
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[Entry]:
         """Wait until at least ``count`` entries have arrived (a liveness bound, not a speed goal) and
         return them all; raises ``TimeoutError`` naming how many came."""
         integer("count", count, 0)
-        positive("timeout", timeout)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while len(self.entries) < count:
-            self._arrived.clear()
-            left = deadline - loop.time()
-            if left <= 0:
-                raise TimeoutError(f"{self.name}: {len(self.entries)} of {count} entries after {timeout} s")
-            try:
-                await asyncio.wait_for(self._arrived.wait(), left)
-            except asyncio.TimeoutError:
-                pass
+        await wait_until(lambda: len(self.entries) >= count, timeout=timeout,
+                         what=lambda: f"{self.name}: {count} entries ({len(self.entries)} of {count} entries came)")
         return list(self.entries)
 
     async def settle(self, quiet: float = 0.3, timeout: float = 10.0) -> list[Entry]:
@@ -143,7 +112,7 @@ class StreamReader:
     def __repr__(self) -> str:
         return f"<StreamReader {self.name} entries={len(self.entries)} running={self.running}>"
 
-    async def _on_message(self, message: DeliveredMessage) -> None:
+    async def handle(self, message: DeliveredMessage) -> None:
         props = message.header.properties
         headers = dict(props.headers or {})
         entry = Entry(int(headers.get(OFFSET_HEADER, -1)), props.message_id, bytes(message.body),
@@ -157,9 +126,7 @@ class StreamReader:
 
 def queue_name(queue: Any) -> str:
     """``queue`` if it is a usable queue name, else a ValueError naming the argument."""
-    if not isinstance(queue, str) or not queue:
-        raise ValueError(f"queue must be a non-empty queue name, got {queue!r}")
-    return queue
+    return check_queue_name("queue", queue)
 
 
 def _offset(offset: Any) -> Any:

@@ -11,6 +11,7 @@ head, deliveries are pushed synchronously into the consuming channel's write buf
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from heapq import merge
 from typing import TYPE_CHECKING, Any, Iterable
@@ -509,8 +510,26 @@ class QuorumQueue(Queue):
         return msg.with_properties(props)
 
 
+_EXPIRATION = re.compile(r"([+-]?[0-9]+)(.*)", re.S)
+_MAX_EXPIRY_MS = 315_360_000_000  # ten years (rabbit_misc:check_expiry)
+
+
 def validate_expiration(props: commands.Basic.Properties) -> None:
-    """A non-numeric expiration is a 406 (RabbitMQ checks it at publish time)."""
+    """An expiration that is not a non-negative integer is a 406 at publish time, with RabbitMQ's reason
+    (rabbit_basic:parse_expiration reads it with Erlang's string:to_integer: an optional sign, digits,
+    nothing after them)."""
     value = props.expiration
-    if value is not None and not (value.isdigit() and value.isascii()):
-        raise errors.PreconditionFailed(f"invalid expiration value '{value}'")
+    if value is None:
+        return
+    match = _EXPIRATION.fullmatch(value) if value.isascii() else None
+    if match is None:
+        reason = "no_integer"
+    elif match.group(2):
+        reason = '{leftover_string,"%s"}' % match.group(2)
+    elif int(match.group(1)) < 0:
+        reason = "{value_negative,%d}" % int(match.group(1))
+    elif int(match.group(1)) > _MAX_EXPIRY_MS:
+        reason = "{value_too_large,%d}" % int(match.group(1))
+    else:
+        return
+    raise errors.PreconditionFailed(f"invalid expiration '{value}': {reason}")

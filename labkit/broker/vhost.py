@@ -111,10 +111,11 @@ class VHost:
             self._remove_exchange(ex)
 
     def exchange_bind(self, destination: str, source: str, routing_key: str, arguments: dict, unbind: bool) -> None:
+        if "" in (destination, source):
+            raise errors.AccessRefused("operation not permitted on the default exchange")
+        if unbind and (destination not in self.exchanges or source not in self.exchanges):
+            return  # RabbitMQ 3.10.8 answers unbind-ok when either side is gone (observed)
         dest, src = self.exchange(destination), self.exchange(source)
-        for ex in (dest, src):
-            if ex.name == "":
-                raise errors.AccessRefused("operation not permitted on the default exchange")
         self._persist_binding(src, dest, routing_key, arguments, unbind)
         if unbind:
             if src.unbind(dest, routing_key, arguments):
@@ -192,8 +193,9 @@ class VHost:
     def queue_bind(self, conn: Any, queue: str, exchange: str, routing_key: str, arguments: dict,
                    unbind: bool) -> None:
         if exchange == "":
-            raise errors.AccessRefused(
-                f"operation not permitted on the default exchange")
+            raise errors.AccessRefused("operation not permitted on the default exchange")
+        if unbind and (queue not in self.queues or exchange not in self.exchanges):
+            return  # RabbitMQ 3.10.8 answers unbind-ok for a queue or exchange that is gone (observed)
         q = self.queue(queue, conn)
         ex = self.exchange(exchange)
         self._persist_binding(ex, q, routing_key, arguments, unbind)
@@ -212,7 +214,7 @@ class VHost:
             raise errors.PreconditionFailed(f"queue '{name}' in vhost '/' in use")
         count = q.message_count()
         if if_empty and count:
-            raise errors.PreconditionFailed(f"queue '{name}' in vhost '/' is not empty")
+            raise errors.PreconditionFailed(f"queue '{name}' in vhost '/' not empty")
         self.delete_queue(q)
         return count
 

@@ -1,6 +1,8 @@
-"""Binder's `start` script: falls back to the embedded broker when RabbitMQ is absent or broken, and
-points AMQP_URL at the server it launched when one comes up. rabbitmq-server is replaced by small fakes
-on PATH, so the test needs no RabbitMQ and never touches port 5672."""
+"""Binder's `start` script: falls back to the embedded broker when RabbitMQ is absent or broken, points
+AMQP_URL at the server it launched when one comes up, and gives that server a default install's config.
+rabbitmq-server is replaced by small fakes on PATH, so the test needs no RabbitMQ and never touches port
+5672. The script runs from a copy in the test's own world-readable directory, so the test does not depend
+on where the checkout lives (as root it runs as nobody, who cannot enter a mode-700 home or temp dir)."""
 import os
 import shutil
 import signal
@@ -34,9 +36,12 @@ def tmp_path():
 
 
 def run_start(tmp_path, path_dirs, as_user=AS_USER, **env):
+    script = tmp_path / "start"
+    shutil.copyfile(START, script)
+    script.chmod(0o755)
     base = {"PATH": os.pathsep.join(map(str, path_dirs)), "HOME": str(tmp_path),
             "RABBITMQ_START_TIMEOUT": "10"}
-    return subprocess.run([*as_user, "bash", str(START), *PRINT_ENV], env={**base, **env},
+    return subprocess.run([*as_user, "bash", str(script), *PRINT_ENV], env={**base, **env}, cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -112,9 +117,35 @@ def test_as_root_it_does_not_start_rabbitmq(tmp_path):
     assert not (tmp_path / ".rabbitmq").exists()
 
 
-def test_environment_offers_rabbitmq_from_conda_forge_only_as_an_option():
-    text = (ROOT / "environment.yml").read_text()
-    env = yaml.safe_load(text)
+def test_the_server_gets_a_default_installs_config_on_loopback(tmp_path):
+    """start writes rabbitmq.conf and hands it to the server: loopback listeners, guest on loopback only,
+    and no deprecated feature permitted (RabbitMQ 4.3's defaults, written out)."""
+    port = free_port()
+    body = ("import os, shutil, socket, time\n"
+            "shutil.copy(os.environ['RABBITMQ_CONFIG_FILE'], os.path.join(os.environ['HOME'], 'seen.conf'))\n"
+            "s = socket.create_server(('127.0.0.1', int(os.environ['RABBITMQ_NODE_PORT'])))\n"
+            "time.sleep(30)")
+    bin_dir = fake_server(tmp_path, body)
+    result = run_start(tmp_path, [bin_dir, *system_dirs()], RABBITMQ_NODE_PORT=str(port))
+    pid = int((tmp_path / ".rabbitmq" / "server.pid").read_text())
+    try:
+        assert result.stdout.strip() == f"AMQP_URL=amqp://guest:guest@127.0.0.1:{port}/", result.stderr
+        settings = dict(line.split(" = ", 1) for line in (tmp_path / "seen.conf").read_text().splitlines()
+                        if line and not line.startswith("#"))
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    assert settings == {
+        "listeners.tcp.default": f"127.0.0.1:{port}",
+        "distribution.listener.interface": "127.0.0.1",
+        "loopback_users.guest": "true",
+        "deprecated_features.permit.transient_nonexcl_queues": "false",
+        "deprecated_features.permit.global_qos": "false",
+        "deprecated_features.permit.queue_master_locator": "false",
+    }
+
+
+def test_environment_pins_a_4x_rabbitmq_from_conda_forge():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert env["channels"] == ["conda-forge"]
-    assert "# - rabbitmq-server" in text
-    assert "rabbitmq-server" not in [d for d in env["dependencies"] if isinstance(d, str)]
+    [pin] = [d for d in env["dependencies"] if isinstance(d, str) and d.startswith("rabbitmq-server")]
+    assert pin.startswith("rabbitmq-server=4."), pin

@@ -15,7 +15,7 @@ class Hello(HttpApp):
         super().__init__(name="hello")
         self.stopped = False
 
-    def routes(self, router: web.UrlDispatcher) -> None:
+    def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get("/", self.hi)
 
     async def hi(self, request: web.Request) -> web.Response:
@@ -101,11 +101,11 @@ async def test_amqp_worker_declares_consumes_and_closes(amqp_url, unique):
     async with worker:
         assert worker.running
         for i in range(3):
-            await worker.publish(str(i).encode(), routing_key=worker.queue)
+            await worker.send(str(i).encode(), routing_key=worker.queue)
         await wait_until(lambda: len(worker.seen) == 3, timeout=10, what=lambda: f"3 deliveries, {worker.seen}")
     assert worker.seen == [b"0", b"1", b"2"] and not worker.running
     with pytest.raises(RuntimeError, match="not connected"):
-        await worker.publish(b"x", routing_key=worker.queue)
+        await worker.send(b"x", routing_key=worker.queue)
 
 
 async def test_amqp_worker_that_fails_to_start_leaves_nothing_open(amqp_url, unique):

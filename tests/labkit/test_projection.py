@@ -9,7 +9,7 @@ import aiormq
 import pytest
 
 from labkit import theory
-from labkit.projection import PREFER_ASYNC, Shop, start_shop
+from labkit.projection import PREFER_ASYNC, Shop
 
 
 async def _post(lab, shop, customer, headers=None):
@@ -23,7 +23,7 @@ async def _get(lab, url, **params):
 
 
 async def test_write_is_visible_on_the_write_side_at_once_and_in_the_read_model_eventually(lab):
-    shop = await start_shop(lab, work_time=0.2, distribution="fixed")
+    shop = await lab.start(Shop(work_time=0.2, distribution="fixed"))
     status, _, order = await _post(lab, shop, "alice")
     assert status == 201 and order["version"] == 1 and order["customer"] == "alice"
     _, mine = await _get(lab, shop.history_url("alice", side="write"))
@@ -40,7 +40,7 @@ async def test_write_is_visible_on_the_write_side_at_once_and_in_the_read_model_
 
 
 async def test_202_points_to_a_status_resource_that_turns_done(lab):
-    shop = await start_shop(lab, work_time=0.1, distribution="fixed")
+    shop = await lab.start(Shop(work_time=0.1, distribution="fixed"))
     status, headers, order = await _post(lab, shop, "bob", PREFER_ASYNC)
     assert status == 202 and headers["Location"] == order["status"]
     assert order["status"].startswith(shop.read_url)
@@ -52,7 +52,7 @@ async def test_202_points_to_a_status_resource_that_turns_done(lab):
 
 
 async def test_version_token_read_waits_for_the_projection(lab):
-    shop = await start_shop(lab, work_time=0.15, distribution="fixed")
+    shop = await lab.start(Shop(work_time=0.15, distribution="fixed"))
     orders = [(await _post(lab, shop, "carol"))[2] for _ in range(3)]
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -65,7 +65,7 @@ async def test_version_token_read_waits_for_the_projection(lab):
 
 
 async def test_version_token_read_times_out_with_504_while_paused(lab):
-    shop = await start_shop(lab, work_time=0.0, wait_timeout=0.2)
+    shop = await lab.start(Shop(work_time=0.0, wait_timeout=0.2))
     shop.projection.pause()
     _, _, order = await _post(lab, shop, "dave")
     status, body = await _get(lab, shop.history_url("dave"), min_version=order["version"])
@@ -76,7 +76,7 @@ async def test_version_token_read_times_out_with_504_while_paused(lab):
 
 
 async def test_pause_holds_events_in_the_broker_and_resume_catches_up(lab):
-    shop = await start_shop(lab, work_time=0.0, prefetch=1)
+    shop = await lab.start(Shop(work_time=0.0, prefetch=1))
     shop.projection.pause()
     for _ in range(6):
         await _post(lab, shop, "erin")
@@ -108,7 +108,7 @@ async def test_watermark_waits_for_gaps_and_ignores_redeliveries():
 
 
 async def test_bad_requests_are_rejected_with_400(lab):
-    shop = await start_shop(lab)
+    shop = await lab.start(Shop())
     async with lab.http.post(shop.orders_url, json={"item": "no customer"}) as r:
         assert r.status == 400 and "customer" in (await r.json())["error"]
     async with lab.http.post(shop.orders_url, json={"customer": "x", "amount": -1}) as r:
@@ -120,7 +120,7 @@ async def test_bad_requests_are_rejected_with_400(lab):
 async def test_staleness_follows_mm1_roughly(lab):
     """One in-order projection under Poisson writes is an M/M/1 queue: the mean staleness window of a
     few hundred writes lands within a wide band of 1/(μ − λ) computed from the measured rates."""
-    shop = await start_shop(lab, work_time=0.01)
+    shop = await lab.start(Shop(work_time=0.01))
     rng = random.Random(3)
     loop = asyncio.get_running_loop()
     tasks, start = [], loop.time()
@@ -141,7 +141,7 @@ async def test_staleness_follows_mm1_roughly(lab):
 
 
 async def test_stop_releases_the_queue_and_sockets(lab):
-    shop = await start_shop(lab)
+    shop = await lab.start(Shop())
     queue, port = shop.queue, shop.read_model.port
     await lab.remove(shop)
     channel = await lab.channel()
@@ -153,12 +153,12 @@ async def test_stop_releases_the_queue_and_sockets(lab):
 
 
 async def test_the_lab_stops_what_it_owns(lab):
-    shop = await start_shop(lab)
+    shop = await lab.start(Shop())
     url = shop.history_url("x", side="write")
-    with pytest.raises(ValueError, match="thing must have an async stop"):
-        lab.own(object())
+    with pytest.raises(ValueError, match="part must have async start"):
+        await lab.start(object())
     await lab.stop()
-    assert shop._connection is None
+    assert not shop.running
     async with aiohttp.ClientSession() as session:
         with pytest.raises(aiohttp.ClientConnectorError):
             await session.get(url)

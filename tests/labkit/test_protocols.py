@@ -43,15 +43,15 @@ def test_blob_is_a_real_protobuf_message():
 @pytest.mark.parametrize("encoding", ["json", "bytes"])
 async def test_http_echoes_every_size(reuse, encoding):
     server = await HttpEchoServer().start()
-    client = HttpClient(server.url, encoding, reuse=reuse)
+    client, port = HttpClient(server.url, encoding, reuse=reuse), server.port
     try:
         for size in SIZES:
             data = payload(size)
             assert await client.call(data) == data
     finally:
-        await client.close()
+        await client.stop()
         await server.stop()
-    assert refuses(server.port)
+    assert refuses(port)
 
 
 async def test_http_json_body_carries_base64():
@@ -73,7 +73,7 @@ async def test_grpc_echoes_every_size(reuse):
             data = payload(size)
             assert await client.call(data) == data
     finally:
-        await client.close()
+        await client.stop()
         await server.stop()
     assert refuses(server.port)
 
@@ -94,7 +94,7 @@ async def test_amqp_rpc_and_one_way(amqp_url, unique, reuse):
             await asyncio.sleep(0.02)
         assert worker.done == len(SIZES) + 5
     finally:
-        await client.close()
+        await client.stop()
         await worker.stop()
 
 
@@ -106,14 +106,14 @@ async def test_concurrent_rpcs_get_their_own_answers(amqp_url, unique):
         bodies = [f"call {i}".encode() for i in range(20)]
         assert await asyncio.gather(*(client.call(b) for b in bodies)) == bodies
     finally:
-        await client.close()
+        await client.stop()
         await worker.stop()
 
 
 async def test_work_time_is_paid_by_every_protocol(amqp_url):
     """The same job: with 50 ms of work each protocol's median rises by about 50 ms (same run, wide margins)."""
-    fast = await Protocols.start(amqp_url)
-    slow = await Protocols.start(amqp_url, work_time=0.05)
+    fast = await Protocols(amqp_url).start()
+    slow = await Protocols(amqp_url, work_time=0.05).start()
     try:
         calls = {f"{name} fast": c for name, c in (await fast.calls()).items()}
         calls |= {f"{name} slow": c for name, c in (await slow.calls()).items()}
@@ -129,7 +129,7 @@ async def test_work_time_is_paid_by_every_protocol(amqp_url):
 
 
 async def test_protocols_start_their_servers_and_stop_everything(amqp_url):
-    protocols = await Protocols.start(amqp_url)
+    protocols = await Protocols(amqp_url).start()
     calls = await protocols.calls(reuse=True, one_way=True)
     assert set(calls) == {Protocols.HTTP, Protocols.HTTP_BYTES, Protocols.GRPC, Protocols.AMQP_RPC,
                           Protocols.AMQP_PUBLISH}
@@ -208,5 +208,5 @@ async def test_clients_refuse_non_bytes():
         with pytest.raises(ValueError, match="data must be bytes, got str"):
             await client.call("text")
     finally:
-        await client.close()
+        await client.stop()
         await server.stop()
