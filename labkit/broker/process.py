@@ -101,6 +101,11 @@ class BrokerProcess:
         self._adopt(*await _spawn(options, startup_timeout))
 
     @property
+    def data_dir(self) -> str | None:
+        """Where the broker keeps its durable state (None: in memory only, lost on crash or restart)."""
+        return self._options.get("data_dir")
+
+    @property
     def pid(self) -> int:
         return self._proc.pid
 
