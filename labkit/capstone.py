@@ -13,6 +13,11 @@ down, then a spike of uploads. It reports four properties:
 3. every accepted image is processed and notified once the faults are over;
 4. no image is notified twice.
 
+Properties 3 and 4 are delivery guarantees, so the run is recorded as a history (:mod:`labkit.history`:
+every upload's HTTP call, every message, the processor's and the notifier's effects) and the history
+checker judges them, per image: at-least-once for "processed" and "notified", at-most-once for
+"notified". ``report.verdicts`` has the checker's verdicts with their smallest counterexamples.
+
 An image's id travels as the correlation id (the ``X-Correlation-ID`` header and the AMQP
 ``correlation_id`` property), so the processor and the notifier can tell which image a call is about.
 """
@@ -29,7 +34,12 @@ from typing import Any, Awaitable, Callable
 from labkit import tracing
 from labkit._validate import integer, positive
 from labkit.faults import Down
+from labkit.history import recorder
+from labkit.history.checker import AtLeastOnce, AtMostOnce, check
+from labkit.history.checker import Report as HistoryReport
+from labkit.history.events import History
 from labkit.load import RateProfile, open_loop
+from labkit.lifecycle import wait_until
 from labkit.metrics import Clock, Recording
 
 __all__ = ["Workflow", "Property", "Report", "check_design", "naive_design", "reference_design"]
@@ -79,6 +89,9 @@ class Report:
     #: the run's timeline: ``t0`` (monotonic) and the faults as ``(start, end, label)`` seconds after it
     t0: float = 0.0
     fault_bands: list[tuple[float, float, str]] = field(default_factory=list)
+    #: the recorded run and the history checker's verdicts behind properties 3 and 4
+    history: History | None = None
+    verdicts: HistoryReport | None = None
 
     def latency_over_time(self) -> tuple[list[float], list[float], list[bool]]:
         """Each upload's send time (s since t0), latency (ms) and success, in send order: for plotting."""
@@ -114,11 +127,15 @@ class _ExternalServices:
         self.notifications: collections.Counter[str] = collections.Counter()
 
     async def process(self, body: bytes) -> dict[str, Any]:
-        self.processed.add(_image_id())
+        image = _image_id()
+        self.processed.add(image)
+        recorder.effect("processed", correlation_id=image, process="processor")
         return {}
 
     async def notify(self, body: bytes) -> dict[str, Any]:
-        self.notifications[_image_id()] += 1
+        image = _image_id()
+        self.notifications[image] += 1
+        recorder.effect("notified", correlation_id=image, process="notifier")
         return {}
 
 
@@ -170,40 +187,37 @@ async def check_design(
     processor_link.schedule([(*PROCESSOR_DOWN, Down())], t0=clock)
     notifier_link.schedule([(*NOTIFIER_DOWN, Down())], t0=clock)
     profile = RateProfile(((0.0, SPIKE[0], rate), (SPIKE[0], SPIKE[1], rate * spike_factor), (SPIKE[1], LOAD_END, rate)))
-    uploads = await open_loop(upload_one, arrivals=profile, seed=seed, t0=clock, progress=progress,
-                              timeout=max(2.0, 10 * processor_time))
-    accepted = {r.info["image"] for r in uploads.select("ok")}
-    await _wait_until(lambda: accepted <= external.processed and accepted <= set(external.notifications),
-                      drain_timeout)
+    with recorder.record() as recorded:
+        uploads = await open_loop(upload_one, arrivals=profile, seed=seed, t0=clock, progress=progress,
+                                  timeout=max(2.0, 10 * processor_time))
+        accepted = {r.info["image"] for r in uploads.select("ok")}
+        try:
+            await wait_until(lambda: accepted <= external.processed and accepted <= set(external.notifications),
+                             timeout=drain_timeout, interval=0.05, what="every accepted image processed and notified")
+        except TimeoutError:
+            pass  # the verdict below names what is missing
+    verdicts = check(recorded, AtLeastOnce("processed", by="correlation_id"),
+                     AtLeastOnce("notified", by="correlation_id"), AtMostOnce("notified", by="correlation_id"))
     bands = [(*PROCESSOR_DOWN, "processor down"), (*NOTIFIER_DOWN, "notification down"), (*SPIKE, "spike")]
-    return Report(label, _judge(uploads, accepted, external, processor_time), uploads,
-                  len(external.processed), len(external.notifications), clock.t0, bands)
+    return Report(label, _judge(uploads, accepted, verdicts, processor_time), uploads,
+                  len(external.processed), len(external.notifications), clock.t0, bands, recorded, verdicts)
 
 
-def _judge(uploads: Recording, accepted: set[str], external: _ExternalServices, processor_time: float) -> list[Property]:
+def _judge(uploads: Recording, accepted: set[str], verdicts: HistoryReport, processor_time: float) -> list[Property]:
     total = len(uploads)
     p99 = uploads.percentile(99, include="all") if total else float("nan")
-    missing_processing = len(accepted - external.processed)
-    missing_notice = len(accepted - set(external.notifications))
-    twice = sum(1 for n in external.notifications.values() if n > 1)
+    processed, notified, once = verdicts
+    missing_processing, missing_notice, twice = processed.violations, notified.violations, once.violations
     errors = ", ".join(f"{k}×{v}" for k, v in uploads.errors().most_common(2))
     return [
         Property("every upload accepted during the faults", len(accepted) == total,
                  f"{len(accepted)}/{total} accepted" + (f" (errors: {errors})" if errors else "")),
         Property("upload p99 below the processor's service time", p99 < processor_time,
                  f"p99 {p99 * 1000:.0f} ms vs processor {processor_time * 1000:.0f} ms"),
-        Property("every accepted image processed and notified after recovery",
-                 missing_processing == 0 and missing_notice == 0,
+        Property("every accepted image processed and notified after recovery", processed.held and notified.held,
                  f"{missing_processing} not processed, {missing_notice} not notified of {len(accepted)}"),
-        Property("no duplicate notifications", twice == 0, f"{twice} images notified more than once"),
+        Property("no duplicate notifications", once.held, f"{twice} images notified more than once"),
     ]
-
-
-async def _wait_until(condition: Callable[[], bool], timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition() and loop.time() < deadline:
-        await asyncio.sleep(0.05)
 
 
 async def naive_design(workflow: Workflow) -> Any:

@@ -23,9 +23,9 @@ The correlation id of the customer's request travels in every HTTP header and in
 ``correlation_id`` property of every event, so ``lab.tracer.trace(cid)`` holds the whole checkout,
 synchronous edge and asynchronous spine (``plots.trace_waterfall`` draws it).
 
-    checkout = await Checkout(lab).start()
+    checkout = await lab.start(Checkout())          # or Checkout(edge=(...)) for another split
     await lab.call(checkout.hybrid, body=b"order-1")
-    await checkout.settled(["order-1"])
+    await checkout.wait_settled(["order-1"])
 """
 
 from __future__ import annotations
@@ -35,18 +35,22 @@ import collections
 import json
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from labkit import tracing
 from labkit._validate import integer, non_negative, positive
 from labkit.fanout import Fanout
-from labkit.lab import HTTPStatusError
+from labkit.lifecycle import Part, wait_until
+from labkit.lab import HTTPStatusError, Lab
 from labkit.saga import COMPENSATIONS, OrderLog
-from labkit.services import STORY
+from labkit.services import STORY, Service
 
-__all__ = ["EDGE", "SERVICE_TIMES", "SPINE", "STEPS", "Checkout", "critical_path"]
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["EDGE", "SERVICE_TIMES", "SPINE", "STEPS", "Checkout", "critical_path", "split"]
 
 #: The steps of one checkout, in the order an all-synchronous checkout calls them.
 STEPS = ("validate", "inventory", "payment", "save", "email", "analytics", "fraud", "fulfillment", "receipt")
@@ -61,10 +65,14 @@ SERVICE_TIMES = {"validate": 0.005, "save": 0.010, "receipt": 0.005, **{s: STORY
 UNREACHABLE = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
-class Checkout:
-    """Both checkout designs, their spine workers and the saga, started on ``lab`` (which owns them all).
+class Checkout(Part):
+    """Both checkout designs, their spine workers and the saga, started on a lab (which owns every part):
+    ``checkout = await lab.start(Checkout())``. Stopping the checkout stops its parts.
 
-    ``service_times`` overrides :data:`SERVICE_TIMES` per step; ``links`` names the spine steps reached
+    ``edge`` names the steps the hybrid checkout calls while the customer waits (default :data:`EDGE`);
+    the other steps form its spine (``checkout.spine``), in :data:`STEPS` order. Try another split:
+    ``Checkout(edge=("validate", "inventory", "save"))`` takes payment off the customer's wait.
+    ``service_times`` overrides :data:`SERVICE_TIMES` per step; ``links`` names the steps reached
     through a fault proxy (each proxy costs CPU per call, so only where a fault will be switched on);
     ``timeout`` is how long a caller waits for
     one step; ``retry_delay`` is a spine worker's first pause between attempts on an unreachable service (doubling
@@ -72,9 +80,9 @@ class Checkout:
     ``workers`` how many messages each spine worker handles at once.
     """
 
-    def __init__(self, lab: Any, *, name: str = "checkout", service_times: dict[str, float] | None = None,
-                 links: Iterable[str] = ("email", "analytics"), timeout: float = 2.0, retry_delay: float = 0.05,
-                 retry_cap: float = 0.4, workers: int = 16):
+    def __init__(self, lab: Lab | None = None, *, name: str = "checkout", edge: Iterable[str] = EDGE,
+                 service_times: dict[str, float] | None = None, links: Iterable[str] = ("email", "analytics"),
+                 timeout: float = 2.0, retry_delay: float = 0.05, retry_cap: float = 0.4, workers: int = 16):
         if not isinstance(name, str) or not name.replace("-", "").isalnum():
             raise ValueError(f"name must be letters, digits and dashes, got {name!r}")
         times = dict(SERVICE_TIMES)
@@ -82,10 +90,11 @@ class Checkout:
             if step not in STEPS:
                 raise ValueError(f"service_times keys must be steps from {STEPS}, got {step!r}")
             times[step] = non_negative(f"service_times[{step!r}]", value)
+        self.edge, self.spine = split(edge)
         self.link_steps = tuple(links) if not isinstance(links, str) else (links,)
         for step in self.link_steps:
-            if step not in SPINE:
-                raise ValueError(f"links must name spine steps from {SPINE}, got {step!r}")
+            if step not in STEPS:
+                raise ValueError(f"links must name steps from {STEPS}, got {step!r}")
         self.lab = lab
         self.name = f"{name}-{tracing.new_id()[:6]}"  # unique: several runs may share one RabbitMQ
         self.service_times = times
@@ -101,32 +110,72 @@ class Checkout:
         #: (step, order, action) -> monotonic time the service first did it
         self.effect_times: dict[tuple[str, str, str], float] = {}
         self.log = OrderLog()
+        #: order -> correlation id of the hybrid checkout that placed it (to know when its trace is complete)
+        self.correlation_ids: dict[str, str] = {}
         self.services: dict[str, Any] = {}
         self.links: dict[str, Any] = {}
         self.spine_workers: dict[str, Any] = {}
         self.compensators: dict[str, Any] = {}
-        self.all_sync: Any = None
-        self.hybrid: Any = None
+        self.all_sync: Service | None = None
+        self.hybrid: Service | None = None
         self._topology: Fanout | None = None
+        self._parts: list[Any] = []
 
-    async def start(self) -> "Checkout":
-        lab = self.lab
+    def attach(self, lab: Lab) -> None:
+        """Called by ``lab.start(checkout)``: the lab this checkout builds its parts on."""
+        if self.lab is not None and self.lab is not lab:
+            raise ValueError("this checkout was built for another lab")
+        self.lab = lab
+
+    @property
+    def running(self) -> bool:
+        return self.hybrid is not None
+
+    async def stop(self) -> None:
+        """Stop the checkout's services, proxies, workers and topology (newest first); safe twice."""
+        parts, self._parts = self._parts, []
+        self.all_sync = self.hybrid = None
+        for part in reversed(parts):
+            try:
+                await self.lab.remove(part)
+            except ValueError:
+                pass  # the lab has stopped it already (the lab stopped, or the part was removed)
+
+    async def start(self) -> Self:
+        self._check_stopped()
+        if self.lab is None:
+            raise ValueError("start a checkout with `await lab.start(Checkout())`")
+        try:
+            await self._build(self.lab)
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def _build(self, lab: Lab) -> None:
+        keep = self._parts.append
         for step in STEPS:
             self.services[step] = await lab.service(f"{self.name}-{step}", service_time=self.service_times[step],
                                                     handler=self._effect(step))
+            keep(self.services[step])
         for step in self.link_steps:
             self.links[step] = await lab.proxy(self.services[step], name=f"{step} link")
+            keep(self.links[step])
         self._topology = await lab.start(Fanout(await lab.channel(), self.exchange, exchange_type="topic",
                                                 routing_key="order.placed"))
-        for step in SPINE:
+        keep(self._topology)
+        for step in self.spine:
             queue = await self._topology.add(f"{self.exchange}-{step}")
             self.spine_workers[step] = await self._worker(queue, self._spine(step), f"{step} worker")
+            keep(self.spine_workers[step])
         for step, (action, _) in COMPENSATIONS.items():
             queue = await self._topology.add(f"{self.exchange}-{action}", routing_key="fulfillment.failed")
             self.compensators[step] = await self._worker(queue, self._compensate(step), f"{action} worker")
+            keep(self.compensators[step])
         self.all_sync = await lab.service(f"{self.name}-all-sync", service_time=0.0, handler=self._all_sync)
+        keep(self.all_sync)
         self.hybrid = await lab.service(f"{self.name}-hybrid", service_time=0.0, handler=self._hybrid)
-        return self
+        keep(self.hybrid)
 
     # -- what the chapter asks -----------------------------------------------------------------------
 
@@ -137,20 +186,26 @@ class Checkout:
         return self.effects[step][(order, action)] > 0
 
     def settled(self, order: str) -> bool:
-        """Has a hybrid order finished: every spine step done and the saga at rest (fulfilled or compensated)?"""
-        return all(self.done(step, order) for step in SPINE if step != "fulfillment") \
-            and self.log.state(order) in ("fulfilled", "compensated")
+        """Has a hybrid order finished: every spine step done, the saga at rest (fulfilled or compensated)
+        and every span of its trace finished? (A step's side effect is visible a moment before its
+        worker's span ends: without the last condition a reader of the trace would race the worker.)"""
+        if not (all(self.done(step, order) for step in self.spine if step != "fulfillment")
+                and self.log.state(order) in ("fulfilled", "compensated")):
+            return False
+        correlation_id = self.correlation_ids.get(order)
+        return correlation_id is None or self.lab.tracer.open_spans(correlation_id) == 0
 
     async def wait_settled(self, orders: Iterable[str], timeout: float = 20.0) -> float:
-        """Wait until every order in ``orders`` is :meth:`settled` (or ``timeout`` s pass); returns the
-        monotonic time it happened (or gave up)."""
-        positive("timeout", timeout)
+        """Wait until every order in ``orders`` is :meth:`settled`, its trace complete; returns the
+        monotonic time it happened. Raises ``TimeoutError`` naming how many were still pending."""
         pending = list(orders)
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            pending = [o for o in pending if not self.settled(o)]
-            if pending:
-                await asyncio.sleep(0.02)
+
+        def all_settled() -> bool:
+            pending[:] = [o for o in pending if not self.settled(o)]
+            return not pending
+
+        await wait_until(all_settled, timeout=timeout, interval=0.02,
+                         what=lambda: f"{len(pending)} orders to settle (first: {pending[:3]})")
         return time.monotonic()
 
     def reset(self) -> None:
@@ -159,6 +214,7 @@ class Checkout:
             counter.clear()
         self.effect_times.clear()
         self.log.clear()
+        self.correlation_ids.clear()
 
     # -- the two front doors -------------------------------------------------------------------------
 
@@ -170,10 +226,15 @@ class Checkout:
 
     async def _hybrid(self, body: bytes) -> dict[str, Any]:
         order = _order(body)
-        for step in EDGE:
+        correlation_id = tracing.current()[0]
+        if correlation_id is not None:
+            self.correlation_ids[order] = correlation_id
+        for step in self.edge:
             await self._call(step, order)
         await self.lab.publish("order.placed", _body(order), exchange=self.exchange, message_id=order)
         self.log.record(order, "placed")
+        if "fulfillment" in self.edge:  # fulfilled while the customer waited (a failure raised above)
+            self.log.record(order, "fulfilled")
         return {"order": order}
 
     # -- the asynchronous spine and the saga ---------------------------------------------------------
@@ -234,6 +295,17 @@ class Checkout:
             self.effect_times.setdefault((step, *key), time.monotonic())
             return {}
         return handle
+
+
+def split(edge: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(edge, spine)``: the steps named in ``edge`` and the others, each in :data:`STEPS` order."""
+    chosen = [edge] if isinstance(edge, str) else list(edge)
+    for step in chosen:
+        if step not in STEPS:
+            raise ValueError(f"edge must name steps from {STEPS}, got {step!r}")
+    if len(set(chosen)) != len(chosen):
+        raise ValueError(f"edge must name each step once, got {chosen!r}")
+    return tuple(s for s in STEPS if s in chosen), tuple(s for s in STEPS if s not in chosen)
 
 
 def critical_path(spans: list[tracing.Span]) -> dict[str, float]:

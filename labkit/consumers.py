@@ -27,7 +27,8 @@ from pamqp.commands import Basic
 
 from labkit import tracing
 from labkit._validate import integer, probability, queue_name
-from labkit.lifecycle import AmqpWorker, publish_message
+from labkit.history import recorder
+from labkit.lifecycle import AmqpWorker, publish_message, wait_until
 from labkit.metrics import Record
 from labkit.queues import declare_run_queue
 from labkit.services import rng_for, sampler
@@ -157,6 +158,13 @@ class Consumer(AmqpWorker):
     def subscriptions(self) -> list[tuple[str, None]]:
         return [(self.queue, None)]
 
+    async def wait_processed(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until this consumer has acknowledged ``count`` messages after their work (a liveness
+        bound, not a speed goal); raises ``TimeoutError`` saying how many it had."""
+        integer("count", count, 0)
+        await wait_until(lambda: self.processed >= count, timeout=timeout, interval=0.005,
+                         what=lambda: f"{self.name}: {count} messages processed ({self.processed} so far)")
+
     def reset_records(self) -> None:
         """Forget records and counters (between experiments); the message ids in ``seen`` are kept."""
         self.records.clear()
@@ -197,6 +205,7 @@ class Consumer(AmqpWorker):
         if self.idempotent and props.message_id in self.seen:
             self.duplicates += 1
             await message.channel.basic_ack(message.delivery.delivery_tag)
+            recorder.on_settle("ack", self.name, message)
             return True, None, {**info, "duplicate": True}
         await asyncio.sleep(self._sample())
         error = None
@@ -209,17 +218,20 @@ class Consumer(AmqpWorker):
                 error = f"handler failed: {exc!r}"
         if error is not None:
             self.failed += 1
-            # basic.reject: a failed delivery, which RabbitMQ 4.3's quorum queues count toward the delivery
-            # limit (basic.nack with requeue is an explicit return there, not counted).
+            # basic.reject, not basic.nack: since RabbitMQ 4.3 only a reject says "processing failed" and
+            # counts toward a quorum queue's delivery limit (a nack returns the message uncounted).
             await message.channel.basic_reject(message.delivery.delivery_tag, requeue=self.requeue_failed)
+            recorder.on_settle("reject", self.name, message, requeue=self.requeue_failed)
             return False, error, info
         if self.crash_after is not None and self.processed + 1 >= self.crash_after:
             self.crashed = True  # the work is done (side effects happened) but the ack never leaves
+            recorder.on_crash(self.name, message)
             await self.stop()
             return None, None, info
         if props.message_id:
             self.seen.add(props.message_id)
         await message.channel.basic_ack(message.delivery.delivery_tag)
+        recorder.on_settle("ack", self.name, message)
         self.processed += 1
         return True, None, info
 

@@ -136,7 +136,7 @@ class RetryTopology:
 
 async def delivery_limited_queue(channel: aiormq.abc.AbstractChannel, queue: str, dlq: str, limit: int) -> None:
     """Declare a quorum queue that dead-letters a message to ``dlq`` after ``limit`` + 1 deliveries
-    (each nack with requeue counts), and ``dlq`` as a per-run queue. Quorum queues are durable: delete both
+    (each basic.reject with requeue counts; since RabbitMQ 4.3 a basic.nack does not), and ``dlq`` as a per-run queue. Quorum queues are durable: delete both
     when done."""
     integer("limit", limit, 0)
     await declare_run_queue(channel, _name("dlq", dlq))

@@ -21,6 +21,7 @@ import sqlite3
 from numbers import Real
 
 from labkit._validate import non_negative
+from labkit.history import recorder
 
 __all__ = ["Ledger"]
 
@@ -54,12 +55,14 @@ class Ledger:
                 inserted = db.execute("INSERT OR IGNORE INTO processed VALUES (?)", (message_id,)).rowcount
                 if not inserted:
                     db.execute("ROLLBACK")
+                    recorder.effect("charge", applied=False, message_id=message_id)
                     return False
             db.execute("INSERT INTO charges (message_id, amount) VALUES (?, ?)", (message_id, float(amount)))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        recorder.effect("charge", message_id=message_id)  # for a recorded history (no-op when off)
         return True
 
     def charges(self) -> int:

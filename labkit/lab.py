@@ -42,6 +42,7 @@ from labkit._validate import integer, positive, queue_name
 from labkit._validate import port as check_port
 from labkit.broker import profiles as broker_profiles
 from labkit.consumers import Consumer, publish
+from labkit.history import recorder
 from labkit.lifecycle import unique
 from labkit.metrics import Clock, QueueDepthSampler
 from labkit.queues import declare_run_queue
@@ -344,10 +345,13 @@ class Lab:
         url = target_url(target) + path.lstrip("/")
         span = self.tracer.start(f"client -> {getattr(target, 'name', url)}", "client", correlation_id)
         kwargs = {} if timeout is None else {"timeout": aiohttp.ClientTimeout(total=positive("timeout", timeout))}
-        ok = False
+        ok, status, error = False, None, None
+        if recorder.active is not None:
+            recorder.on_http("request", None, url, span.correlation_id, target=self._lane(target, url))
         try:
             async with self.http.post(url, data=body, headers=tracing.http_headers(span.correlation_id, span.span_id),
                                       **kwargs) as resp:
+                status = resp.status
                 raw = await resp.read()
                 try:
                     answer = json.loads(raw)
@@ -357,8 +361,23 @@ class Lab:
                     raise HTTPStatusError(resp.status, url, answer)
                 ok = True
                 return answer
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             self.tracer.finish(span, ok)
+            if recorder.active is not None:
+                recorder.on_http("response" if status is not None else "error", None, url, span.correlation_id,
+                                 target=self._lane(target, url), status=status,
+                                 error=None if error is None or status is not None else type(error).__name__)
+
+    def _lane(self, target: Any, url: str) -> str:
+        """The name of what an HTTP call goes to (a service or the proxy in front of it), for a history."""
+        name = getattr(target, "name", None)
+        if name:
+            return name
+        port = URL(url).port
+        return next((p.name for p in [*self.proxies, *self.services.values()] if p.port == port), url)
 
     # -- messaging -----------------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from pamqp.commands import Basic
 from labkit._validate import amqp_url as check_amqp_url
 from labkit._validate import integer, positive
 from labkit._validate import port as check_port
+from labkit.history import recorder
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -150,16 +151,21 @@ async def publish_message(
     exchange: str = "",
     properties: Basic.Properties | None = None,
     timeout: float | None = None,
+    process: str | None = None,
 ) -> Any:
     """Publish one message on ``channel``: the single place labkit's parts hand a message to the broker.
+
+    ``process`` names the publisher in a recorded history (default: the consumer whose handler is
+    publishing, else "publisher"); see :mod:`labkit.history.recorder`.
 
     With publisher confirms on the channel this returns when the broker has acked it; ``timeout`` bounds
     that wait (``asyncio.TimeoutError``).
     """
     sending = channel.basic_publish(bytes(body), exchange=exchange, routing_key=routing_key, properties=properties)
-    if timeout is None:
-        return await sending
-    return await asyncio.wait_for(sending, timeout)
+    if recorder.active is None:  # the history recorder is off: nothing else happens here
+        return await (sending if timeout is None else asyncio.wait_for(sending, timeout))
+    return await recorder.published(sending if timeout is None else asyncio.wait_for(sending, timeout),
+                                    process, routing_key, properties, exchange)
 
 
 class AmqpWorker(Part):
@@ -229,6 +235,8 @@ class AmqpWorker(Part):
 
     async def deliver(self, message: DeliveredMessage) -> None:
         """Every delivery this worker gets comes through here (then to :meth:`handle`)."""
+        if recorder.active is not None:
+            recorder.on_deliver(self.name, message)
         await self.handle(message)
 
     async def send(self, body: bytes, *, routing_key: str, exchange: str = "",
@@ -237,7 +245,7 @@ class AmqpWorker(Part):
         if self._channel is None or self._channel.is_closed:
             raise RuntimeError(f"{self.name} is not connected")
         return await publish_message(self._channel, body, routing_key=routing_key, exchange=exchange,
-                                     properties=properties, timeout=timeout)
+                                     properties=properties, timeout=timeout, process=self.name)
 
     async def disconnect(self) -> None:
         """Close the connection (if open); a connection that is already broken is simply let go."""

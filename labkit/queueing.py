@@ -23,7 +23,6 @@ hiding them:
 
 from __future__ import annotations
 
-import asyncio
 import math
 import statistics
 import uuid
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 
 from labkit import load, theory
 from labkit._validate import integer, positive
+from labkit.lifecycle import wait_until
 from labkit.metrics import Record
 
 __all__ = ["WAITED", "QueueRun", "mmc_experiment"]
@@ -165,12 +165,8 @@ async def mmc_experiment(
         sent = await load.open_loop(lambda i: lab.publish(queue, b""), rate=rate, duration=duration,
                                     seed=seed, progress=progress)
         published = sum(r.ok for r in sent)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + drain_timeout
-        while worker.processed < published:
-            if loop.time() > deadline:
-                raise TimeoutError(f"{name}: processed {worker.processed} of {published} in {drain_timeout} s")
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: worker.processed >= published, timeout=drain_timeout, interval=0.02,
+                         what=lambda: f"{name}: {published} processed ({worker.processed} so far)")
         records = sorted(worker.records, key=lambda r: r.info["received"])
     finally:
         await lab.remove(worker)

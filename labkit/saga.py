@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from labkit.history import recorder
 from labkit.metrics import Clock, as_t0
 
 __all__ = ["COMPENSATIONS", "STATES", "OrderLog"]
@@ -42,6 +43,10 @@ _REQUIRES = {  # state -> the states that must have been reached before it
 }
 _EXCLUDES = {"fulfilled": {"fulfillment failed"}, "fulfillment failed": {"fulfilled"}}  # rule each other out
 _UNDONE = {state for _, state in COMPENSATIONS.values()}
+#: What each state means to a saga checker (:class:`labkit.history.SagasComplete`): (phase, step) moves.
+_MOVES = {"placed": [("do", step) for step in COMPENSATIONS], "fulfilled": [("commit", None)],
+          "fulfillment failed": [("abort", None)],
+          **{state: [("undo", step)] for step, (_, state) in COMPENSATIONS.items()}}
 
 
 class OrderLog:
@@ -58,6 +63,8 @@ class OrderLog:
             raise ValueError(f"order must be a non-empty order id, got {order!r}")
         if state not in _REQUIRES:
             raise ValueError(f"state must be one of {list(_REQUIRES)}, got {state!r}")
+        for phase, step in _MOVES[state]:  # the saga's moves, for a recorded history (no-op when off)
+            recorder.saga(phase, order, step)
         events = self._events.setdefault(order, [])
         before = {s for _, s in events}
         if state in before or not _REQUIRES[state] <= before or before & _EXCLUDES.get(state, set()):

@@ -40,6 +40,7 @@ from aiohttp import web
 from labkit import theory, tracing
 from labkit._validate import integer, non_negative, one_of, positive, probability
 from labkit._validate import port as check_port
+from labkit.history import recorder
 from labkit.lifecycle import HttpApp
 from labkit.metrics import Clock, Record, as_t0
 
@@ -452,14 +453,20 @@ class Service(HttpApp):
         tracer = self.tracer
         span = tracer.start(f"{self.name} -> {label}", "client", correlation_id, parent) if tracer is not None else None
         headers = tracing.http_headers(correlation_id, span.span_id if span else parent)
+        if recorder.active is not None:
+            recorder.on_http("request", self.name, url, correlation_id, target=label)
+        answered = False
         try:
             async with self._session.post(url, headers=headers) as resp:
                 await resp.read()
-                status, error = resp.status, None if is_success(resp.status) else f"HTTP {resp.status}"
+                status, error, answered = resp.status, None if is_success(resp.status) else f"HTTP {resp.status}", True
         except asyncio.TimeoutError:
             status, error = 504, f"timeout after {self.timeout}s"
         except aiohttp.ClientError as exc:
             status, error = 502, f"{type(exc).__name__}: {exc}"
+        if recorder.active is not None:
+            recorder.on_http("response" if answered else "error", self.name, url, correlation_id, target=label,
+                             status=status if answered else None, error=None if answered else error)
         if span is not None:
             tracer.finish(span, is_success(status), status=status)
         return status, error

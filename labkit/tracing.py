@@ -12,6 +12,7 @@ the notebooks; the course only needs one process's spans in a plot.
 
 from __future__ import annotations
 
+import collections
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -82,6 +83,10 @@ class Tracer:
         self.max_spans = integer("max_spans", max_spans, 1)
         self._spans: list[Span] = []
         self.dropped = 0
+        # Spans started but not yet finished: span id -> correlation id, and a count per correlation id.
+        # A reader waits for a trace's open spans to reach zero before reading it (:meth:`open_spans`).
+        self._open: dict[str, str] = {}
+        self._open_per_trace: collections.Counter[str] = collections.Counter()
 
     def start(
         self,
@@ -96,7 +101,7 @@ class Tracer:
         one_of("kind", kind, KINDS)
         if correlation_id is None:
             correlation_id, parent_id = current()
-        return Span(
+        span = Span(
             correlation_id=correlation_id or new_id(),
             span_id=new_id()[:16],
             parent_id=parent_id,
@@ -105,6 +110,9 @@ class Tracer:
             start=time.monotonic(),
             attributes=dict(attributes),
         )
+        self._open[span.span_id] = span.correlation_id
+        self._open_per_trace[span.correlation_id] += 1
+        return span
 
     def finish(self, span: Span, ok: bool = True, **attributes: Any) -> Span:
         """Close ``span`` now and keep it (the oldest are dropped beyond ``max_spans``)."""
@@ -112,7 +120,18 @@ class Tracer:
         span.ok = bool(ok)
         span.attributes.update(attributes)
         self.add(span)
+        correlation_id = self._open.pop(span.span_id, None)
+        if correlation_id is not None:
+            self._open_per_trace[correlation_id] -= 1
+            if not self._open_per_trace[correlation_id]:
+                del self._open_per_trace[correlation_id]
         return span
+
+    def open_spans(self, correlation_id: str) -> int:
+        """How many spans of this trace were started and are not finished yet. A trace read while this is
+        above zero misses the work still under way (e.g. a consumer that has done its side effect but not
+        yet acknowledged): wait for zero first."""
+        return self._open_per_trace.get(correlation_id, 0)
 
     def add(self, span: Span) -> None:
         """Keep a finished span (used directly for spans timed elsewhere, e.g. time spent queued)."""

@@ -15,9 +15,11 @@ from urllib.parse import quote
 
 from .. import _validate as v
 from . import errors, frames, profiles
+from .auth import Auth
 from .connection import Connection
 from .flow import MemoryAlarm
 from .store import Store, restore
+from .tap import Tap
 from .vhost import VHost
 
 STOP_GRACE = 1.0  # seconds clients get to answer connection.close on stop()
@@ -45,9 +47,9 @@ class Broker:
                  heartbeat: int = 60, frame_max: int = 131072, channel_max: int = 2047,
                  memory_limit: int | None = None, handshake_timeout: float = 10.0,
                  rabbitmq: str | None = None, max_message_size: int | None = None,
-                 data_dir: str | None = None) -> None:
-        """``data_dir``: where durable queues, exchanges, bindings and persistent messages are logged
-        (store.py) and recovered from on start; None keeps everything in memory only."""
+                 history: str | None = None, data_dir: str | None = None) -> None:
+        """``data_dir``: where durable queues, exchanges, bindings and persistent messages of the vhost "/"
+        are logged (store.py) and recovered from on start; None keeps everything in memory only."""
         self.host = _loopback(host)
         self.port = v.port("port", port, allow_zero=True)
         for name, value in (("user", user), ("password", password)):
@@ -64,6 +66,9 @@ class Broker:
         #: largest message body accepted (RabbitMQ's max_message_size: the profile's default, at most 512 MiB)
         self.max_message_size = (self.profile.max_message_size if max_message_size is None else
                                  v.integer("max_message_size", max_message_size, 1, profiles.MAX_MESSAGE_SIZE))
+        if history is not None and (not isinstance(history, str) or not history):
+            raise ValueError(f"history must be a file path for the broker's events (labkit.broker.tap), got {history!r}")
+        self.history = history  # off (None) by default
         if data_dir is not None and (not isinstance(data_dir, str) or not data_dir or "\x00" in data_dir):
             raise ValueError(f"data_dir must be a directory path (str) or None, got {data_dir!r}")
         self.data_dir = data_dir
@@ -73,7 +78,8 @@ class Broker:
         self._pending: list[Connection] = []  # connections with unflushed output
         self._flush_handle: asyncio.Handle | None = None
         self.memory = MemoryAlarm(self.memory_limit, self._alarm)
-        self.vhost = VHost(self.memory, self.profile)
+        self.auth = Auth(user, password, self._make_vhost, self._vhost_deleted)
+        self.vhost = self.auth.vhosts["/"]
         self._server: asyncio.base_events.Server | None = None
         self._samples: dict[str, list[tuple[float, list[int]]]] = {}
 
@@ -92,6 +98,8 @@ class Broker:
             self._close_store()
             raise
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.history is not None:
+            self.vhost.tap = Tap(self.history)
         return self
 
     @property
@@ -119,9 +127,13 @@ class Broker:
             await asyncio.sleep(0.01)
         for conn in list(self.connections):
             conn._abort()
-        self._close_store()  # first: clearing the vhost below must not log durable things as deleted
-        self.vhost.clear()
+        self._close_store()  # first: clearing the vhosts below must not log durable things as deleted
+        for vhost in self.auth.vhosts.values():
+            vhost.clear()
         self.flush_pending()
+        if self.vhost.tap is not None:
+            self.vhost.tap.close()
+            self.vhost.tap = None
         await server.wait_closed()
 
     def _close_store(self) -> None:
@@ -138,9 +150,23 @@ class Broker:
 
     async def reset(self) -> None:
         """Delete all queues and user exchanges (consumers get basic.cancel); connections stay open."""
-        self.vhost.clear()
+        for vhost in self.auth.vhosts.values():
+            vhost.clear()
         self.memory.reset()
         self._samples.clear()
+
+    # -- vhosts (users and permissions: self.auth) ----------------------------------------------
+    def _make_vhost(self, name: str) -> VHost:
+        vhost = VHost(self.memory, self.profile)
+        vhost.name = name
+        return vhost
+
+    def _vhost_deleted(self, name: str) -> None:
+        """Like RabbitMQ: connections to a deleted vhost are closed with 320 CONNECTION_FORCED."""
+        reason = errors.ConnectionForced(f"vhost '{name}' is deleted")
+        for conn in list(self.connections):
+            if conn.vhost.name == name:
+                conn.close_with(reason)
 
     # -- output coalescing ----------------------------------------------------------------------
     def queue_flush(self, conn: Connection) -> None:

@@ -52,6 +52,7 @@ class VHost:
         self.queues: dict[str, Queue] = {}
         self.reply_consumers: dict[str, Any] = {}
         self.store: Any = None  # store.Store when the broker has a data directory: durable things are logged
+        self.tap: Any = None  # a labkit.broker.tap.Tap while the broker records its side of a history
         for name, kind in PREDECLARED:
             self.exchanges[name] = Exchange(name, kind)
 
@@ -282,6 +283,8 @@ class VHost:
 
     def dead_letter(self, queue: Queue, msg: Message, reason: str) -> None:
         """Republish to the queue's dead-letter exchange with x-death bookkeeping (RabbitMQ 3.10)."""
+        if self.tap is not None:
+            self.tap.died(queue, msg, reason)
         if queue.dlx is None or queue.dlx not in self.exchanges:
             return
         props = clone_properties(msg.properties)

@@ -94,21 +94,6 @@ def test_a_server_that_dies_falls_back_quickly(tmp_path):
     assert time.monotonic() - began < 25  # it noticed the exit instead of waiting for the 30 s timeout
 
 
-def test_a_server_that_comes_up_gets_amqp_url_on_loopback(tmp_path):
-    port = free_port()
-    body = ("import os, socket, time\n"
-            "assert os.environ['RABBITMQ_NODE_IP_ADDRESS'] == '127.0.0.1'\n"
-            "s = socket.create_server((os.environ['RABBITMQ_NODE_IP_ADDRESS'], int(os.environ['RABBITMQ_NODE_PORT'])))\n"
-            "time.sleep(30)")
-    bin_dir = fake_server(tmp_path, body)
-    result = run_start(tmp_path, [bin_dir, *system_dirs()], RABBITMQ_NODE_PORT=str(port))
-    pid = int((tmp_path / ".rabbitmq" / "server.pid").read_text())
-    try:
-        assert result.stdout.strip() == f"AMQP_URL=amqp://guest:guest@127.0.0.1:{port}/", result.stderr
-    finally:
-        os.kill(pid, signal.SIGTERM)
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to check the root guard")
 def test_as_root_it_does_not_start_rabbitmq(tmp_path):
     bin_dir = fake_server(tmp_path, "raise SystemExit('must not be started')")
@@ -117,13 +102,14 @@ def test_as_root_it_does_not_start_rabbitmq(tmp_path):
     assert not (tmp_path / ".rabbitmq").exists()
 
 
-def test_the_server_gets_a_default_installs_config_on_loopback(tmp_path):
-    """start writes rabbitmq.conf and hands it to the server: loopback listeners, guest on loopback only,
-    and no deprecated feature permitted (RabbitMQ 4.3's defaults, written out)."""
+def test_a_server_that_comes_up_gets_amqp_url_and_a_default_installs_config_on_loopback(tmp_path):
+    """start points AMQP_URL at the server, and writes rabbitmq.conf for it: loopback listeners, guest on
+    loopback only, and no deprecated feature permitted (RabbitMQ 4.3's defaults, written out)."""
     port = free_port()
     body = ("import os, shutil, socket, time\n"
+            "assert os.environ['RABBITMQ_NODE_IP_ADDRESS'] == '127.0.0.1'\n"
             "shutil.copy(os.environ['RABBITMQ_CONFIG_FILE'], os.path.join(os.environ['HOME'], 'seen.conf'))\n"
-            "s = socket.create_server(('127.0.0.1', int(os.environ['RABBITMQ_NODE_PORT'])))\n"
+            "s = socket.create_server((os.environ['RABBITMQ_NODE_IP_ADDRESS'], int(os.environ['RABBITMQ_NODE_PORT'])))\n"
             "time.sleep(30)")
     bin_dir = fake_server(tmp_path, body)
     result = run_start(tmp_path, [bin_dir, *system_dirs()], RABBITMQ_NODE_PORT=str(port))

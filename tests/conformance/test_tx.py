@@ -38,12 +38,18 @@ async def test_rollback_discards_the_publishes(client):
     assert text(await client.get_all(queue)) == ["kept"]
 
 
-async def test_ack_settles_at_commit_and_rollback_makes_it_unacked_again(client):
+async def acked_in_a_transaction(client):
+    """A queue whose one message a transactional channel has taken and acked (not committed)."""
     queue = await client.queue()
     await client.publish(queue, "m")
     channel = await tx_channel(client)
     message = await channel.basic_get(queue)
     await channel.basic_ack(message.delivery.delivery_tag)
+    return queue, channel, message
+
+
+async def test_ack_settles_at_commit_and_rollback_makes_it_unacked_again(client):
+    queue, channel, message = await acked_in_a_transaction(client)
     await channel.tx_rollback()
     # still unacknowledged on this channel: not requeued, and the tag can be acked again
     assert await client.message_count(queue) == 0
@@ -53,12 +59,8 @@ async def test_ack_settles_at_commit_and_rollback_makes_it_unacked_again(client)
     assert await client.message_count(queue) == 0
 
 
-async def test_rolled_back_ack_is_requeued_when_the_channel_closes(client):
-    queue = await client.queue()
-    await client.publish(queue, "m")
-    channel = await tx_channel(client)
-    message = await channel.basic_get(queue)
-    await channel.basic_ack(message.delivery.delivery_tag)
+async def test_uncommitted_ack_is_requeued_when_the_channel_closes(client):
+    queue, channel, _message = await acked_in_a_transaction(client)
     await channel.close()  # the ack was never committed
     assert [(m.body, m.delivery.redelivered) for m in await client.get_all(queue)] == [(b"m", True)]
 

@@ -63,3 +63,17 @@ def test_activate_makes_new_spans_continue_the_trace():
     assert (inner.correlation_id, inner.parent_id) == ("cid-ctx", outer.span_id)
     assert tracing.current() == (None, None)
     assert tracer.start("fresh", "client").correlation_id != "cid-ctx"
+
+
+def test_open_spans_counts_started_and_not_finished_per_trace():
+    tracer = tracing.Tracer()
+    a = tracer.start("a", "server", "trace-1")
+    b = tracer.start("b", "client", "trace-1")
+    tracer.start("c", "client", "trace-2")
+    assert tracer.open_spans("trace-1") == 2 and tracer.open_spans("trace-2") == 1
+    assert tracer.trace("trace-1") == []  # kept only once finished
+    tracer.finish(b)
+    assert tracer.open_spans("trace-1") == 1
+    tracer.finish(a)
+    assert tracer.open_spans("trace-1") == 0 and len(tracer.trace("trace-1")) == 2
+    assert tracer.open_spans("unknown") == 0
