@@ -77,9 +77,9 @@ def _shortstr(value: str) -> bytes:
     return bytes((len(raw),)) + raw
 
 
-def _read_shortstr(buf: bytes | memoryview, at: int) -> tuple[str, int]:
+def _read_shortstr(buf: bytes, at: int) -> tuple[str, int]:
     n = buf[at]
-    return bytes(buf[at + 1:at + 1 + n]).decode(), at + 1 + n
+    return buf[at + 1:at + 1 + n].decode(), at + 1 + n
 
 
 def _frame(payload: bytes) -> bytes:
@@ -167,7 +167,7 @@ class Store:
             start = at + _FRAME.size
             if start + length > end or zlib.crc32(view[start:start + length]) != crc or not length:
                 break
-            self._replay(view, start, length)
+            self._replay(data, start, length)
             at = start + length
         if at < end:  # a record torn by the crash, never confirmed: drop it
             with open(self.path, "r+b") as f:
@@ -178,36 +178,40 @@ class Store:
             for mid, (offset, _length) in records.items():
                 out.append((mid, queue, offset))
         out.sort()
-        return [(queue, self._message(view, offset, mid)) for mid, queue, offset in out]
+        return [(queue, self._message(data, offset, mid)) for mid, queue, offset in out]
 
-    def _replay(self, view: memoryview, start: int, length: int) -> None:
-        kind = view[start:start + 1]
-        if kind == MESSAGE:
-            mid = _ID.unpack_from(view, start + 1)[0]
-            queue, _ = _read_shortstr(view, start + 1 + _ID.size)
+    def _replay(self, data: bytes, start: int, length: int) -> None:
+        kind = data[start]
+        if kind == MESSAGE[0]:
+            mid = _ID.unpack_from(data, start + 1)[0]
+            queue, _ = _read_shortstr(data, start + 1 + _ID.size)
             records = self.live.get(queue)
             if records is not None:  # a message for a queue deleted since is dead
                 records[mid] = (start - _FRAME.size, length + _FRAME.size)
                 self.live_bytes += length + _FRAME.size
             self.next_id = max(self.next_id, mid + 1)
-        elif kind == GONE:
-            mid = _ID.unpack_from(view, start + 1)[0]
-            queue, _ = _read_shortstr(view, start + 1 + _ID.size)
+        elif kind == GONE[0]:
+            mid = _ID.unpack_from(data, start + 1)[0]
+            queue, _ = _read_shortstr(data, start + 1 + _ID.size)
             self._forget(queue, mid)
-        elif kind == TOPOLOGY:
-            _, record = decode.field_table(bytes(view[start + 1:start + length]))
+        elif kind == TOPOLOGY[0]:
+            _, record = decode.field_table(data[start + 1:start + length])
             self._apply(record)
 
     @staticmethod
-    def _message(view: memoryview, offset: int, mid: int) -> Message:
+    def _message(data: bytes, offset: int, mid: int) -> Message:
+        """Decode one message record (inlined field reads: recovery decodes every live message)."""
+        end = offset + _FRAME.size + _U32.unpack_from(data, offset)[0]
         at = offset + _FRAME.size + 1 + _ID.size
-        _queue, at = _read_shortstr(view, at)
-        exchange, at = _read_shortstr(view, at)
-        routing_key, at = _read_shortstr(view, at)
-        header_len = _U32.unpack_from(view, at)[0]
-        at += _U32.size
-        end = offset + _FRAME.size + _FRAME.unpack_from(view, offset)[0]
-        msg = Message(exchange, routing_key, bytes(view[at:at + header_len]), bytes(view[at + header_len:end]))
+        at += 1 + data[at]  # the queue name (the caller knows it)
+        n = data[at]
+        exchange = data[at + 1:at + 1 + n].decode()
+        at += 1 + n
+        n = data[at]
+        routing_key = data[at + 1:at + 1 + n].decode()
+        at += 1 + n
+        header_end = at + _U32.size + _U32.unpack_from(data, at)[0]
+        msg = Message(exchange, routing_key, data[at + _U32.size:header_end], data[header_end:end])
         msg.store_id = mid
         return msg
 
