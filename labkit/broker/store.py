@@ -20,9 +20,13 @@ embedded broker the same answer with the simplest structure that is crash-safe:
 - a lock file (``flock``) keeps two brokers from sharing one directory; the OS drops it when the
   process dies, even by SIGKILL.
 
+Recovered messages come back with redelivered=True, as RabbitMQ 3.10.8 flags them after a kill -9
+(observed: even one never delivered), since nobody can know whether a consumer saw it before the crash.
+
 Not persisted (documented differences from RabbitMQ): the contents of stream queues (their declaration
-is), the ``redelivered`` flag of messages delivered before the crash (they come back unflagged), and
-the time already spent towards a message TTL (the countdown restarts on recovery).
+is), whether a message had been delivered (after a clean stop RabbitMQ flags only those; here all), the
+time already spent towards a message TTL (the countdown restarts on recovery), and anything outside the
+vhost "/" (other vhosts, users and permissions).
 """
 
 from __future__ import annotations
@@ -213,6 +217,7 @@ class Store:
         header_end = at + _U32.size + _U32.unpack_from(data, at)[0]
         msg = Message(exchange, routing_key, data[at + _U32.size:header_end], data[header_end:end])
         msg.store_id = mid
+        msg.redelivered = True  # RabbitMQ 3.10.8 flags every message it recovers after a crash (observed)
         return msg
 
     # -- topology -------------------------------------------------------------------------------
