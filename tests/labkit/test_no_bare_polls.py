@@ -16,6 +16,7 @@ ALLOWED = {
     ("labkit/load.py", "caller"): "a closed-loop caller's think time, bounded by the run's deadline",
     ("labkit/services.py", "_call"): "retries with backoff, bounded by `retries`",
     ("labkit/checkout.py", "_until_reachable"): "a spine worker waits out an outage (the lesson), with backoff",
+    ("labkit/classics/backoff.py", "writer"): "an optimistic writer's backoff (the lesson); each round one wins",
     ("01-waiting-is-a-choice.ipynb", "ticker"): "the ticker's periodic loop, cancelled by its caller",
 }
 
