@@ -45,8 +45,8 @@ v4.3.0 (files named). [P] = the 4.3 profile does it, [-] = not modelled, with th
 - 4.0: [P] quorum queues have a default delivery limit of 20 (dead-lettered with reason delivery_limit, or
   dropped). [P] max_message_size default 16 MiB (3.x: 128 MiB); refusal "message size N is larger than
   configured max size M", 406 after the whole body arrived (the lab drops the body frames as they come).
-  [-] RabbitMQ no longer interprets an x-death header a client republishes (deaths are kept in message
-  annotations): the lab still reads it, as 3.10 does; the course only dead-letters broker-side.
+  [P] RabbitMQ no longer interprets an x-death header a client republishes: dead-lettering counts from
+  its own history of the message (mc.erl record_death) and adds x-last-death-reason/-queue/-exchange.
   [-] Quorum queues honour message priority (two levels in 4.0-4.2, strict in 4.3); x-max-priority on a
   quorum queue is still refused in both. [-] Classic mirroring (ha-* policies) removed: no policies here.
 - 4.1: [-] frame_max before authentication raised to 8192 (clients that ask for less than 8192 fail):

@@ -478,9 +478,15 @@ class QuorumQueue(Queue):
     kind = "quorum"
 
     def _delivery_limit(self, args: dict) -> int | None:
-        """x-delivery-limit, else the profile's default (20 since RabbitMQ 4.0, none in 3.10)."""
-        limit = _int_arg(args, "x-delivery-limit", self.name, 0)
-        return self.vhost.profile.quorum_default_delivery_limit if limit is None else limit
+        """x-delivery-limit, else the profile's default (20 since RabbitMQ 4.0, none in 3.10). RabbitMQ
+        does not validate the argument (3.10.8 declares -1 and "abc"); a non-integer sets no limit of its
+        own, and since 4.0 a negative limit disables the default (4.0.1 release notes, rabbit_fifo)."""
+        limit = args.get("x-delivery-limit")
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            return self.vhost.profile.quorum_default_delivery_limit
+        if limit < 0 and self.vhost.profile.quorum_default_delivery_limit is not None:
+            return None
+        return limit
 
     def _return(self, msgs: list[Message]) -> None:
         """Quorum queues (RabbitMQ 3.10) put returned messages at the back, in the order returned."""

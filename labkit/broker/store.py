@@ -25,7 +25,8 @@ Recovered messages come back with redelivered=True, as RabbitMQ 3.10.8 flags the
 
 Not persisted (documented differences from RabbitMQ): the contents of stream queues (their declaration
 is), whether a message had been delivered (after a clean stop RabbitMQ flags only those; here all), the
-time already spent towards a message TTL (the countdown restarts on recovery), and anything outside the
+time already spent towards a message TTL (the countdown restarts on recovery), the 4.x profile's
+broker-side x-death history (the x-death header itself is kept), and anything outside the
 vhost "/" (other vhosts, users and permissions).
 """
 
