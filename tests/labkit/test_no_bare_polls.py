@@ -18,6 +18,7 @@ ALLOWED = {
     ("labkit/checkout.py", "_until_reachable"): "a spine worker waits out an outage (the lesson), with backoff",
     ("labkit/classics/backoff.py", "writer"): "an optimistic writer's backoff (the lesson); each round one wins",
     ("01-waiting-is-a-choice.ipynb", "ticker"): "the ticker's periodic loop, cancelled by its caller",
+    ("labkit/classroom/learner.py", "_worker"): "a learner's service time per message, until it leaves",
 }
 
 
