@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["KINDS", "Event", "History"]
+__all__ = ["KINDS", "KEY_HEADER", "Event", "History", "message_key"]
 
 #: Every kind of event, by who records it. Client side: publish, confirm (broker ack), return (unroutable,
 #: mandatory), publish-nack, deliver (attrs ``redelivered``), ack, nack/reject (attrs ``requeue``),
@@ -27,6 +27,18 @@ __all__ = ["KINDS", "Event", "History"]
 #: ``reason``), dead-letter (attrs ``reason``, ``queue``).
 KINDS = ("publish", "confirm", "return", "publish-nack", "deliver", "ack", "nack", "reject", "crash", "effect",
          "request", "response", "error", "saga", "route", "drop", "dead-letter")
+
+
+#: AMQP message header naming the key that order is kept per (a customer, an account); without it the
+#: routing key is the key (the order of one queue).
+KEY_HEADER = "x-order-key"
+
+
+def message_key(properties: Any, routing_key: str | None) -> str | None:
+    """The key of a message: its ``x-order-key`` header, else its routing key."""
+    headers = getattr(properties, "headers", None) or {}
+    key = headers.get(KEY_HEADER)
+    return str(key) if key is not None else (routing_key or None)
 
 
 @dataclass(frozen=True)
@@ -81,9 +93,10 @@ class History:
 
     def __init__(self, events: Iterable[Event] = ()):
         self._events: list[Event] = []
-        #: events recorded by the hooks as bare tuples ``(t, kind, process, message_id, correlation_id, key,
-        #: attrs)``: building (and checking) an Event costs microseconds, too much on a publish's hot path,
-        #: so tuples become Events only when the history is read.
+        #: events recorded by the hooks as bare tuples, ``(t, kind, process, message_id, correlation_id, key,
+        #: attrs)`` or, for a message, ``(t, kind, process, properties, routing_key, attrs)``: building (and
+        #: checking) an Event, even reading the ids out of the AMQP properties, costs microseconds, too much
+        #: on a publish's hot path, so tuples become Events only when the history is read.
         self.raw: list[tuple[Any, ...]] = []
         for event in events:
             self.append(event)
@@ -93,7 +106,7 @@ class History:
         """Every event, in recording order."""
         if self.raw:
             rows, self.raw = self.raw, []
-            self._events.extend(Event(*row) for row in rows)
+            self._events.extend(Event(*row) if len(row) == 7 else _from_message(*row) for row in rows)
         return self._events
 
     def append(self, event: Event) -> None:
@@ -178,3 +191,8 @@ class History:
 
     def __repr__(self) -> str:
         return f"<History {len(self.events)} events, {len(self.by('message_id'))} messages, {len(self.processes())} processes>"
+
+
+def _from_message(t: float, kind: str, process: str, properties: Any, routing_key: str, attrs: dict[str, Any]) -> Event:
+    return Event(t, kind, process, getattr(properties, "message_id", None), getattr(properties, "correlation_id", None),
+                 message_key(properties, routing_key), attrs)
