@@ -93,10 +93,9 @@ class History:
 
     def __init__(self, events: Iterable[Event] = ()):
         self._events: list[Event] = []
-        #: events recorded by the hooks as bare tuples, ``(t, kind, process, message_id, correlation_id, key,
-        #: attrs)`` or, for a message, ``(t, kind, process, properties, routing_key, attrs)``: building (and
-        #: checking) an Event, even reading the ids out of the AMQP properties, costs microseconds, too much
-        #: on a publish's hot path, so tuples become Events only when the history is read.
+        #: events recorded by the hooks as bare tuples ``(t, kind, process, message_id, correlation_id, key,
+        #: attrs)``: building (and checking) an Event costs microseconds, too much on a publish's hot path,
+        #: so tuples become Events only when the history is read.
         self.raw: list[tuple[Any, ...]] = []
         for event in events:
             self.append(event)
@@ -106,7 +105,7 @@ class History:
         """Every event, in recording order."""
         if self.raw:
             rows, self.raw = self.raw, []
-            self._events.extend(Event(*row) if len(row) == 7 else _from_message(*row) for row in rows)
+            self._events.extend(Event(*row) for row in rows)
         return self._events
 
     def append(self, event: Event) -> None:
@@ -192,7 +191,3 @@ class History:
     def __repr__(self) -> str:
         return f"<History {len(self.events)} events, {len(self.by('message_id'))} messages, {len(self.processes())} processes>"
 
-
-def _from_message(t: float, kind: str, process: str, properties: Any, routing_key: str, attrs: dict[str, Any]) -> Event:
-    return Event(t, kind, process, getattr(properties, "message_id", None), getattr(properties, "correlation_id", None),
-                 message_key(properties, routing_key), attrs)

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from labkit.history.events import KEY_HEADER, History, message_key
+from labkit.history.events import KEY_HEADER, History
 
 __all__ = ["KEY_HEADER", "active", "lane", "record", "start", "stop", "effect", "saga", "on_publish", "on_published",
            "on_deliver", "on_settle", "on_crash", "on_http"]
@@ -33,9 +33,10 @@ __all__ = ["KEY_HEADER", "active", "lane", "record", "start", "stop", "effect", 
 #: The history being recorded, or None (recording off: every hook returns at once).
 active: History | None = None
 
-# The message a consumer's handler is working on: (process, its properties, its routing key). Each aiormq
+# The message a consumer's handler is working on: (process, message_id, correlation_id, key). Each aiormq
 # delivery runs in a task of its own, so setting it in on_deliver scopes it to that message's handling.
-_handling: ContextVar[tuple[str, Any, str] | None] = ContextVar("labkit_history_handling", default=None)
+_handling: ContextVar[tuple[str, str | None, str | None, str | None] | None] = ContextVar(
+    "labkit_history_handling", default=None)
 
 
 @contextmanager
@@ -74,11 +75,23 @@ def lane(process: str | None, default: str) -> str:
 # -- hooks (called only while ``active`` is set) ------------------------------------------------------------
 
 
+def _row(kind: str, process: str, props: Any, routing_key: str, attrs: dict[str, Any]) -> tuple[Any, ...]:
+    """One event as a bare tuple of strings and numbers: cheap to build, and (holding no containers but an
+    all-atomic dict) left alone by the garbage collector, which would otherwise re-scan every recorded
+    message's properties and cost more than the recording itself."""
+    if props is None:
+        return (time.monotonic(), kind, process, None, None, routing_key or None, attrs)
+    headers = props.headers
+    key = headers.get(KEY_HEADER) if headers else None
+    return (time.monotonic(), kind, process, props.message_id, props.correlation_id,
+            routing_key or None if key is None else str(key), attrs)
+
+
 def on_publish(process: str, routing_key: str, properties: Any, exchange: str = "") -> None:
     """A publish leaves ``process`` (before the broker has answered)."""
     if active is not None:
-        active.raw.append((time.monotonic(), "publish", process, properties, routing_key,
-                           {"exchange": exchange, "routing_key": routing_key}))
+        active.raw.append(_row("publish", process, properties, routing_key,
+                               {"exchange": exchange, "routing_key": routing_key}))
 
 
 _ANSWERS = {"Ack": "confirm", "PublishError": "return", "Nack": "publish-nack", "DeliveryError": "publish-nack"}
@@ -91,25 +104,26 @@ def on_published(process: str, routing_key: str, properties: Any, outcome: Any) 
         return  # off, or no confirms: the client never learns what became of the message
     kind = _ANSWERS.get(type(outcome).__name__)
     extra = {} if kind is not None else {"error": repr(outcome)}  # a timeout or a dropped connection: unconfirmed
-    active.raw.append((time.monotonic(), kind or "publish-nack", process, properties, routing_key, extra))
+    active.raw.append(_row(kind or "publish-nack", process, properties, routing_key, extra))
 
 
 def on_deliver(process: str, message: Any) -> None:
     """A message reaches a consumer; it becomes the subject of the handler's :func:`effect` calls."""
     if active is None:
         return
-    props, delivery = message.header.properties, message.delivery
-    active.raw.append((time.monotonic(), "deliver", process, props, delivery.routing_key,
-                       {"redelivered": bool(delivery.redelivered)}))
-    _handling.set((process, props, delivery.routing_key))
+    delivery = message.delivery
+    row = _row("deliver", process, message.header.properties, delivery.routing_key,
+               {"redelivered": bool(delivery.redelivered)})
+    active.raw.append(row)
+    _handling.set((process, row[3], row[4], row[5]))
 
 
 def on_settle(kind: str, process: str, message: Any, requeue: bool | None = None) -> None:
     """The consumer acks, nacks or rejects a message."""
     if active is None:
         return
-    active.raw.append((time.monotonic(), kind, process, message.header.properties, message.delivery.routing_key,
-                       {} if requeue is None else {"requeue": bool(requeue)}))
+    active.raw.append(_row(kind, process, message.header.properties, message.delivery.routing_key,
+                           {} if requeue is None else {"requeue": bool(requeue)}))
 
 
 def on_crash(process: str, message: Any = None) -> None:
@@ -149,9 +163,7 @@ def effect(name: str, *, applied: bool = True, message_id: str | None = None, co
         return
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty effect name, got {name!r}")
-    where, props, routing_key = _handling.get() or (None, None, None)
-    mid, cid = getattr(props, "message_id", None), getattr(props, "correlation_id", None)
-    k = message_key(props, routing_key) if props is not None else None
+    where, mid, cid, k = _handling.get() or (None, None, None, None)
     if (message_id is not None or correlation_id is not None) and (message_id is None or message_id != mid):
         mid, cid, k = message_id, correlation_id, key  # about another message than the one being handled
     active.add("effect", process or where or "effects", t=time.monotonic(), message_id=mid, correlation_id=cid,
