@@ -41,6 +41,7 @@ soak: install
 bench: install
 	$(BIN)/python bench/broker.py
 	$(BIN)/python bench/harness.py
+	$(BIN)/python bench/history.py
 
 # Student edition: the book with every solution stripped (HTML, _sources, downloads) into _build/student/html,
 # plus stripped notebooks in _build/student/notebooks. Reuses the chapters' executions from `make book`.
