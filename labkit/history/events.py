@@ -21,7 +21,7 @@ from typing import Any
 __all__ = ["KINDS", "KEY_HEADER", "Event", "History", "message_key"]
 
 #: Every kind of event, by who records it. Client side: publish, confirm (broker ack), return (unroutable,
-#: mandatory), publish-nack, deliver (attrs ``redelivered``), ack, nack/reject (attrs ``requeue``),
+#: mandatory), publish-nack, deliver (attrs ``redelivered``, ``dead_lettered``), ack, nack/reject (``requeue``),
 #: crash, effect (attrs ``name``, ``applied``), request/response/error (HTTP), saga (attrs ``phase``:
 #: do/undo/commit/abort, ``step``). Broker side (optional tap): route (attrs ``queues``), drop (attrs
 #: ``reason``), dead-letter (attrs ``reason``, ``queue``).

@@ -108,12 +108,16 @@ def on_published(process: str, routing_key: str, properties: Any, outcome: Any) 
 
 
 def on_deliver(process: str, message: Any) -> None:
-    """A message reaches a consumer; it becomes the subject of the handler's :func:`effect` calls."""
+    """A message reaches a consumer (``redelivered``; ``dead_lettered`` with the reason if it came through a
+    dead-letter exchange); it becomes the subject of the handler's :func:`effect` calls."""
     if active is None:
         return
-    delivery = message.delivery
-    row = _row("deliver", process, message.header.properties, delivery.routing_key,
-               {"redelivered": bool(delivery.redelivered)})
+    delivery, props = message.delivery, message.header.properties
+    attrs = {"redelivered": bool(delivery.redelivered)}
+    deaths = props.headers.get("x-death") if props.headers else None
+    if deaths:  # it reached this queue by dead-lettering: say why (the latest death comes first)
+        attrs["dead_lettered"] = str(deaths[0].get("reason"))
+    row = _row("deliver", process, props, delivery.routing_key, attrs)
     active.raw.append(row)
     _handling.set((process, row[3], row[4], row[5]))
 
