@@ -6,15 +6,17 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST := $(BIN)/python -m pytest
 # Two workers match the 2-core target machine; loadfile keeps each notebook's cells on one worker.
 PYTEST_PARALLEL := -n 2 --dist loadfile
+# nbval's own cell timeout is 2000 s: a cell stuck on a bug would hold the run for half an hour.
+NBVAL := --nbval-lax --nbval-cell-timeout=300
 
-.PHONY: install book test lab soak bench student clean
+.PHONY: install book test lab soak bench student assignments grade hub-links clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[book,test]'
+	$(BIN)/python -m pip install --quiet -e '.[book,test,grade]'
 	touch $(STAMP)
 
 # Execute the chapters (cached in _build/.jupyter_cache until they or labkit change) and build the HTML,
@@ -24,7 +26,7 @@ book: install
 	$(PYTEST) -q tests/book/test_built_book.py
 
 test: install
-	$(PYTEST) $(PYTEST_PARALLEL) --nbval-lax tests chapters
+	$(PYTEST) $(PYTEST_PARALLEL) $(NBVAL) tests chapters
 
 # JupyterLab on the chapters, on 127.0.0.1. Containers and fresh cloud machines run as root, where JupyterLab
 # refuses to start without --allow-root: pass it, and say so. LAB_ARGS adds options (e.g. --no-browser --port=8899).
@@ -43,11 +45,32 @@ bench: install
 	$(BIN)/python bench/harness.py
 	$(BIN)/python bench/history.py
 
-# Student edition: the book with every solution stripped (HTML, _sources, downloads) into _build/student/html,
-# plus stripped notebooks in _build/student/notebooks. Reuses the chapters' executions from `make book`.
+# Student edition: the book with every solution stripped and every check sealed (HTML, _sources, downloads) into
+# _build/student/html, the student notebooks in _build/student/notebooks and the student branch's tree in
+# _build/student/repository; launch buttons open that branch. JUPYTERHUB_URL=https://... adds a hub button.
+JUPYTERHUB_URL ?=
 student: install
-	$(BIN)/python book/student.py --root . --out _build/student
+	$(BIN)/python book/student.py --root . --out _build/student $(if $(JUPYTERHUB_URL),--jupyterhub-url "$(JUPYTERHUB_URL)")
 	$(PYTEST) -q tests/book/test_student.py
+
+# Graded assignments (otter-grader): per chapter the student notebook (public checks, sealed) and the grading
+# bundle (hidden checks, autograder.zip, manifest) in _build/assignments. Nothing under */grading goes to students.
+assignments: install
+	$(BIN)/python -m grading.assignments --root . --out _build/assignments
+
+# Grade a folder of submitted notebooks into grades.csv: one row per student and exercise (points, feedback).
+SUBMISSIONS ?=
+GRADES ?= grades.csv
+grade: install
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=dir [GRADES=grades.csv]"; exit 2; }
+	test -d _build/assignments || $(MAKE) assignments
+	$(BIN)/python -m grading.grade "$(SUBMISSIONS)" --bundles _build/assignments --out "$(GRADES)"
+
+# nbgitpuller links that open each student notebook on a JupyterHub: make hub-links HUB=https://hub.example.edu
+HUB ?=
+hub-links: install
+	@test -n "$(HUB)" || { echo "usage: make hub-links HUB=https://your-hub"; exit 2; }
+	$(BIN)/python book/hub_links.py --hub "$(HUB)" --out _build/hub-links.md
 
 clean:
 	rm -rf _build

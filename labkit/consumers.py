@@ -28,7 +28,7 @@ from pamqp.commands import Basic
 from labkit import tracing
 from labkit._validate import integer, probability, queue_name
 from labkit.history import recorder
-from labkit.lifecycle import AmqpWorker, publish_message
+from labkit.lifecycle import AmqpWorker, publish_message, wait_until
 from labkit.metrics import Record
 from labkit.queues import declare_run_queue
 from labkit.services import rng_for, sampler
@@ -157,6 +157,13 @@ class Consumer(AmqpWorker):
 
     def subscriptions(self) -> list[tuple[str, None]]:
         return [(self.queue, None)]
+
+    async def wait_processed(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until this consumer has acknowledged ``count`` messages after their work (a liveness
+        bound, not a speed goal); raises ``TimeoutError`` saying how many it had."""
+        integer("count", count, 0)
+        await wait_until(lambda: self.processed >= count, timeout=timeout, interval=0.005,
+                         what=lambda: f"{self.name}: {count} messages processed ({self.processed} so far)")
 
     def reset_records(self) -> None:
         """Forget records and counters (between experiments); the message ids in ``seen`` are kept."""

@@ -45,6 +45,10 @@ class Feedback:
     status: str
     message: str
 
+    @classmethod
+    def unanswered(cls) -> "Feedback":
+        return cls("unanswered", _UNANSWERED)
+
     @property
     def ok(self) -> bool:
         return self.status == "correct"
@@ -58,8 +62,38 @@ class Feedback:
                 f"<b style='color:{color}'>{_SYMBOLS[self.status]}</b> {html.escape(self.message)}</div>")
 
 
-def _unanswered(response: Any) -> bool:
+def unanswered(response: Any) -> bool:
+    """True for the placeholders a notebook ships with (``...``, ``None``, a blank string)."""
     return response is None or response is ... or (isinstance(response, str) and not response.strip())
+
+
+def parse_number(response: Any, unit: str = "") -> float | Feedback:
+    """``response`` as a finite float, or the Feedback that says why it is not one."""
+    try:
+        if isinstance(response, bool):
+            raise TypeError
+        value = float(response)
+    except (TypeError, ValueError):
+        return Feedback("incorrect", f"Expected a number{' in ' + unit if unit else ''}, got {response!r}.")
+    if not math.isfinite(value):
+        return Feedback("incorrect", f"Expected a finite number, got {response!r}.")
+    return value
+
+
+def resolve_option(options: Sequence[str], picked: Any) -> str | None:
+    """An option from its exact text, its text in any case, or its letter (a, b, c...)."""
+    if not isinstance(picked, str):
+        return None
+    keys = list(options)
+    lowered = {k.lower(): k for k in keys}
+    p = picked.strip()
+    if p in keys:
+        return p
+    if p.lower() in lowered:
+        return lowered[p.lower()]
+    if len(p) == 1 and p.isalpha() and ord(p.lower()) - 97 < len(keys):
+        return keys[ord(p.lower()) - 97]
+    return None
 
 
 def _text(name: str, value: Any) -> str:
@@ -111,17 +145,11 @@ class Numeric:
 
     def check(self, response: Any) -> Feedback:
         """Judge ``response`` (a number, or a string holding one)."""
-        if _unanswered(response):
-            return Feedback("unanswered", _UNANSWERED)
-        try:
-            if isinstance(response, bool):
-                raise TypeError
-            value = float(response)
-        except (TypeError, ValueError):
-            return Feedback("incorrect", f"Expected a number{' in ' + self.unit if self.unit else ''}, "
-                                         f"got {response!r}.")
-        if not math.isfinite(value):
-            return Feedback("incorrect", f"Expected a finite number, got {response!r}.")
+        if unanswered(response):
+            return Feedback.unanswered()
+        value = parse_number(response, self.unit)
+        if isinstance(value, Feedback):
+            return value
         if self._close(value, self.answer):
             tail = f" {self.explanation}" if self.explanation else ""
             return Feedback("correct", f"Correct! {self._fmt(value)} matches {self._fmt(self.answer)}.{tail}")
@@ -141,6 +169,10 @@ class Numeric:
         if self.explanation:
             text += f". {self.explanation}"
         return html.escape(text)
+
+    def static_html(self) -> str:
+        """The question's part of a static quiz: the answer behind a ``<details>``."""
+        return f"<details><summary>Show the answer</summary>{self.solution_html()}</details>"
 
 
 class Choice:
@@ -170,29 +202,14 @@ class Choice:
         self.multiple = not isinstance(correct, str)
         self.explanation = explanation
 
-    def _resolve(self, picked: Any) -> str | None:
-        """An option from its exact text, its text in any case, or its letter (a, b, c...)."""
-        if not isinstance(picked, str):
-            return None
-        keys = list(self.options)
-        lowered = {k.lower(): k for k in keys}
-        p = picked.strip()
-        if p in self.options:
-            return p
-        if p.lower() in lowered:
-            return lowered[p.lower()]
-        if len(p) == 1 and p.isalpha() and ord(p.lower()) - 97 < len(keys):
-            return keys[ord(p.lower()) - 97]
-        return None
-
     def check(self, response: Any) -> Feedback:
         """Judge ``response``: an option (text or letter), or a list of them for a multi-answer question."""
-        if _unanswered(response) or (not isinstance(response, str) and isinstance(response, Iterable)
-                                     and not list(response)):
-            return Feedback("unanswered", _UNANSWERED)
+        if unanswered(response) or (not isinstance(response, str) and isinstance(response, Iterable)
+                                    and not list(response)):
+            return Feedback.unanswered()
         picks = [response] if isinstance(response, str) else list(response) if isinstance(response, Iterable) \
             else [response]
-        chosen = [self._resolve(p) for p in picks]
+        chosen = [resolve_option(list(self.options), p) for p in picks]
         if None in chosen:
             bad = picks[chosen.index(None)]
             letters = ", ".join(f"{chr(97 + i)}) {k}" for i, k in enumerate(self.options))
@@ -211,15 +228,25 @@ class Choice:
             for k, v in self.options.items())
         return f"<ul>{rows}</ul>"
 
+    def static_html(self) -> str:
+        """The question's part of a static quiz: each option with its verdict behind a ``<details>``."""
+        rows = "".join(f"<li><details><summary>{html.escape(k)}</summary>"
+                       f"{'✓' if k in self.correct else '✗'} {html.escape(v)}</details></li>"
+                       for k, v in self.options.items())
+        return f"<ul>{rows}</ul>"
 
-Question = Numeric | Choice
+
+# Numeric, Choice, or their sealed twins (labkit.sealed): anything with prompt, check() and static_html();
+# a question with ``options`` is shown as a choice.
+Question = Any
 
 
 class Quiz:
     """Several questions shown together: live widgets in a kernel, static HTML elsewhere."""
 
     def __init__(self, questions: Sequence[Question], title: str = "Check your understanding"):
-        if not questions or not all(isinstance(q, (Numeric, Choice)) for q in questions):
+        if not questions or not all(callable(getattr(q, "check", None)) and callable(getattr(q, "static_html", None))
+                                    for q in questions):
             raise ValueError(f"questions must be a non-empty list of Numeric/Choice questions, got {questions!r}")
         self.questions = list(questions)
         self.title = _text("title", title)
@@ -232,19 +259,10 @@ class Quiz:
         return [q.check(r) for q, r in zip(self.questions, responses)]
 
     def to_html(self) -> str:
-        """The static version: each question with its options and the answer in ``<details>``."""
+        """The static version: each question with its options (and, unless sealed, the answer in ``<details>``)."""
         parts = [f"<div class='labkit-quiz'><h4>{html.escape(self.title)}</h4><ol>"]
         for q in self.questions:
-            parts.append(f"<li><p>{html.escape(q.prompt)}</p>")
-            if isinstance(q, Choice):
-                parts.append("<ul>")
-                for k, v in q.options.items():
-                    parts.append(f"<li><details><summary>{html.escape(k)}</summary>"
-                                 f"{'✓' if k in q.correct else '✗'} {html.escape(v)}</details></li>")
-                parts.append("</ul>")
-            else:
-                parts.append(f"<details><summary>Show the answer</summary>{q.solution_html()}</details>")
-            parts.append("</li>")
+            parts.append(f"<li><p>{html.escape(q.prompt)}</p>{q.static_html()}</li>")
         parts.append("</ol></div>")
         return "".join(parts)
 
@@ -254,7 +272,7 @@ class Quiz:
 
         boxes = [w.HTML(f"<h4>{html.escape(self.title)}</h4>")]
         for i, q in enumerate(self.questions, 1):
-            if isinstance(q, Choice):
+            if hasattr(q, "options"):
                 field = (w.SelectMultiple(options=list(q.options), rows=len(q.options)) if q.multiple
                          else w.RadioButtons(options=list(q.options), value=None))
             else:

@@ -34,6 +34,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import aiormq
 from aiohttp import web
 
@@ -331,6 +332,7 @@ class Shop(Part):
         self.projection: Projection | None = None
         self.events: _EventQueue | None = None
         self.orders: OrderService | None = None
+        self._http: aiohttp.ClientSession | None = None
 
     def attach(self, lab: Any) -> None:
         """Take the lab's broker, seed and tracer where none was given (called by ``lab.start``)."""
@@ -354,6 +356,7 @@ class Shop(Part):
             await self.read_model.start()
             await self.projection.start()
             self.orders = await OrderService(channel, self.queue, self.read_url, self.tracer).start()
+            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         except BaseException:
             await self.stop()
             raise
@@ -361,10 +364,42 @@ class Shop(Part):
 
     async def stop(self) -> None:
         """Stop taking writes, stop the projection, delete the queue, close everything (safe to call twice)."""
+        http, self._http = self._http, None
+        if http is not None:
+            await http.close()
         for part in (self.orders, self.projection, self.events, self.read_model):
             if part is not None:
                 await part.stop()
         self.events = None
+
+    # -- a client's view -----------------------------------------------------------------------------
+
+    async def place(self, customer: str, *, item: str = "book", headers: dict[str, str] | None = None) -> Any:
+        """POST an order; the answer has its ``id`` and ``version`` (and, with ``headers=PREFER_ASYNC``,
+        a 202 with the ``status`` URL to poll)."""
+        async with self._client().post(self.orders_url, json={"customer": customer, "item": item},
+                                       headers=headers) as resp:
+            if resp.status not in (201, 202):
+                raise RuntimeError(f"placing an order for {customer!r} failed: HTTP {resp.status} "
+                                   f"{await resp.text()}")
+            return await resp.json()
+
+    async def get_json(self, url: str, **params: Any) -> Any:
+        """GET ``url`` (a history or status URL of this shop) and return its JSON answer (200 only)."""
+        async with self._client().get(url, params=params) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"GET {url} failed: HTTP {resp.status} {await resp.text()}")
+            return await resp.json()
+
+    async def orders_of(self, customer: str, side: str = "read", **params: Any) -> list[str]:
+        """The order ids in ``customer``'s history, read from the read model or (``side="write"``) the
+        write model; ``min_version=N`` makes the read model wait until it has applied version N."""
+        return list((await self.get_json(self.history_url(customer, side), **params))["orders"])
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            raise RuntimeError("the shop is not running: start it first")
+        return self._http
 
     @property
     def write_url(self) -> str:

@@ -78,7 +78,7 @@ def clean_clone(source: Path, parent: Path) -> Path:
 def run_suite(repo: Path, seed: int, report: Path, extra: list[str]) -> tuple[int, float]:
     """One shuffled run of ``make test``'s pytest command; returns pytest's exit code and the wall time."""
     cmd = [str(repo / ".venv/bin/python"), "-m", "pytest", "-q", "-n", "2", "--dist", "loadfile",
-           "--nbval-lax", "-p", "tools.shuffle", f"--shuffle-seed={seed}", f"--junitxml={report}",
+           "--nbval-lax", "--nbval-cell-timeout=300", "-p", "tools.shuffle", f"--shuffle-seed={seed}", f"--junitxml={report}",
            *extra, "tests", "chapters"]
     env = {**os.environ, "PYTHONPATH": str(repo)}
     started = time.monotonic()

@@ -1,4 +1,6 @@
-"""A tiny JSON admin endpoint over a running Broker: GET /api/queues, GET /api/overview, POST /api/reset.
+"""A tiny JSON admin endpoint over a running Broker: GET /api/queues, GET /api/overview, POST /api/reset,
+and the part of RabbitMQ's management API that provisions a class (PUT/DELETE /api/vhosts/V,
+/api/users/U, /api/permissions/V/U, PUT /api/user-limits/U/max-channels).
 
 Why it exists: the broker runs in its own process (see bench/broker.py), so the kernel needs a way to
 ask it "how deep are the queues?" and "start from a clean slate" without speaking AMQP. A reader can use
@@ -7,7 +9,13 @@ it too: ``curl http://127.0.0.1:PORT/api/queues``.
 Why it is hand-written instead of aiohttp: importing ``aiohttp.web`` costs about 14 MB of RSS (measured
 here: the idle broker process is 25.3 MB with this endpoint, 39.2 MB with aiohttp.web imported), which
 alone would use up the broker's 40 MB idle budget. Three routes on loopback need a request line, a Content-Length and ``Connection: close``,
-nothing more. It binds 127.0.0.1 only: the endpoint can wipe every queue and has no authentication.
+nothing more. It binds 127.0.0.1 only: the endpoint can wipe every queue and has no authentication
+(a client's Basic credentials are accepted and ignored).
+
+Why provisioning speaks rabbitmq_management's paths and bodies rather than a Python-only API: the broker
+runs in its own process, so the kernel needs a wire API anyway, and with the same paths one HTTP client
+(labkit.classroom's) provisions a class on RabbitMQ and on the embedded broker alike. The operations
+themselves are ``broker.auth``'s functions (labkit/broker/auth.py), usable directly in-process.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 from .._validate import port as check_port, positive
 
@@ -27,7 +36,7 @@ HOST = "127.0.0.1"
 MAX_HEAD = 8192  # bytes of request line + headers we accept
 MAX_BODY = 65536  # POST /api/reset needs no body; anything bigger is not ours
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+_REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             408: "Request Timeout", 413: "Payload Too Large", 500: "Internal Server Error"}
 
 
@@ -55,6 +64,13 @@ class AdminServer:
             "/api/queues": {"GET": self._queues},
             "/api/overview": {"GET": self._overview},
             "/api/reset": {"POST": self._reset},
+        }
+        # Management routes with names in the path: (first segment, number of names) -> method -> handler.
+        self._resources: dict[tuple[str, int], dict[str, Callable[..., Any]]] = {
+            ("vhosts", 1): {"PUT": self._put_vhost, "DELETE": self._delete_vhost},
+            ("users", 1): {"PUT": self._put_user, "DELETE": self._delete_user},
+            ("permissions", 2): {"PUT": self._put_permissions, "DELETE": self._delete_permissions},
+            ("user-limits", 2): {"PUT": self._put_user_limit},
         }
 
     async def start(self) -> None:
@@ -93,12 +109,54 @@ class AdminServer:
         await self.broker.reset()
         return {"reset": True}
 
+    def _put_vhost(self, body: dict, name: str) -> None:
+        self.broker.auth.add_vhost(name)
+
+    def _delete_vhost(self, body: dict, name: str) -> None:
+        self.broker.auth.delete_vhost(name)
+
+    def _put_user(self, body: dict, name: str) -> None:
+        self.broker.auth.add_user(name, body.get("password"), body.get("tags") or "")
+
+    def _delete_user(self, body: dict, name: str) -> None:
+        self.broker.auth.delete_user(name)
+
+    def _put_permissions(self, body: dict, vhost: str, user: str) -> None:
+        self.broker.auth.set_permissions(vhost, user, *(body.get(k, "") for k in ("configure", "write", "read")))
+
+    def _delete_permissions(self, body: dict, vhost: str, user: str) -> None:
+        self.broker.auth.clear_permissions(vhost, user)
+
+    def _put_user_limit(self, body: dict, user: str, limit: str) -> None:
+        self.broker.auth.set_user_limit(user, limit, body.get("value"))
+
+    def _manage(self, method: str, path: str, body: bytes) -> bool:
+        """Run a management route (True), or say the path is not one (False)."""
+        parts = [unquote(part) for part in path.split("?", 1)[0].split("/")[2:]]
+        handlers = self._resources.get((parts[0], len(parts) - 1)) if parts else None
+        if handlers is None:
+            return False
+        handler = handlers.get(method)
+        if handler is None:
+            allowed = ", ".join(handlers)
+            raise _HTTPError(405, f"{path} allows {allowed}, got {method}", {"Allow": allowed})
+        try:
+            payload = json.loads(body) if body.strip() else {}
+            if not isinstance(payload, dict):
+                raise ValueError("the body must be a JSON object")
+            handler(payload, *parts[1:])
+        except KeyError as exc:
+            raise _HTTPError(404, str(exc.args[0])) from None
+        except ValueError as exc:
+            raise _HTTPError(400, str(exc)) from None
+        return True
+
     # --- HTTP ---------------------------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             try:
-                status, payload, headers = 200, await asyncio.wait_for(
+                (status, payload), headers = await asyncio.wait_for(
                     self._respond(reader), self.request_timeout), {}
             except _HTTPError as exc:
                 status, payload, headers = exc.status, {"error": exc.message}, exc.headers
@@ -113,7 +171,7 @@ class AdminServer:
         finally:
             writer.close()
 
-    async def _respond(self, reader: asyncio.StreamReader) -> Any:
+    async def _respond(self, reader: asyncio.StreamReader) -> tuple[int, Any]:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
@@ -123,8 +181,9 @@ class AdminServer:
         method, path, length = _parse_head(head)
         if length > MAX_BODY:
             raise _HTTPError(413, f"body larger than {MAX_BODY} bytes")
-        if length:
-            await reader.readexactly(length)  # no route takes a body; drain it so the client sees a reply
+        body = await reader.readexactly(length) if length else b""
+        if self._manage(method, path, body):
+            return 204, None
         handlers = self._routes.get(path.split("?", 1)[0])
         if handlers is None:
             raise _HTTPError(404, f"no route {path!r}; try {', '.join(self._routes)}")
@@ -132,7 +191,7 @@ class AdminServer:
         if handler is None:
             allowed = ", ".join(handlers)
             raise _HTTPError(405, f"{path} allows {allowed}, got {method}", {"Allow": allowed})
-        return await handler()
+        return 200, await handler()
 
 
 def _parse_head(head: bytes) -> tuple[str, str, int]:
@@ -158,7 +217,7 @@ def _parse_head(head: bytes) -> tuple[str, str, int]:
 
 
 def _response(status: int, payload: Any, headers: dict[str, str]) -> bytes:
-    body = json.dumps(payload).encode()
+    body = b"" if status == 204 else json.dumps(payload).encode()
     lines = [f"HTTP/1.1 {status} {_REASONS[status]}", "Content-Type: application/json",
              f"Content-Length: {len(body)}", "Connection: close",
              *(f"{k}: {v}" for k, v in headers.items())]

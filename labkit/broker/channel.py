@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands as spec
 
 from . import errors, frames
+from .auth import WRITE, method_checks
 from .message import EXPIRATION_FLAG, REPLY_TO_FLAG, USER_ID_FLAG, Message, clone_properties
 from .queue import Consumer, Queue, validate_expiration
 from .profiles import MAX_MESSAGE_SIZE
@@ -29,7 +30,8 @@ OPEN, CLOSING, CLOSED = "open", "closing", "closed"
 class Channel:
     def __init__(self, conn: Connection, number: int) -> None:
         self.conn = conn
-        self.vhost = conn.broker.vhost
+        self.vhost = conn.vhost
+        self._writable: set[str] = set()  # exchanges this restricted user may publish to (checked once)
         self.number = number
         self.state = OPEN
         self.confirm = False
@@ -99,11 +101,19 @@ class Channel:
             raise errors.CommandInvalid(f"unsupported method {method.name} on a channel",
                                         method=_ids(method))
         try:
+            if self.conn.restricted:
+                self._authorize(method)
             handler(method)
         except errors.AMQPError as exc:
             if exc.method == (0, 0):
                 exc.method = _ids(method)
             raise
+
+    def _authorize(self, method: Any) -> None:
+        """RabbitMQ's configure/write/read checks for this method, in its order (see auth.py)."""
+        auth, user, vhost = self.conn.broker.auth, self.conn.user, self.vhost.name
+        for kind, resource, name in method_checks(method):
+            auth.check(user, vhost, kind, resource, name)
 
     def on_header(self, payload: bytes) -> None:
         if self._publish is None or self._header is not None:
@@ -154,6 +164,9 @@ class Channel:
         if self.state is not OPEN:
             return
         try:
+            if self.conn.restricted and exchange not in self._writable:
+                self.conn.broker.auth.check(self.conn.user, self.vhost.name, WRITE, "exchange", exchange)
+                self._writable.add(exchange)
             self._route(exchange, routing_key, mandatory, Message(exchange, routing_key, header, body))
         except errors.ChannelError as exc:
             exc.method = (60, 40)
@@ -508,6 +521,8 @@ class Channel:
         """Server-initiated channel close (a channel error); waits for the client's close-ok."""
         if self.state is not OPEN:
             return
+        if self.vhost.name != "/":  # the vhost's own texts name '/'; a channel elsewhere names its vhost
+            exc.text = exc.text.replace("in vhost '/'", f"in vhost '{self.vhost.name}'")
         self._send(spec.Channel.Close(exc.code, exc.reply_text, *exc.method))
         self.release()
         self.state = CLOSING

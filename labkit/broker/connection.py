@@ -56,6 +56,8 @@ class Connection(asyncio.Protocol):
         self.client_properties: dict = {}
         self.client_capabilities: dict = {}
         self.user = ""
+        self.vhost = broker.vhost  # the one connection.open names (see auth.py)
+        self.restricted = False  # True when this user's permissions are not ".*" everywhere in that vhost
         self.writable = True
         self.published = False
         self.blocked_sent = False
@@ -152,7 +154,7 @@ class Connection(asyncio.Protocol):
             broker = self.broker
             self.write(frames.method_frame(0, spec.Connection.Start(
                 0, 9, server_properties=server_properties(broker.cluster_name, broker.profile.version),
-                mechanisms="PLAIN", locales="en_US")))
+                mechanisms="PLAIN AMQPLAIN", locales="en_US")))
             return rest
         # Wrong protocol: answer with the one we speak, then close (AMQP 0-9-1 section 4.2.2).
         self.transport.write(frames.PROTOCOL_HEADER)
@@ -206,8 +208,9 @@ class Connection(asyncio.Protocol):
         elif state == TUNE and isinstance(method, spec.Connection.TuneOk):
             self._tune_ok(method)
         elif state == OPEN and isinstance(method, spec.Connection.Open):
-            if method.virtual_host != "/":
-                raise errors.NotAllowed(f"vhost {method.virtual_host} not found", method=(10, 40))
+            auth = self.broker.auth
+            self.vhost = auth.open_vhost(self.user, method.virtual_host)
+            self.restricted = not auth.full_access(self.user, self.vhost.name)
             self.state = RUNNING
             self.write(frames.method_frame(0, spec.Connection.OpenOk()))
 
@@ -222,8 +225,8 @@ class Connection(asyncio.Protocol):
     def _start_ok(self, method: spec.Connection.StartOk) -> None:
         self.client_properties = dict(method.client_properties or {})
         self.client_capabilities = dict(self.client_properties.get("capabilities") or {})
-        user, password = _credentials(method.mechanism, method.response)
-        if (user, password) != (self.broker.user, self.broker.password):
+        user = self.broker.auth.authenticate(method.mechanism, method.response)
+        if user is None:
             text = (f"Login was refused using authentication mechanism {method.mechanism}. "
                     "For details see the broker logfile.")
             if self.client_capabilities.get("authentication_failure_close"):
@@ -263,6 +266,10 @@ class Connection(asyncio.Protocol):
                 # (rabbit_reader.erl, create_channel): 3.10.8 opens channel 65535 with channel_max 2047.
                 raise errors.NotAllowed(f"number of channels opened ({len(self.channels)}) has reached the "
                                         f"negotiated channel_max ({self.channel_max})")
+            limit = self.broker.auth.channel_limit(self.user)
+            if limit is not None and sum(len(c.channels) for c in self.broker.connections
+                                         if c.user == self.user) >= limit:
+                raise self.broker.auth.refuse_channel(self.user, limit)
             self.channels[number] = Channel(self, number)
             self.write(frames.method_frame(number, spec.Channel.OpenOk()))
             return
@@ -360,19 +367,10 @@ class Connection(asyncio.Protocol):
             self._tick.cancel()
             self._tick = None
         self._release_channels()
-        self.broker.vhost.connection_closed(self)
+        self.vhost.connection_closed(self)
         self.broker.connections.discard(self)
 
     def __repr__(self) -> str:
         peer = self.transport.get_extra_info("peername") if self.transport else None
         return f"<Connection {peer}>"
 
-
-def _credentials(mechanism: str, response: Any) -> tuple[str, str]:
-    """Decode a PLAIN response (``\\0user\\0password``); any other mechanism never matches."""
-    if mechanism == "PLAIN":
-        raw = response.encode() if isinstance(response, str) else bytes(response or b"")
-        parts = raw.split(b"\x00")
-        if len(parts) == 3:
-            return parts[1].decode(errors="replace"), parts[2].decode(errors="replace")
-    return "", "\x00invalid"

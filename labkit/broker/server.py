@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from .. import _validate as v
 from . import errors, frames, profiles
+from .auth import Auth
 from .connection import Connection
 from .flow import MemoryAlarm
 from .tap import Tap
@@ -70,7 +71,8 @@ class Broker:
         self._pending: list[Connection] = []  # connections with unflushed output
         self._flush_handle: asyncio.Handle | None = None
         self.memory = MemoryAlarm(self.memory_limit, self._alarm)
-        self.vhost = VHost(self.memory, self.profile)
+        self.auth = Auth(user, password, self._make_vhost, self._vhost_deleted)
+        self.vhost = self.auth.vhosts["/"]
         self._server: asyncio.base_events.Server | None = None
         self._samples: dict[str, list[tuple[float, list[int]]]] = {}
 
@@ -111,7 +113,8 @@ class Broker:
             await asyncio.sleep(0.01)
         for conn in list(self.connections):
             conn._abort()
-        self.vhost.clear()
+        for vhost in self.auth.vhosts.values():
+            vhost.clear()
         self.flush_pending()
         if self.vhost.tap is not None:
             self.vhost.tap.close()
@@ -126,9 +129,23 @@ class Broker:
 
     async def reset(self) -> None:
         """Delete all queues and user exchanges (consumers get basic.cancel); connections stay open."""
-        self.vhost.clear()
+        for vhost in self.auth.vhosts.values():
+            vhost.clear()
         self.memory.reset()
         self._samples.clear()
+
+    # -- vhosts (users and permissions: self.auth) ----------------------------------------------
+    def _make_vhost(self, name: str) -> VHost:
+        vhost = VHost(self.memory, self.profile)
+        vhost.name = name
+        return vhost
+
+    def _vhost_deleted(self, name: str) -> None:
+        """Like RabbitMQ: connections to a deleted vhost are closed with 320 CONNECTION_FORCED."""
+        reason = errors.ConnectionForced(f"vhost '{name}' is deleted")
+        for conn in list(self.connections):
+            if conn.vhost.name == name:
+                conn.close_with(reason)
 
     # -- output coalescing ----------------------------------------------------------------------
     def queue_flush(self, conn: Connection) -> None:

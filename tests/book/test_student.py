@@ -15,6 +15,10 @@ spec.loader.exec_module(student)
 
 SECRET = "The secret answer is forty-two because the queue absorbs the whole spike."
 CELL_SECRET = "answer_value_that_students_must_not_see = 4242424242424242424242"
+REPO = "course/book"
+CHECK_CELL = ('from labkit.exercises import Numeric\nchain_ms = ...\n'
+              'Numeric("Latency of the chain (ms)", answer=160, abs_tol=5, unit="ms",\n'
+              '        mistakes=[(100, "that is the email service alone, not the chain")]).check(chain_ms)')
 
 MARKDOWN = f"""# Exercises
 
@@ -84,6 +88,9 @@ def test_fixture_book_builds_without_solutions(tmp_path):
     (book / "chapters").mkdir()
     (book / "_config.yml").write_text(
         "title: Fixture\nexecute:\n  execute_notebooks: 'off'\n"
+        f"repository:\n  url: https://github.com/{REPO}\n  branch: main\n"
+        "launch_buttons:\n  binderhub_url: https://mybinder.org\n  jupyterhub_url: https://hub.example.edu\n"
+        "html:\n  use_repository_button: true\n"
         "sphinx:\n  extra_extensions:\n    - sphinx_exercise\n  config:\n    hide_solutions: false\n")
     (book / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: chapters/one\n")
     (book / "book" / "intro.md").write_text(MARKDOWN)
@@ -91,6 +98,7 @@ def test_fixture_book_builds_without_solutions(tmp_path):
         nbformat.v4.new_markdown_cell("# One\n\n" + MARKDOWN.split("\n", 1)[1].replace("ex-one", "ex-nb")),
         nbformat.v4.new_code_cell(CELL_SECRET, metadata={"tags": ["solution"]}),
         nbformat.v4.new_code_cell("print('visible')"),
+        nbformat.v4.new_code_cell(CHECK_CELL, metadata={"tags": ["hide-input"]}),
     ])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, book / "chapters" / "one.ipynb")
@@ -105,6 +113,17 @@ def test_fixture_book_builds_without_solutions(tmp_path):
     assert student.leaks(out, secrets) == []
     # The check can fail: the same scan finds the secrets in the teacher's sources.
     assert student.leaks(book, secrets)
+    assert "answer=160" in secrets and "SealedNumeric(" in (out / "notebooks" / "chapters" / "one.ipynb").read_text()
+    # Every link of the edition: launch buttons on the student branch, no repository front page, no dead download.
+    html = out / "html"
+    assert "/v2/gh/course/book/student?" in page.replace("&amp;", "&") and "git-pull?" in page
+    assert student.link_problems(html, REPO) == []
+    (html / "bad.html").write_text(f'<a href="https://mybinder.org/v2/gh/{REPO}/main?urlpath=x">b</a>'
+                                   f'<a href="https://github.com/{REPO}">r</a><a href="_sources/gone.ipynb">d</a>')
+    assert sorted(why for _, _, why in student.link_problems(html, REPO)) == [
+        "launch link not on branch 'student'", "link to the repository's front page (the default branch, with the "
+        "solutions)", "relative link to a file the edition does not have"]
+    assert (out / "repository" / "chapters" / "one.ipynb").is_file()
 
 
 @pytest.mark.skipif(not (ROOT / "_build" / "student" / "html").is_dir(), reason="run `make student` first")
@@ -118,3 +137,5 @@ def test_built_student_edition_has_no_solution_text():
     out = ROOT / "_build" / "student"
     assert student.leaks(out, secrets) == []
     assert not list(out.rglob("instructors*"))
+    repo, _ = student._repository(__import__("yaml").safe_load((ROOT / "_config.yml").read_text()))
+    assert student.link_problems(out / "html", repo) == []

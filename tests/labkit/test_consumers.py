@@ -203,3 +203,15 @@ async def test_fan_out_reaches_every_bound_consumer(lab, unique):
     for q in names:
         await lab.delete_queue(q)
     await channel.exchange_delete(exchange)
+
+
+async def test_wait_processed_returns_once_done_and_names_the_shortfall(lab, unique):
+    queue = unique("wait")
+    worker = await lab.consumer(queue, work_time=0.0)
+    for _ in range(3):
+        await lab.publish(queue, b"x")
+    await worker.wait_processed(3, timeout=10)
+    assert worker.processed == 3
+    with pytest.raises(TimeoutError, match=r"4 messages processed \(3 so far\)"):
+        await worker.wait_processed(4, timeout=0.05)
+    await lab.delete_queue(queue)

@@ -173,3 +173,17 @@ def test_invalid_arguments_name_the_argument():
         Shop("amqp://guest:guest@127.0.0.1:1/", wait_timeout=0)
     with pytest.raises(ValueError, match="side must be one of"):
         Shop("amqp://guest:guest@127.0.0.1:1/").history_url("x", side="both")
+
+
+async def test_a_client_places_orders_and_reads_both_sides(lab):
+    shop = await lab.start(Shop(work_time=0.0))
+    order = await shop.place("bob")
+    assert order["version"] == 1 and await shop.orders_of("bob", side="write") == [order["id"]]
+    assert await shop.orders_of("bob", min_version=order["version"]) == [order["id"]]
+    accepted = await shop.place("bob", headers=PREFER_ASYNC)
+    assert (await shop.get_json(accepted["status"]))["id"] == accepted["id"]
+    with pytest.raises(RuntimeError, match="HTTP 400"):
+        await shop.place("")
+    await lab.remove(shop)
+    with pytest.raises(RuntimeError, match="not running"):
+        await shop.place("bob")
