@@ -88,7 +88,9 @@ async def with_queue(url: str, body: Callable[[aiormq.Connection, str], Awaitabl
     connection = await aiormq.connect(url)
     try:
         setup = await connection.channel()
-        queue = (await setup.queue_declare(f"bench-{uuid.uuid4().hex[:8]}")).queue
+        # durable (RabbitMQ 4.3 refuses transient shared queues), x-expires in case the delete is missed
+        queue = (await setup.queue_declare(f"bench-{uuid.uuid4().hex[:8]}", durable=True,
+                                           arguments={"x-expires": 600_000})).queue
         try:
             return await body(connection, queue)
         finally:

@@ -33,7 +33,7 @@ import aiohttp
 import aiormq
 from yarl import URL
 
-from labkit import tracing
+from labkit import hints, tracing
 from labkit._validate import amqp_url as check_amqp_url
 from labkit._validate import integer, positive, queue_name
 from labkit._validate import port as check_port
@@ -174,6 +174,7 @@ class Lab:
             raise RuntimeError("this lab is already running")
         await _stop_current()
         Lab._current = self
+        hints.install()  # a hint line under AMQP errors that name a refused deprecated feature
         self._loop = asyncio.get_running_loop()
         self._running = True
         try:

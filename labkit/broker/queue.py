@@ -11,6 +11,7 @@ head, deliveries are pushed synchronously into the consuming channel's write buf
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from heapq import merge
 from typing import TYPE_CHECKING, Any, Iterable
@@ -467,9 +468,15 @@ class QuorumQueue(Queue):
     kind = "quorum"
 
     def _delivery_limit(self, args: dict) -> int | None:
-        """x-delivery-limit, else the profile's default (20 since RabbitMQ 4.0, none in 3.10)."""
-        limit = _int_arg(args, "x-delivery-limit", self.name, 0)
-        return self.vhost.profile.quorum_default_delivery_limit if limit is None else limit
+        """x-delivery-limit, else the profile's default (20 since RabbitMQ 4.0, none in 3.10). RabbitMQ
+        does not validate the argument (3.10.8 declares -1 and "abc"); a non-integer sets no limit of its
+        own, and since 4.0 a negative limit disables the default (4.0.1 release notes, rabbit_fifo)."""
+        limit = args.get("x-delivery-limit")
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            return self.vhost.profile.quorum_default_delivery_limit
+        if limit < 0 and self.vhost.profile.quorum_default_delivery_limit is not None:
+            return None
+        return limit
 
     def _return(self, msgs: list[Message]) -> None:
         """Quorum queues (RabbitMQ 3.10) put returned messages at the back, in the order returned."""
@@ -499,8 +506,26 @@ class QuorumQueue(Queue):
         return msg.with_properties(props)
 
 
+_EXPIRATION = re.compile(r"([+-]?[0-9]+)(.*)", re.S)
+_MAX_EXPIRY_MS = 315_360_000_000  # ten years (rabbit_misc:check_expiry)
+
+
 def validate_expiration(props: commands.Basic.Properties) -> None:
-    """A non-numeric expiration is a 406 (RabbitMQ checks it at publish time)."""
+    """An expiration that is not a non-negative integer is a 406 at publish time, with RabbitMQ's reason
+    (rabbit_basic:parse_expiration reads it with Erlang's string:to_integer: an optional sign, digits,
+    nothing after them)."""
     value = props.expiration
-    if value is not None and not (value.isdigit() and value.isascii()):
-        raise errors.PreconditionFailed(f"invalid expiration value '{value}'")
+    if value is None:
+        return
+    match = _EXPIRATION.fullmatch(value) if value.isascii() else None
+    if match is None:
+        reason = "no_integer"
+    elif match.group(2):
+        reason = '{leftover_string,"%s"}' % match.group(2)
+    elif int(match.group(1)) < 0:
+        reason = "{value_negative,%d}" % int(match.group(1))
+    elif int(match.group(1)) > _MAX_EXPIRY_MS:
+        reason = "{value_too_large,%d}" % int(match.group(1))
+    else:
+        return
+    raise errors.PreconditionFailed(f"invalid expiration '{value}': {reason}")

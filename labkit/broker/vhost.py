@@ -107,10 +107,11 @@ class VHost:
             self._remove_exchange(ex)
 
     def exchange_bind(self, destination: str, source: str, routing_key: str, arguments: dict, unbind: bool) -> None:
+        if "" in (destination, source):
+            raise errors.AccessRefused("operation not permitted on the default exchange")
+        if unbind and (destination not in self.exchanges or source not in self.exchanges):
+            return  # RabbitMQ 3.10.8 answers unbind-ok when either side is gone (observed)
         dest, src = self.exchange(destination), self.exchange(source)
-        for ex in (dest, src):
-            if ex.name == "":
-                raise errors.AccessRefused("operation not permitted on the default exchange")
         if unbind:
             if src.unbind(dest, routing_key, arguments):
                 self._auto_delete_exchange(src)
@@ -180,8 +181,9 @@ class VHost:
     def queue_bind(self, conn: Any, queue: str, exchange: str, routing_key: str, arguments: dict,
                    unbind: bool) -> None:
         if exchange == "":
-            raise errors.AccessRefused(
-                f"operation not permitted on the default exchange")
+            raise errors.AccessRefused("operation not permitted on the default exchange")
+        if unbind and (queue not in self.queues or exchange not in self.exchanges):
+            return  # RabbitMQ 3.10.8 answers unbind-ok for a queue or exchange that is gone (observed)
         q = self.queue(queue, conn)
         ex = self.exchange(exchange)
         if unbind:
@@ -199,7 +201,7 @@ class VHost:
             raise errors.PreconditionFailed(f"queue '{name}' in vhost '/' in use")
         count = q.message_count()
         if if_empty and count:
-            raise errors.PreconditionFailed(f"queue '{name}' in vhost '/' is not empty")
+            raise errors.PreconditionFailed(f"queue '{name}' in vhost '/' not empty")
         self.delete_queue(q)
         return count
 
@@ -264,14 +266,17 @@ class VHost:
         return accepted
 
     def dead_letter(self, queue: Queue, msg: Message, reason: str) -> None:
-        """Republish to the queue's dead-letter exchange with x-death bookkeeping (RabbitMQ 3.10)."""
+        """Republish to the queue's dead-letter exchange with x-death bookkeeping: from the x-death header
+        (RabbitMQ 3.10) or from the broker's own history of this message (4.x, ``broker_side_deaths``)."""
         if self.tap is not None:
             self.tap.died(queue, msg, reason)
         if queue.dlx is None or queue.dlx not in self.exchanges:
             return
         props = clone_properties(msg.properties)
         headers = props.headers
-        deaths = [dict(d) for d in headers.get("x-death") or []]
+        broker_side = self.profile.broker_side_deaths
+        earlier = msg.deaths if broker_side else headers.get("x-death")
+        deaths = [dict(d) for d in earlier or []]
         entry = next((d for d in deaths if d.get("queue") == queue.name and d.get("reason") == reason), None)
         if entry is not None:
             deaths.remove(entry)
@@ -286,12 +291,20 @@ class VHost:
         deaths.insert(0, entry)
         props.expiration = None
         headers["x-death"] = deaths
-        headers.setdefault("x-first-death-reason", reason)
-        headers.setdefault("x-first-death-queue", queue.name)
-        headers.setdefault("x-first-death-exchange", msg.exchange)
+        if broker_side:  # 4.x: first/last death from its own history, whatever the client sent
+            death = {"reason": reason, "queue": queue.name, "exchange": msg.exchange}
+            for key, value in death.items():
+                if not msg.deaths:
+                    headers[f"x-first-death-{key}"] = value
+                headers[f"x-last-death-{key}"] = value
+        else:
+            headers.setdefault("x-first-death-reason", reason)
+            headers.setdefault("x-first-death-queue", queue.name)
+            headers.setdefault("x-first-death-exchange", msg.exchange)
         routing_key = queue.dlrk if queue.dlrk is not None else msg.routing_key
         dead = Message(queue.dlx, routing_key, b"", msg.body)
         dead.rewrite(props)
+        dead.deaths = deaths
         targets = self.route(queue.dlx, routing_key, dead, by_broker=True)
         if not any(d.get("reason") == "rejected" for d in deaths):
             seen = {d.get("queue") for d in deaths}
