@@ -17,9 +17,9 @@ import aiormq
 HINTS = {
     "transient_nonexcl_queues": (
         "Hint: RabbitMQ 4.3 refuses transient non-exclusive queues. Declare the queue durable=True (with "
-        "arguments={'x-expires': ms} if it is per-run) or exclusive=True (private to this connection)."),
-    "queue_master_locator": (
-        "Hint: RabbitMQ 4.3 refuses x-queue-master-locator; use x-queue-leader-locator instead."),
+        "arguments={'x-expires': ms} if it is per-run) or exclusive=True (private to this connection)."
+    ),
+    "queue_master_locator": ("Hint: RabbitMQ 4.3 refuses x-queue-master-locator; use x-queue-leader-locator instead."),
 }
 
 
