@@ -55,6 +55,7 @@ soak: install
 bench: install
 	$(BIN)/python bench/broker.py
 	$(BIN)/python bench/harness.py
+	$(BIN)/python bench/history.py
 
 # Student edition: the book with every solution stripped and every check sealed (HTML, _sources, downloads) into
 # _build/student/html, the student notebooks in _build/student/notebooks and the student branch's tree in

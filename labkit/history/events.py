@@ -18,15 +18,27 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["KINDS", "Event", "History"]
+__all__ = ["KINDS", "KEY_HEADER", "Event", "History", "message_key"]
 
 #: Every kind of event, by who records it. Client side: publish, confirm (broker ack), return (unroutable,
-#: mandatory), publish-nack, deliver (attrs ``redelivered``), ack, nack/reject (attrs ``requeue``),
+#: mandatory), publish-nack, deliver (attrs ``redelivered``, ``dead_lettered``), ack, nack/reject (``requeue``),
 #: crash, effect (attrs ``name``, ``applied``), request/response/error (HTTP), saga (attrs ``phase``:
 #: do/undo/commit/abort, ``step``). Broker side (optional tap): route (attrs ``queues``), drop (attrs
 #: ``reason``), dead-letter (attrs ``reason``, ``queue``).
 KINDS = ("publish", "confirm", "return", "publish-nack", "deliver", "ack", "nack", "reject", "crash", "effect",
          "request", "response", "error", "saga", "route", "drop", "dead-letter")
+
+
+#: AMQP message header naming the key that order is kept per (a customer, an account); without it the
+#: routing key is the key (the order of one queue).
+KEY_HEADER = "x-order-key"
+
+
+def message_key(properties: Any, routing_key: str | None) -> str | None:
+    """The key of a message: its ``x-order-key`` header, else its routing key."""
+    headers = getattr(properties, "headers", None) or {}
+    key = headers.get(KEY_HEADER)
+    return str(key) if key is not None else (routing_key or None)
 
 
 @dataclass(frozen=True)
@@ -178,3 +190,4 @@ class History:
 
     def __repr__(self) -> str:
         return f"<History {len(self.events)} events, {len(self.by('message_id'))} messages, {len(self.processes())} processes>"
+

@@ -131,3 +131,25 @@ async def test_capstone_reports_delivery_properties_through_the_checker(lab):
     notified = [e for e in twice.counterexample if e.kind == "effect" and e.attrs["name"] == "notified"]
     assert len(notified) == 2 and {e.correlation_id for e in notified} == {twice.subject}
     assert any(e.kind == "response" and e.attrs["status"] == 200 for e in twice.counterexample)
+
+
+async def test_a_dead_lettered_delivery_says_why(amqp_url, unique):
+    work, parked = unique("hist-work"), unique("hist-parked")
+    catcher = await Consumer(amqp_url, parked, work_time=0.0, name="parked").start()
+    worker = None
+    try:
+        with H.record() as h:
+            worker = await Consumer(amqp_url, work, work_time=0.0, failure_rate=1.0, requeue_failed=False,
+                                    name="work", arguments={"x-dead-letter-exchange": "",
+                                                            "x-dead-letter-routing-key": parked}).start()
+            publisher = await Publisher(amqp_url).start()
+            await publisher.publish(work, b"x", message_id="poison")
+            await publisher.stop()
+            await wait_until(lambda: catcher.processed >= 1, timeout=10, what="the dead-lettered delivery")
+    finally:
+        for part in (worker, catcher):
+            if part is not None:
+                await part.stop()
+    assert [(e.process, e.kind, e.attrs.get("dead_lettered")) for e in h.where(message_id="poison")
+            if e.kind in ("deliver", "reject")] == [("work", "deliver", None), ("work", "reject", None),
+                                                    ("parked", "deliver", "rejected")]
