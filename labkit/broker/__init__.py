@@ -72,7 +72,8 @@ connections are reset (SO_LINGER 0, like RabbitMQ's default listener options).
 Where it knowingly differs from RabbitMQ: stream contents, vhosts other than "/", users and permissions
 are not persisted; after a clean stop every recovered message is flagged redelivered (RabbitMQ: only
 those delivered before); the memory alarm counts stored message bytes, not process
-memory; one virtual host ("/") and one user; no CC/BCC headers; argument *values* are checked after the
+memory; vhosts, users and permissions (``auth``) without topic permissions or per-user connection
+limits; no CC/BCC headers; argument *values* are checked after the
 declaration checks above (RabbitMQ checks them first; only the order of two refusals of one
 declaration differs). Texts that cannot match are listed in tests/conformance/README.md.
 """
