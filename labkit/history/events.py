@@ -25,8 +25,25 @@ __all__ = ["KINDS", "KEY_HEADER", "Event", "History", "message_key"]
 #: crash, effect (attrs ``name``, ``applied``), request/response/error (HTTP), saga (attrs ``phase``:
 #: do/undo/commit/abort, ``step``). Broker side (optional tap): route (attrs ``queues``), drop (attrs
 #: ``reason``), dead-letter (attrs ``reason``, ``queue``).
-KINDS = ("publish", "confirm", "return", "publish-nack", "deliver", "ack", "nack", "reject", "crash", "effect",
-         "request", "response", "error", "saga", "route", "drop", "dead-letter")
+KINDS = (
+    "publish",
+    "confirm",
+    "return",
+    "publish-nack",
+    "deliver",
+    "ack",
+    "nack",
+    "reject",
+    "crash",
+    "effect",
+    "request",
+    "response",
+    "error",
+    "saga",
+    "route",
+    "drop",
+    "dead-letter",
+)
 
 
 #: AMQP message header naming the key that order is kept per (a customer, an account); without it the
@@ -113,8 +130,17 @@ class History:
             raise ValueError(f"event must be a labkit.history.Event, got {event!r}")
         self.events.append(event)
 
-    def add(self, kind: str, process: str, *, t: float, message_id: str | None = None,
-            correlation_id: str | None = None, key: str | None = None, **attrs: Any) -> Event:
+    def add(
+        self,
+        kind: str,
+        process: str,
+        *,
+        t: float,
+        message_id: str | None = None,
+        correlation_id: str | None = None,
+        key: str | None = None,
+        **attrs: Any,
+    ) -> Event:
         """Append a new event and return it (for synthetic histories and rare events; hooks use ``raw``)."""
         event = Event(t, kind, process, message_id, correlation_id, key, attrs)
         self.events.append(event)
@@ -190,4 +216,3 @@ class History:
 
     def __repr__(self) -> str:
         return f"<History {len(self.events)} events, {len(self.by('message_id'))} messages, {len(self.processes())} processes>"
-

@@ -27,8 +27,22 @@ from typing import Any
 
 from labkit.history.events import KEY_HEADER, History
 
-__all__ = ["KEY_HEADER", "active", "lane", "record", "start", "stop", "effect", "saga", "on_publish", "on_published",
-           "on_deliver", "on_settle", "on_crash", "on_http"]
+__all__ = [
+    "KEY_HEADER",
+    "active",
+    "lane",
+    "record",
+    "start",
+    "stop",
+    "effect",
+    "saga",
+    "on_publish",
+    "on_published",
+    "on_deliver",
+    "on_settle",
+    "on_crash",
+    "on_http",
+]
 
 #: The history being recorded, or None (recording off: every hook returns at once).
 active: History | None = None
@@ -36,7 +50,8 @@ active: History | None = None
 # The message a consumer's handler is working on: (process, message_id, correlation_id, key). Each aiormq
 # delivery runs in a task of its own, so setting it in on_deliver scopes it to that message's handling.
 _handling: ContextVar[tuple[str, str | None, str | None, str | None] | None] = ContextVar(
-    "labkit_history_handling", default=None)
+    "labkit_history_handling", default=None
+)
 
 
 @contextmanager
@@ -83,15 +98,23 @@ def _row(kind: str, process: str, props: Any, routing_key: str, attrs: dict[str,
         return (time.monotonic(), kind, process, None, None, routing_key or None, attrs)
     headers = props.headers
     key = headers.get(KEY_HEADER) if headers else None
-    return (time.monotonic(), kind, process, props.message_id, props.correlation_id,
-            routing_key or None if key is None else str(key), attrs)
+    return (
+        time.monotonic(),
+        kind,
+        process,
+        props.message_id,
+        props.correlation_id,
+        routing_key or None if key is None else str(key),
+        attrs,
+    )
 
 
 def on_publish(process: str, routing_key: str, properties: Any, exchange: str = "") -> None:
     """A publish leaves ``process`` (before the broker has answered)."""
     if active is not None:
-        active.raw.append(_row("publish", process, properties, routing_key,
-                               {"exchange": exchange, "routing_key": routing_key}))
+        active.raw.append(
+            _row("publish", process, properties, routing_key, {"exchange": exchange, "routing_key": routing_key})
+        )
 
 
 _ANSWERS = {"Ack": "confirm", "PublishError": "return", "Nack": "publish-nack", "DeliveryError": "publish-nack"}
@@ -126,8 +149,15 @@ def on_settle(kind: str, process: str, message: Any, requeue: bool | None = None
     """The consumer acks, nacks or rejects a message."""
     if active is None:
         return
-    active.raw.append(_row(kind, process, message.header.properties, message.delivery.routing_key,
-                           {} if requeue is None else {"requeue": bool(requeue)}))
+    active.raw.append(
+        _row(
+            kind,
+            process,
+            message.header.properties,
+            message.delivery.routing_key,
+            {} if requeue is None else {"requeue": bool(requeue)},
+        )
+    )
 
 
 def on_crash(process: str, message: Any = None) -> None:
@@ -135,12 +165,25 @@ def on_crash(process: str, message: Any = None) -> None:
     if active is None:
         return
     props = message.header.properties if message is not None else None
-    active.add("crash", process, t=time.monotonic(), message_id=getattr(props, "message_id", None),
-               correlation_id=getattr(props, "correlation_id", None))
+    active.add(
+        "crash",
+        process,
+        t=time.monotonic(),
+        message_id=getattr(props, "message_id", None),
+        correlation_id=getattr(props, "correlation_id", None),
+    )
 
 
-def on_http(kind: str, process: str | None, url: str, correlation_id: str | None, *, target: str | None = None,
-            status: int | None = None, error: str | None = None) -> None:
+def on_http(
+    kind: str,
+    process: str | None,
+    url: str,
+    correlation_id: str | None,
+    *,
+    target: str | None = None,
+    status: int | None = None,
+    error: str | None = None,
+) -> None:
     """An HTTP request leaves ``process`` (default: the consumer whose handler calls, else "client"), or
     its response (or error) comes back. ``target`` is the lane of the service called (its name, or the
     proxy it goes through)."""
@@ -158,8 +201,15 @@ def on_http(kind: str, process: str | None, url: str, correlation_id: str | None
 # -- what handlers and stories call -------------------------------------------------------------------------
 
 
-def effect(name: str, *, applied: bool = True, message_id: str | None = None, correlation_id: str | None = None,
-           key: str | None = None, process: str | None = None) -> None:
+def effect(
+    name: str,
+    *,
+    applied: bool = True,
+    message_id: str | None = None,
+    correlation_id: str | None = None,
+    key: str | None = None,
+    process: str | None = None,
+) -> None:
     """Note a side effect (a charge, a notification). Inside a consumer's handler it is about the message
     being handled unless ``message_id``/``correlation_id`` say otherwise; ``applied=False`` records an
     effect that was skipped as a duplicate."""
@@ -170,8 +220,16 @@ def effect(name: str, *, applied: bool = True, message_id: str | None = None, co
     where, mid, cid, k = _handling.get() or (None, None, None, None)
     if (message_id is not None or correlation_id is not None) and (message_id is None or message_id != mid):
         mid, cid, k = message_id, correlation_id, key  # about another message than the one being handled
-    active.add("effect", process or where or "effects", t=time.monotonic(), message_id=mid, correlation_id=cid,
-               key=key if key is not None else k, name=name, applied=bool(applied))
+    active.add(
+        "effect",
+        process or where or "effects",
+        t=time.monotonic(),
+        message_id=mid,
+        correlation_id=cid,
+        key=key if key is not None else k,
+        name=name,
+        applied=bool(applied),
+    )
 
 
 def saga(phase: str, saga_id: str, step: str | None = None, *, process: str | None = None) -> None:
