@@ -41,12 +41,12 @@ async def measure(n: int, amqp_url: str | None) -> dict:
         await classroom.wait_for_learners(n, timeout=60 + 3 * n)
         joined = time.monotonic() - t
         run = await ex.run_work(classroom, 20 * n, prefetch=10, timeout=120)
-        idle = await pings(classroom, n)
+        idle = await pings(classroom, list(sim.service_times))
         flooder = subprocess.Popen([sys.executable, __file__, "--flood", str(classroom.code)])
         try:
             await wait_until(lambda: "flooder" in classroom.present, timeout=30, what="the flooder joining")
             await asyncio.sleep(0.5)
-            flooded = await pings(classroom, n)
+            flooded = await pings(classroom, list(sim.service_times))
         finally:
             flooder.kill()
             flooder.wait()
@@ -56,13 +56,12 @@ async def measure(n: int, amqp_url: str | None) -> dict:
         await lab.stop()
 
 
-async def pings(classroom: Classroom, n: int) -> tuple[float, float]:
-    """p50 and max (ms) over ten pings of the round trip to the slowest of n learners."""
+async def pings(classroom: Classroom, names: list[str]) -> tuple[float, float]:
+    """p50 and max (ms) over ten pings of the round trip to the slowest of these learners."""
     worst = []
     for _ in range(10):
-        rtt = await classroom.ping(timeout=10)
-        rtt.pop("flooder", None)
-        worst.append(max(rtt.values()) if len(rtt) >= n else float("inf"))
+        rtt = await classroom.ping(timeout=10, among=names)
+        worst.append(max(rtt.values()) if len(rtt) == len(names) else float("inf"))
     return 1000 * statistics.median(worst), 1000 * max(worst)
 
 

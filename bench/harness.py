@@ -134,17 +134,27 @@ async def main(args) -> None:
             print(f"1. fidelity: Latency(50 ms) behind the proxy, Poisson {args.rate} req/s for {args.duration} s")
             baseline, rec = await fidelity(session, proxy, args.rate, args.duration)
             p50 = rec.percentile(50) * 1e3
-            print(f"  n={len(rec)} success={rec.success_rate():.3f} p90={rec.percentile(90)*1e3:.2f} ms "
-                  f"p99={rec.percentile(99)*1e3:.2f} ms")
+            print(
+                f"  n={len(rec)} success={rec.success_rate():.3f} p90={rec.percentile(90) * 1e3:.2f} ms "
+                f"p99={rec.percentile(99) * 1e3:.2f} ms"
+            )
             row("p50 without the toxic (baseline)", baseline.percentile(50) * 1e3, "", True)
             row("p50", p50, "50 ± 2 ms", abs(p50 - 50) <= 2)
             row("send-time error p50", rec.send_error_percentile(50) * 1e3, "", True)
-            row("send-time error p99", rec.send_error_percentile(99) * 1e3, "≤ 2 ms",
-                rec.send_error_percentile(99) * 1e3 <= 2)
+            row(
+                "send-time error p99",
+                rec.send_error_percentile(99) * 1e3,
+                "≤ 2 ms",
+                rec.send_error_percentile(99) * 1e3 <= 2,
+            )
 
             svc = await service_fidelity(args.rate, args.duration)
-            row("lab service, service_time=50 ms: p50", svc.percentile(50) * 1e3, "50 ± 2 ms",
-                abs(svc.percentile(50) * 1e3 - 50) <= 2)
+            row(
+                "lab service, service_time=50 ms: p50",
+                svc.percentile(50) * 1e3,
+                "50 ± 2 ms",
+                abs(svc.percentile(50) * 1e3 - 50) <= 2,
+            )
 
             print(f"2. overhead per HTTP hop: {args.samples} sequential calls each, interleaved")
             direct, proxied, raw = await hop_overhead(session, proxy, port, echo_port, args.samples)
@@ -154,8 +164,12 @@ async def main(args) -> None:
             row("through the fault proxy p50", p50h, "", True)
             row("proxy hop overhead (p50 difference)", p50h - d50, "≤ 1 ms", p50h - d50 <= 1)
             diffs = [p - d for p, d in zip(proxied, direct)]
-            row("proxy hop overhead (median paired difference)", statistics.median(diffs) * 1e3, "≤ 1 ms",
-                statistics.median(diffs) * 1e3 <= 1)
+            row(
+                "proxy hop overhead (median paired difference)",
+                statistics.median(diffs) * 1e3,
+                "≤ 1 ms",
+                statistics.median(diffs) * 1e3 <= 1,
+            )
 
         print(f"3. open-loop send-time error with operations that return at once ({args.duration} s)")
         for rate in (200, 1000):

@@ -37,11 +37,11 @@ def hub_link(hub: str, repo_url: str, path: str, branch: str = STUDENT_BRANCH, i
 
 
 def links(root: Path, hub: str, branch: str = STUDENT_BRANCH) -> list[tuple[str, str]]:
-    """(chapter, link) for every chapter of the book at ``root``."""
+    """(name, link) for every chapter of the book at ``root``, and the classroom's learner notebook."""
     config = yaml.safe_load((Path(root) / "_config.yml").read_text())
     repo_url = config.get("repository", {}).get("url", "")
-    return [(p.stem, hub_link(hub, repo_url, f"chapters/{p.name}", branch))
-            for p in sorted(Path(root, "chapters").glob("*.ipynb"))]
+    paths = sorted(Path(root, "chapters").glob("*.ipynb")) + sorted(Path(root, "classroom").glob("learner.ipynb"))
+    return [(p.stem, hub_link(hub, repo_url, p.relative_to(root).as_posix(), branch)) for p in paths]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,8 @@ stripped notebooks for students to run.
 What counts as a solution:
 
 - a ``{solution}`` directive in markdown (a ```` ``` ```` or ``:::`` fence, any length, nested fences kept
-  intact) is removed with its body;
+  intact) is removed with its body, and so is any directive with the ``answers`` class (``:class: answers``
+  or ``:class-container: answers``, e.g. a dropdown that lists a quiz's answers);
 - a code cell tagged ``solution`` is removed (in the copy that is built it is kept, tagged ``remove-cell``,
   so the page keeps its outputs but never shows its source; ``_sources`` gets the fully stripped notebook);
 - every check and quiz question with a constant answer is sealed (``labkit.sealed``): the learner's
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import os
 import re
 import shutil
 import subprocess
@@ -35,10 +37,15 @@ from labkit.sealed import notebook_question_secrets, seal_notebook
 
 SOLUTION_TAG = "solution"
 OPEN_FENCE = re.compile(r"^\s*(?P<fence>`{3,}|:{3,})\{solution(?:-start)?\}")
+ANY_FENCE = re.compile(r"^\s*(?P<fence>`{3,}|:{3,})\{[\w-]+\}")
+OPTION = re.compile(r"^\s*:(?P<name>[\w-]+):\s*(?P<value>.*)$")
+# Any other directive (e.g. a dropdown listing a quiz's answers) with this class is stripped like a solution.
+ANSWERS_CLASS = "answers"
 BOOK_FILES = ("_config.yml", "_toc.yml")
-BOOK_DIRS = ("book", "chapters")
-# Pages for teachers only: the instructors' guide names the answers the checks expect.
-TEACHER_PAGES = ("book/instructors",)
+BOOK_DIRS = ("book", "chapters", "classroom")
+# Pages for teachers only: the instructors' guide names the answers the checks expect; the classroom's
+# instructor notebook runs the class (its learners get classroom/learner).
+TEACHER_PAGES = ("book/instructors", "classroom/instructor")
 # The branch that holds the student notebooks (built by export_repository, pushed by CI).
 STUDENT_BRANCH = "student"
 
@@ -48,39 +55,49 @@ def _closes(line: str, fence: str) -> bool:
     return len(stripped) >= len(fence) and set(stripped) == {fence[0]}
 
 
-def strip_markdown(text: str) -> str:
-    """``text`` without its ``{solution}`` directives (each fence with everything up to its close)."""
-    if not isinstance(text, str):
-        raise ValueError(f"text must be a str, got {type(text).__name__}")
-    kept, fence = [], None
-    for line in text.splitlines(keepends=True):
-        if fence is None:
-            match = OPEN_FENCE.match(line)
-            if match:
-                fence = match["fence"]
-            else:
-                kept.append(line)
-        elif _closes(line, fence):
-            fence = None
-    return "".join(kept)
+def _answer_directive(lines: list[str], start: int) -> bool:
+    """Whether the directive opened at ``lines[start]`` carries the ``answers`` class in its options."""
+    for line in lines[start + 1:]:
+        option = OPTION.match(line)
+        if not option:
+            return False
+        if option["name"] in ("class", "class-container") and ANSWERS_CLASS in option["value"].split():
+            return True
+    return False
 
 
-def solution_texts(text: str) -> list[str]:
-    """The bodies of the ``{solution}`` directives in ``text`` (what must not reach students)."""
-    if not isinstance(text, str):
-        raise ValueError(f"text must be a str, got {type(text).__name__}")
-    bodies, fence, body = [], None, []
-    for line in text.splitlines(keepends=True):
+def _directives(text: str):
+    """(kept lines, stripped bodies) of ``text``: solutions and ``answers`` directives go to the bodies."""
+    lines = text.splitlines(keepends=True)
+    kept, bodies, fence, body = [], [], None, []
+    for i, line in enumerate(lines):
         if fence is None:
-            match = OPEN_FENCE.match(line)
+            other = ANY_FENCE.match(line)
+            match = OPEN_FENCE.match(line) or (other if other and _answer_directive(lines, i) else None)
             if match:
                 fence, body = match["fence"], []
+            else:
+                kept.append(line)
         elif _closes(line, fence):
             bodies.append("".join(body))
             fence = None
         else:
             body.append(line)
-    return bodies
+    return kept, bodies
+
+
+def strip_markdown(text: str) -> str:
+    """``text`` without its ``{solution}`` and ``answers`` directives (each fence up to its close)."""
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a str, got {type(text).__name__}")
+    return "".join(_directives(text)[0])
+
+
+def solution_texts(text: str) -> list[str]:
+    """The bodies of the ``{solution}`` and ``answers`` directives in ``text`` (what must not reach students)."""
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a str, got {type(text).__name__}")
+    return _directives(text)[1]
 
 
 def _is_solution_cell(cell) -> bool:
@@ -160,6 +177,22 @@ def leaks(out_dir: Path, secrets: list[str], min_len: int = 40) -> list[tuple[st
     return found
 
 
+DOC_ROLE = re.compile(r"\{doc\}`(?:(?P<title>[^`<]*?)\s*<(?P<target>[^>`]+)>|(?P<bare>[^`<>]+))`")
+
+
+def unlink_teacher_pages(text: str, page: Path) -> str:
+    """``text`` (of the page at ``page``, relative to the book) with ``{doc}`` links to the teacher pages
+    turned into their plain title: the student edition leaves those pages out, and a link would break."""
+    def replace(match: re.Match) -> str:
+        target = match["target"] or match["bare"]
+        resolved = os.path.normpath(os.path.join(os.path.dirname(str(page)), target)) if not target.startswith("/") \
+            else target.lstrip("/")
+        if resolved not in TEACHER_PAGES:
+            return match[0]
+        return match["title"] or "the instructors' pages"
+    return DOC_ROLE.sub(replace, text)
+
+
 def _drop_pages(entries: list, pages: tuple[str, ...]) -> list:
     """A _toc.yml entry list without ``pages`` (searching parts and sections)."""
     kept = []
@@ -195,7 +228,7 @@ def prepare_sources(root: Path, src: Path, branch: str = STUDENT_BRANCH, jupyter
         for path in (src / top).rglob("*.md"):
             text = path.read_text()
             secrets += solution_texts(text)
-            path.write_text(strip_markdown(text))
+            path.write_text(unlink_teacher_pages(strip_markdown(text), path.relative_to(src)))
     toc = _drop_pages([yaml.safe_load((src / "_toc.yml").read_text())], TEACHER_PAGES)[0]
     (src / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False, allow_unicode=True))
     for page in TEACHER_PAGES:

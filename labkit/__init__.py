@@ -15,7 +15,7 @@ __all__ = ["Lab"]
 # large share of a chapter's 30 s budget. Nothing in a lab kernel validates IRIs, so the checker is
 # marked unavailable (jsonschema then skips the "iri" formats) unless something already loaded it.
 if "jsonschema" not in sys.modules:
-    sys.modules.setdefault("rfc3987_syntax", None)
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # None: "not importable"
 
 
 def __getattr__(name: str) -> Any:

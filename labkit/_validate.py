@@ -31,21 +31,19 @@ def _number(name: str, value: Any, rule: str, allow_inf: bool) -> float:
         raise _fail(name, f"a number {rule}", value)
     if math.isnan(value) or (math.isinf(value) and not allow_inf):
         raise _fail(name, f"a finite number {rule}", value)
-    return value
+    return float(value)
 
 
 def positive(name: str, value: T, *, allow_inf: bool = False) -> T:
     """Check ``value > 0`` (rates, durations, service times, intervals)."""
-    _number(name, value, "> 0", allow_inf)
-    if not value > 0:
+    if not _number(name, value, "> 0", allow_inf) > 0:
         raise _fail(name, "> 0", value)
     return value
 
 
 def non_negative(name: str, value: T, *, allow_inf: bool = False) -> T:
     """Check ``value >= 0`` (delays, jitter, think times, start offsets)."""
-    _number(name, value, ">= 0", allow_inf)
-    if not value >= 0:
+    if not _number(name, value, ">= 0", allow_inf) >= 0:
         raise _fail(name, ">= 0", value)
     return value
 
@@ -53,8 +51,7 @@ def non_negative(name: str, value: T, *, allow_inf: bool = False) -> T:
 def between(name: str, value: T, lo: float, hi: float) -> T:
     """Check ``lo <= value <= hi`` for a real number (percentiles in [0, 100], fractions, offsets)."""
     rule = f"in [{lo}, {hi}]"
-    _number(name, value, rule, False)
-    if not lo <= value <= hi:
+    if not lo <= _number(name, value, rule, False) <= hi:
         raise _fail(name, rule, value)
     return value
 
@@ -76,7 +73,8 @@ def integer(name: str, value: T, lo: int | None = None, hi: int | None = None) -
         rule = "an integer"
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise _fail(name, rule, value)
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
+    number = int(value)
+    if (lo is not None and number < lo) or (hi is not None and number > hi):
         raise _fail(name, rule, value)
     return value
 

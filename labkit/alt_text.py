@@ -27,8 +27,18 @@ MAX_ITEMS = 8
 #: The aria-label is cut to this many characters (the hidden paragraph keeps the whole text).
 SHORT_CHARS = 400
 # plotly >= 6 may ship arrays as {"dtype": "f8", "bdata": base64}; array-module typecodes per dtype.
-_TYPECODES = {"f8": "d", "f4": "f", "i1": "b", "u1": "B", "i2": "h", "u2": "H", "i4": "i", "u4": "I",
-              "i8": "q", "u8": "Q"}
+_TYPECODES = {
+    "f8": "d",
+    "f4": "f",
+    "i1": "b",
+    "u1": "B",
+    "i2": "h",
+    "u2": "H",
+    "i4": "i",
+    "u4": "I",
+    "i8": "q",
+    "u8": "Q",
+}
 _UNIT = re.compile(r"\(([^()]*)\)\s*$")
 
 
@@ -62,8 +72,7 @@ def _values(data: Any) -> list[Any]:
 
 
 def _numbers(values: list[Any]) -> list[float | None]:
-    return [v if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
-            for v in values]
+    return [v if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None for v in values]
 
 
 def _title(layout: dict, *path: str) -> str:
@@ -88,14 +97,16 @@ def _line(name: str, xs: list[Any], ys: list[Any], x_unit: str, y_unit: str) -> 
     if not points:
         return f"{name}: no values"
     if len(points) == 1:
-        (x, y), = points
+        ((x, y),) = points
         return f"{name}: {number(y)}{y_unit} at {number(x)}{x_unit}"
     (x0, y0), (x1, y1) = points[0], points[-1]
     lo = min(points, key=lambda p: p[1])
     hi = max(points, key=lambda p: p[1])
     trend = "rises" if y1 > y0 else "falls" if y1 < y0 else "stays"
-    text = (f"{name}: {_count(len(points), 'point')}; {trend} from {number(y0)}{y_unit} at {number(x0)}{x_unit} "
-            f"to {number(y1)}{y_unit} at {number(x1)}{x_unit}")
+    text = (
+        f"{name}: {_count(len(points), 'point')}; {trend} from {number(y0)}{y_unit} at {number(x0)}{x_unit} "
+        f"to {number(y1)}{y_unit} at {number(x1)}{x_unit}"
+    )
     if hi[1] not in (y0, y1) or lo[1] not in (y0, y1):
         text += f"; highest {number(hi[1])}{y_unit} at {number(hi[0])}{x_unit}, lowest {number(lo[1])}{y_unit}"
     return text
@@ -112,8 +123,9 @@ def _bars(name: str, trace: dict, x_unit: str, y_unit: str) -> str:
     for i, (cat, val) in enumerate(zip(cats or range(len(vals)), vals)):
         if val is None:
             continue
-        if bases and i < len(bases) and bases[i] is not None:
-            items.append(f"{cat} from {number(bases[i])} to {number(bases[i] + val)}{unit}")
+        base = bases[i] if i < len(bases) else None
+        if base is not None:
+            items.append(f"{cat} from {number(base)} to {number(base + val)}{unit}")
         else:
             items.append(f"{cat} {number(val)}{unit}")
     more = f" and {len(items) - MAX_ITEMS} more" if len(items) > MAX_ITEMS else ""

@@ -28,8 +28,9 @@ import asyncio
 import collections
 import html
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from labkit import tracing
 from labkit._validate import integer, positive
@@ -38,8 +39,8 @@ from labkit.history import recorder
 from labkit.history.checker import AtLeastOnce, AtMostOnce, check
 from labkit.history.checker import Report as HistoryReport
 from labkit.history.events import History
-from labkit.load import RateProfile, open_loop
 from labkit.lifecycle import wait_until
+from labkit.load import RateProfile, open_loop
 from labkit.metrics import Clock, Recording
 
 __all__ = ["Workflow", "Property", "Report", "check_design", "naive_design", "reference_design"]
@@ -96,8 +97,7 @@ class Report:
     def latency_over_time(self) -> tuple[list[float], list[float], list[bool]]:
         """Each upload's send time (s since t0), latency (ms) and success, in send order: for plotting."""
         records = sorted(self.uploads.select("all"), key=lambda r: r.scheduled)
-        return ([r.scheduled - self.t0 for r in records], [r.latency * 1000 for r in records],
-                [r.ok for r in records])
+        return ([r.scheduled - self.t0 for r in records], [r.latency * 1000 for r in records], [r.ok for r in records])
 
     @property
     def passed(self) -> bool:
@@ -114,9 +114,11 @@ class Report:
             for p in self.properties
         )
         verdict = "passes" if self.passed else "fails"
-        return (f"<p><b>{html.escape(self.design)}</b> {verdict} "
-                f"({sum(p.held for p in self.properties)}/{len(self.properties)} properties)</p>"
-                f"<table><tr><th></th><th>property</th><th>measured</th></tr>{rows}</table>")
+        return (
+            f"<p><b>{html.escape(self.design)}</b> {verdict} "
+            f"({sum(p.held for p in self.properties)}/{len(self.properties)} properties)</p>"
+            f"<table><tr><th></th><th>property</th><th>measured</th></tr>{rows}</table>"
+        )
 
 
 class _ExternalServices:
@@ -169,7 +171,7 @@ async def check_design(
     positive("processor_time", processor_time)
     positive("drain_timeout", drain_timeout)
     integer("seed", seed, 0)
-    label = name or getattr(design, "__name__", "design")
+    label = str(name or getattr(design, "__name__", "design"))
     run = uuid.uuid4().hex[:6]
     external = _ExternalServices()
     processor = await lab.service(f"processor-{run}", service_time=processor_time, handler=external.process)
@@ -186,21 +188,41 @@ async def check_design(
     clock = Clock()
     processor_link.schedule([(*PROCESSOR_DOWN, Down())], t0=clock)
     notifier_link.schedule([(*NOTIFIER_DOWN, Down())], t0=clock)
-    profile = RateProfile(((0.0, SPIKE[0], rate), (SPIKE[0], SPIKE[1], rate * spike_factor), (SPIKE[1], LOAD_END, rate)))
+    profile = RateProfile(
+        ((0.0, SPIKE[0], rate), (SPIKE[0], SPIKE[1], rate * spike_factor), (SPIKE[1], LOAD_END, rate))
+    )
     with recorder.record() as recorded:
-        uploads = await open_loop(upload_one, arrivals=profile, seed=seed, t0=clock, progress=progress,
-                                  timeout=max(2.0, 10 * processor_time))
+        uploads = await open_loop(
+            upload_one, arrivals=profile, seed=seed, t0=clock, progress=progress, timeout=max(2.0, 10 * processor_time)
+        )
         accepted = {r.info["image"] for r in uploads.select("ok")}
         try:
-            await wait_until(lambda: accepted <= external.processed and accepted <= set(external.notifications),
-                             timeout=drain_timeout, interval=0.05, what="every accepted image processed and notified")
+            await wait_until(
+                lambda: accepted <= external.processed and accepted <= set(external.notifications),
+                timeout=drain_timeout,
+                interval=0.05,
+                what="every accepted image processed and notified",
+            )
         except TimeoutError:
             pass  # the verdict below names what is missing
-    verdicts = check(recorded, AtLeastOnce("processed", by="correlation_id"),
-                     AtLeastOnce("notified", by="correlation_id"), AtMostOnce("notified", by="correlation_id"))
+    verdicts = check(
+        recorded,
+        AtLeastOnce("processed", by="correlation_id"),
+        AtLeastOnce("notified", by="correlation_id"),
+        AtMostOnce("notified", by="correlation_id"),
+    )
     bands = [(*PROCESSOR_DOWN, "processor down"), (*NOTIFIER_DOWN, "notification down"), (*SPIKE, "spike")]
-    return Report(label, _judge(uploads, accepted, verdicts, processor_time), uploads,
-                  len(external.processed), len(external.notifications), clock.t0, bands, recorded, verdicts)
+    return Report(
+        label,
+        _judge(uploads, accepted, verdicts, processor_time),
+        uploads,
+        len(external.processed),
+        len(external.notifications),
+        clock.t0,
+        bands,
+        recorded,
+        verdicts,
+    )
 
 
 def _judge(uploads: Recording, accepted: set[str], verdicts: HistoryReport, processor_time: float) -> list[Property]:
@@ -210,20 +232,30 @@ def _judge(uploads: Recording, accepted: set[str], verdicts: HistoryReport, proc
     missing_processing, missing_notice, twice = processed.violations, notified.violations, once.violations
     errors = ", ".join(f"{k}×{v}" for k, v in uploads.errors().most_common(2))
     return [
-        Property("every upload accepted during the faults", len(accepted) == total,
-                 f"{len(accepted)}/{total} accepted" + (f" (errors: {errors})" if errors else "")),
-        Property("upload p99 below the processor's service time", p99 < processor_time,
-                 f"p99 {p99 * 1000:.0f} ms vs processor {processor_time * 1000:.0f} ms"),
-        Property("every accepted image processed and notified after recovery", processed.held and notified.held,
-                 f"{missing_processing} not processed, {missing_notice} not notified of {len(accepted)}"),
+        Property(
+            "every upload accepted during the faults",
+            len(accepted) == total,
+            f"{len(accepted)}/{total} accepted" + (f" (errors: {errors})" if errors else ""),
+        ),
+        Property(
+            "upload p99 below the processor's service time",
+            p99 < processor_time,
+            f"p99 {p99 * 1000:.0f} ms vs processor {processor_time * 1000:.0f} ms",
+        ),
+        Property(
+            "every accepted image processed and notified after recovery",
+            processed.held and notified.held,
+            f"{missing_processing} not processed, {missing_notice} not notified of {len(accepted)}",
+        ),
         Property("no duplicate notifications", once.held, f"{twice} images notified more than once"),
     ]
 
 
 async def naive_design(workflow: Workflow) -> Any:
     """All synchronous: the upload calls the processor, then the notifier, and answers when both did."""
-    return await workflow.lab.service("upload-naive", service_time=0.001,
-                                      downstream=[workflow.processor_url, workflow.notifier_url], timeout=2.0)
+    return await workflow.lab.service(
+        "upload-naive", service_time=0.001, downstream=[workflow.processor_url, workflow.notifier_url], timeout=2.0
+    )
 
 
 async def reference_design(workflow: Workflow) -> Any:
@@ -250,6 +282,7 @@ async def reference_design(workflow: Workflow) -> Any:
             await asyncio.sleep(0.1)  # back off before the message is requeued and tried again
             raise
 
-    await lab.consumer(images, work_time=0.0, prefetch=8, concurrency=8, handler=work,
-                       arguments={"x-expires": 60_000})  # the queue goes away a minute after the lab
+    await lab.consumer(
+        images, work_time=0.0, prefetch=8, concurrency=8, handler=work, arguments={"x-expires": 60_000}
+    )  # the queue goes away a minute after the lab
     return await lab.service("upload", service_time=0.001, handler=accept, success_status=202)

@@ -42,8 +42,8 @@ import aiohttp
 from labkit import tracing
 from labkit._validate import integer, non_negative, positive
 from labkit.fanout import Fanout
-from labkit.lifecycle import Part, wait_until
 from labkit.lab import HTTPStatusError, Lab
+from labkit.lifecycle import Part, wait_until
 from labkit.saga import COMPENSATIONS, OrderLog
 from labkit.services import STORY, Service
 
@@ -80,9 +80,19 @@ class Checkout(Part):
     ``workers`` how many messages each spine worker handles at once.
     """
 
-    def __init__(self, lab: Lab | None = None, *, name: str = "checkout", edge: Iterable[str] = EDGE,
-                 service_times: dict[str, float] | None = None, links: Iterable[str] = ("email", "analytics"),
-                 timeout: float = 2.0, retry_delay: float = 0.05, retry_cap: float = 0.4, workers: int = 16):
+    def __init__(
+        self,
+        lab: Lab | None = None,
+        *,
+        name: str = "checkout",
+        edge: Iterable[str] = EDGE,
+        service_times: dict[str, float] | None = None,
+        links: Iterable[str] = ("email", "analytics"),
+        timeout: float = 2.0,
+        retry_delay: float = 0.05,
+        retry_cap: float = 0.4,
+        workers: int = 16,
+    ):
         if not isinstance(name, str) or not name.replace("-", "").isalnum():
             raise ValueError(f"name must be letters, digits and dashes, got {name!r}")
         times = dict(SERVICE_TIMES)
@@ -131,13 +141,19 @@ class Checkout(Part):
     def running(self) -> bool:
         return self.hybrid is not None
 
+    @property
+    def _lab(self) -> Lab:
+        if self.lab is None:
+            raise RuntimeError("start a checkout with `await lab.start(Checkout())`")
+        return self.lab
+
     async def stop(self) -> None:
         """Stop the checkout's services, proxies, workers and topology (newest first); safe twice."""
         parts, self._parts = self._parts, []
         self.all_sync = self.hybrid = None
         for part in reversed(parts):
             try:
-                await self.lab.remove(part)
+                await self._lab.remove(part)
             except ValueError:
                 pass  # the lab has stopped it already (the lab stopped, or the part was removed)
 
@@ -155,14 +171,16 @@ class Checkout(Part):
     async def _build(self, lab: Lab) -> None:
         keep = self._parts.append
         for step in STEPS:
-            self.services[step] = await lab.service(f"{self.name}-{step}", service_time=self.service_times[step],
-                                                    handler=self._effect(step))
+            self.services[step] = await lab.service(
+                f"{self.name}-{step}", service_time=self.service_times[step], handler=self._effect(step)
+            )
             keep(self.services[step])
         for step in self.link_steps:
             self.links[step] = await lab.proxy(self.services[step], name=f"{step} link")
             keep(self.links[step])
-        self._topology = await lab.start(Fanout(await lab.channel(), self.exchange, exchange_type="topic",
-                                                routing_key="order.placed"))
+        self._topology = await lab.start(
+            Fanout(await lab.channel(), self.exchange, exchange_type="topic", routing_key="order.placed")
+        )
         keep(self._topology)
         for step in self.spine:
             queue = await self._topology.add(f"{self.exchange}-{step}")
@@ -189,11 +207,13 @@ class Checkout(Part):
         """Has a hybrid order finished: every spine step done, the saga at rest (fulfilled or compensated)
         and every span of its trace finished? (A step's side effect is visible a moment before its
         worker's span ends: without the last condition a reader of the trace would race the worker.)"""
-        if not (all(self.done(step, order) for step in self.spine if step != "fulfillment")
-                and self.log.state(order) in ("fulfilled", "compensated")):
+        if not (
+            all(self.done(step, order) for step in self.spine if step != "fulfillment")
+            and self.log.state(order) in ("fulfilled", "compensated")
+        ):
             return False
         correlation_id = self.correlation_ids.get(order)
-        return correlation_id is None or self.lab.tracer.open_spans(correlation_id) == 0
+        return correlation_id is None or self._lab.tracer.open_spans(correlation_id) == 0
 
     async def wait_settled(self, orders: Iterable[str], timeout: float = 20.0) -> float:
         """Wait until every order in ``orders`` is :meth:`settled`, its trace complete; returns the
@@ -204,8 +224,12 @@ class Checkout(Part):
             pending[:] = [o for o in pending if not self.settled(o)]
             return not pending
 
-        await wait_until(all_settled, timeout=timeout, interval=0.02,
-                         what=lambda: f"{len(pending)} orders to settle (first: {pending[:3]})")
+        await wait_until(
+            all_settled,
+            timeout=timeout,
+            interval=0.02,
+            what=lambda: f"{len(pending)} orders to settle (first: {pending[:3]})",
+        )
         return time.monotonic()
 
     def reset(self) -> None:
@@ -231,7 +255,7 @@ class Checkout(Part):
             self.correlation_ids[order] = correlation_id
         for step in self.edge:
             await self._call(step, order)
-        await self.lab.publish("order.placed", _body(order), exchange=self.exchange, message_id=order)
+        await self._lab.publish("order.placed", _body(order), exchange=self.exchange, message_id=order)
         self.log.record(order, "placed")
         if "fulfillment" in self.edge:  # fulfilled while the customer waited (a failure raised above)
             self.log.record(order, "fulfilled")
@@ -246,8 +270,13 @@ class Checkout(Part):
             if step == "fulfillment":
                 self.log.record(order, "fulfilled" if ok else "fulfillment failed")
                 if not ok:
-                    await self.lab.publish("fulfillment.failed", _body(order), exchange=self.exchange,
-                                           message_id=f"{order}:fulfillment.failed")
+                    await self._lab.publish(
+                        "fulfillment.failed",
+                        _body(order),
+                        exchange=self.exchange,
+                        message_id=f"{order}:fulfillment.failed",
+                    )
+
         return work
 
     def _compensate(self, step: str):
@@ -258,6 +287,7 @@ class Checkout(Part):
             if not await self._until_reachable(step, order, action):
                 raise RuntimeError(f"{step} refused to {action} order {order}")  # nack: tried again
             self.log.record(order, state)
+
         return undo
 
     async def _until_reachable(self, step: str, order: str, action: str = "do") -> bool:
@@ -277,23 +307,33 @@ class Checkout(Part):
                 delay = min(2 * delay, self.retry_cap)
 
     async def _worker(self, queue: str, handler: Any, name: str) -> Any:
-        return await self.lab.consumer(queue, work_time=0, handler=handler, prefetch=self.workers,
-                                       concurrency=self.workers, idempotent=True, declare=False, name=name)
+        return await self._lab.consumer(
+            queue,
+            work_time=0,
+            handler=handler,
+            prefetch=self.workers,
+            concurrency=self.workers,
+            idempotent=True,
+            declare=False,
+            name=name,
+        )
 
     # -- the step services ---------------------------------------------------------------------------
 
     async def _call(self, step: str, order: str, action: str = "do") -> None:
         target = self.links.get(step) or self.services[step]
-        await self.lab.call(target, body=_body(order, action), timeout=self.timeout)
+        await self._lab.call(target, body=_body(order, action), timeout=self.timeout)
 
     def _effect(self, step: str):
         """The step service's business logic: note that it did ``action`` for ``order``."""
+
         async def handle(body: bytes) -> dict[str, Any]:
             request = json.loads(body)
             key = (request["order"], request["action"])
             self.effects[step][key] += 1
             self.effect_times.setdefault((step, *key), time.monotonic())
             return {}
+
         return handle
 
 
@@ -330,8 +370,12 @@ def critical_path(spans: list[tracing.Span]) -> dict[str, float]:
     served = {s.parent_id: s for s in ordered if s.kind == "server"}
     costs = [(c.duration or 0.0) - (served[c.span_id].duration or 0.0) for c in calls if c.span_id in served]
     last = max(s.end or s.start for s in ordered)
-    return {"edge": client.end - client.start, "hops": sum(c.duration or 0.0 for c in calls),
-            "hop_cost": sum(costs) / len(costs) if costs else 0.0, "spine": max(0.0, last - client.end)}
+    return {
+        "edge": client.end - client.start,
+        "hops": sum(c.duration or 0.0 for c in calls),
+        "hop_cost": sum(costs) / len(costs) if costs else 0.0,
+        "spine": max(0.0, last - client.end),
+    }
 
 
 def _order(body: bytes) -> str:

@@ -27,11 +27,11 @@ from pamqp.commands import Basic
 
 from labkit import tracing
 from labkit._validate import integer, probability, queue_name
+from labkit.draws import rng_for, sampler
 from labkit.history import recorder
 from labkit.lifecycle import AmqpWorker, publish_message, wait_until
 from labkit.metrics import Record
 from labkit.queues import declare_run_queue
-from labkit.services import rng_for, sampler
 
 __all__ = ["Consumer", "publish", "PUBLISHED_AT_HEADER"]
 
@@ -65,8 +65,11 @@ async def publish(
         raise ValueError(f"body must be bytes, got {type(body).__name__}")
     if not isinstance(routing_key, str) or not isinstance(exchange, str):
         raise ValueError(f"routing_key and exchange must be strings, got {routing_key!r} and {exchange!r}")
-    span = tracer.start(f"publish {exchange or '(default)'}/{routing_key}", "publish", correlation_id, parent_id) \
-        if tracer is not None else None
+    span = (
+        tracer.start(f"publish {exchange or '(default)'}/{routing_key}", "publish", correlation_id, parent_id)
+        if tracer is not None
+        else None
+    )
     correlation_id = span.correlation_id if span else (correlation_id or tracing.current()[0] or tracing.new_id())
     all_headers = dict(headers or {})
     all_headers[PUBLISHED_AT_HEADER] = int(time.monotonic() * 1e9)
@@ -162,8 +165,12 @@ class Consumer(AmqpWorker):
         """Wait until this consumer has acknowledged ``count`` messages after their work (a liveness
         bound, not a speed goal); raises ``TimeoutError`` saying how many it had."""
         integer("count", count, 0)
-        await wait_until(lambda: self.processed >= count, timeout=timeout, interval=0.005,
-                         what=lambda: f"{self.name}: {count} messages processed ({self.processed} so far)")
+        await wait_until(
+            lambda: self.processed >= count,
+            timeout=timeout,
+            interval=0.005,
+            what=lambda: f"{self.name}: {count} messages processed ({self.processed} so far)",
+        )
 
     def reset_records(self) -> None:
         """Forget records and counters (between experiments); the message ids in ``seen`` are kept."""
@@ -171,8 +178,10 @@ class Consumer(AmqpWorker):
         self.processed = self.duplicates = self.failed = self.redelivered = 0
 
     def __repr__(self) -> str:
-        return (f"<Consumer {self.name} queue={self.queue!r} processed={self.processed} "
-                f"duplicates={self.duplicates} failed={self.failed} running={self.running}>")
+        return (
+            f"<Consumer {self.name} queue={self.queue!r} processed={self.processed} "
+            f"duplicates={self.duplicates} failed={self.failed} running={self.running}>"
+        )
 
     async def handle(self, message: DeliveredMessage) -> None:
         received = time.monotonic()
@@ -198,8 +207,12 @@ class Consumer(AmqpWorker):
     async def _process(self, message: DeliveredMessage) -> tuple[bool | None, str | None, dict[str, Any]]:
         """Work, then ack (or reject); ``ok`` None means the consumer crashed before acknowledging."""
         props = message.header.properties
-        info = {"consumer": self.name, "message_id": props.message_id, "correlation_id": props.correlation_id,
-                "redelivered": bool(message.delivery.redelivered)}
+        info = {
+            "consumer": self.name,
+            "message_id": props.message_id,
+            "correlation_id": props.correlation_id,
+            "redelivered": bool(message.delivery.redelivered),
+        }
         if message.delivery.redelivered:
             self.redelivered += 1
         if self.idempotent and props.message_id in self.seen:
@@ -243,8 +256,9 @@ class Consumer(AmqpWorker):
         parent = (props.headers or {}).get(tracing.PARENT_AMQP_HEADER)
         published = _published_at(message)
         if published is not None:
-            queued = tracing.Span(props.correlation_id, tracing.new_id()[:16], parent, f"queue {self.queue}",
-                                  "queue", published, started)
+            queued = tracing.Span(
+                props.correlation_id, tracing.new_id()[:16], parent, f"queue {self.queue}", "queue", published, started
+            )
             self.tracer.add(queued)
             parent = queued.span_id
         return self.tracer.start(self.name, "consume", props.correlation_id, parent)

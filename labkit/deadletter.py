@@ -46,8 +46,16 @@ __all__ = [
 ]
 
 #: Headers the broker adds when it dead-letters a message (removed on replay: a replayed message starts over).
-DEATH_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
-                 "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason", "x-delivery-count")
+DEATH_HEADERS = (
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+    "x-delivery-count",
+)
 
 
 _name = queue_name
@@ -94,18 +102,27 @@ class RetryTopology:
     async def declare(self, channel: aiormq.abc.AbstractChannel) -> None:
         """Declare the three queues, per-run (durable with x-expires), dead-lettering through the default
         exchange, so no exchanges are needed."""
-        await declare_run_queue(channel, self.queue, arguments={
-            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.retry_queue})
-        await declare_run_queue(channel, self.retry_queue, arguments={
-            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.queue, "x-message-ttl": self.delay_ms})
+        await declare_run_queue(
+            channel, self.queue, arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.retry_queue}
+        )
+        await declare_run_queue(
+            channel,
+            self.retry_queue,
+            arguments={
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": self.queue,
+                "x-message-ttl": self.delay_ms,
+            },
+        )
         await declare_run_queue(channel, self.dlq)
 
     async def delete(self, channel: aiormq.abc.AbstractChannel) -> None:
         for queue in (self.queue, self.retry_queue, self.dlq):
             await channel.queue_delete(queue)
 
-    def guard(self, handler: Callable[[DeliveredMessage], Awaitable[Any]]) -> Callable[[DeliveredMessage],
-                                                                                        Awaitable[Any]]:
+    def guard(
+        self, handler: Callable[[DeliveredMessage], Awaitable[Any]]
+    ) -> Callable[[DeliveredMessage], Awaitable[Any]]:
         """Wrap a consumer's handler: a failure is re-raised (the consumer rejects it into the delay
         queue) until the last attempt, which is parked in the DLQ with ``x-attempts`` and ``x-error``
         headers instead (and acked). Use with ``requeue_failed=False``."""
@@ -121,8 +138,13 @@ class RetryTopology:
                 self.log.append((message_id, attempt, False))
                 if attempt < self.max_attempts:
                     raise
-                await _publish_copy(message.channel, message, self.dlq,
-                                    {"x-attempts": attempt, "x-error": repr(exc)[:200]}, keep_deaths=True)
+                await _publish_copy(
+                    message.channel,
+                    message,
+                    self.dlq,
+                    {"x-attempts": attempt, "x-error": repr(exc)[:200]},
+                    keep_deaths=True,
+                )
                 return None
             self.log.append((message_id, attempt, True))
             return result
@@ -140,9 +162,16 @@ async def delivery_limited_queue(channel: aiormq.abc.AbstractChannel, queue: str
     when done."""
     integer("limit", limit, 0)
     await declare_run_queue(channel, _name("dlq", dlq))
-    await channel.queue_declare(_name("queue", queue), durable=True, arguments={
-        "x-queue-type": "quorum", "x-delivery-limit": limit,
-        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq})
+    await channel.queue_declare(
+        _name("queue", queue),
+        durable=True,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-delivery-limit": limit,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": dlq,
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -156,8 +185,9 @@ class DeadLetter:
     headers: dict[str, Any]
 
 
-async def take_all(channel: aiormq.abc.AbstractChannel, queue: str, *, ack: bool = True,
-                   limit: int = 100_000) -> list[DeliveredMessage]:
+async def take_all(
+    channel: aiormq.abc.AbstractChannel, queue: str, *, ack: bool = True, limit: int = 100_000
+) -> list[DeliveredMessage]:
     """Get every ready message of ``queue`` (up to ``limit``) with basic.get. ``ack=False`` leaves them
     unacknowledged: the caller acks or rejects each (closing the channel returns them to the queue)."""
     _name("queue", queue)
@@ -179,16 +209,27 @@ async def inspect(channel: aiormq.abc.AbstractChannel, dlq: str, limit: int = 10
     for m in messages:
         headers = dict(m.header.properties.headers or {})
         first = headers.get("x-first-death-reason")
-        letters.append(DeadLetter(m.header.properties.message_id, bytes(m.body),
-                                  f"{first} in {headers.get('x-first-death-queue')}" if first else None,
-                                  deaths(m), headers))
+        letters.append(
+            DeadLetter(
+                m.header.properties.message_id,
+                bytes(m.body),
+                f"{first} in {headers.get('x-first-death-queue')}" if first else None,
+                deaths(m),
+                headers,
+            )
+        )
     if messages:
         await channel.basic_nack(messages[-1].delivery.delivery_tag, multiple=True, requeue=True)
     return letters
 
 
-async def replay(channel: aiormq.abc.AbstractChannel, dlq: str, queue: str,
-                 select: Callable[[DeliveredMessage], bool] | None = None, limit: int = 1000) -> int:
+async def replay(
+    channel: aiormq.abc.AbstractChannel,
+    dlq: str,
+    queue: str,
+    select: Callable[[DeliveredMessage], bool] | None = None,
+    limit: int = 1000,
+) -> int:
     """Move the messages of ``dlq`` (those ``select`` accepts, all by default) back to ``queue`` with their
     death headers removed, so they start over at attempt 1; return how many moved. Each is published
     (confirmed, if the channel has confirms) before it is acked, so a crash in between duplicates it
@@ -205,13 +246,24 @@ async def replay(channel: aiormq.abc.AbstractChannel, dlq: str, queue: str,
     return moved
 
 
-async def _publish_copy(channel: aiormq.abc.AbstractChannel, message: DeliveredMessage, queue: str,
-                        extra: dict[str, Any], *, keep_deaths: bool) -> None:
+async def _publish_copy(
+    channel: aiormq.abc.AbstractChannel,
+    message: DeliveredMessage,
+    queue: str,
+    extra: dict[str, Any],
+    *,
+    keep_deaths: bool,
+) -> None:
     """Publish ``message`` again to ``queue`` (default exchange) with its properties and ``extra`` headers."""
     props = message.header.properties
     headers = {k: v for k, v in (props.headers or {}).items() if keep_deaths or k not in DEATH_HEADERS}
     headers.update(extra)
-    copy = Basic.Properties(message_id=props.message_id, correlation_id=props.correlation_id,
-                            content_type=props.content_type, delivery_mode=props.delivery_mode,
-                            timestamp=props.timestamp, headers=headers)
+    copy = Basic.Properties(
+        message_id=props.message_id,
+        correlation_id=props.correlation_id,
+        content_type=props.content_type,
+        delivery_mode=props.delivery_mode,
+        timestamp=props.timestamp,
+        headers=headers,
+    )
     await channel.basic_publish(bytes(message.body), exchange="", routing_key=queue, properties=copy)

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from labkit._validate import integer, one_of, positive
 from labkit.consumers import publish
+from labkit.history.events import KEY_HEADER
 from labkit.idempotency import Ledger
 from labkit.lab import Lab
 from labkit.lifecycle import wait_until
@@ -31,16 +32,18 @@ __all__ = ["SETUPS", "publish_all", "run_ordering", "run_payments"]
 SETUPS = ("one consumer", "competing", "requeue", "partitioned")
 
 
-async def publish_all(lab: Lab, messages: Sequence[tuple[str, str, bytes]], *, wait: bool = True,
-                      timeout: float = 30.0) -> None:
-    """Publish ``(queue, message_id, body)`` triples in order, fast (no confirms). With ``wait``, return
-    only once the broker holds them all (a backlog for consumers that start next)."""
+async def publish_all(
+    lab: Lab, messages: Sequence[tuple[Any, ...]], *, wait: bool = True, timeout: float = 30.0
+) -> None:
+    """Publish ``(queue, message_id, body)`` triples in order, fast (no confirms); a fourth element is the
+    key order is kept per (a customer: the ``x-order-key`` header a recorded history reads). With ``wait``,
+    return only once the broker holds them all (a backlog for consumers that start next)."""
     channel = await lab.channel(publisher_confirms=False)
     try:
-        for queue, message_id, body in messages:
-            await publish(channel, queue, body, message_id=message_id)
-        for queue in {q for q, _, _ in messages} if wait else ():
-            expected = sum(q == queue for q, _, _ in messages)
+        for queue, message_id, body, *key in messages:
+            await publish(channel, queue, body, message_id=message_id, headers={KEY_HEADER: key[0]} if key else None)
+        for queue in {q for q, *_ in messages} if wait else ():
+            expected = sum(m[0] == queue for m in messages)
 
             async def arrived(queue: str = queue, expected: int = expected) -> bool:
                 return await lab.queue_depth(queue) >= expected
@@ -50,8 +53,16 @@ async def publish_all(lab: Lab, messages: Sequence[tuple[str, str, bytes]], *, w
         await channel.close()
 
 
-async def run_payments(lab: Lab, n: int = 100, crash_every: int = 15, *, dedupe: bool = False,
-                       amount: float = 20.0, progress: bool = True, timeout: float = 60.0) -> dict[str, Any]:
+async def run_payments(
+    lab: Lab,
+    n: int = 100,
+    crash_every: int = 15,
+    *,
+    dedupe: bool = False,
+    amount: float = 20.0,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
     """Publish ``n`` payments; consumers charge them into a :class:`labkit.idempotency.Ledger` and crash
     on every ``crash_every``-th message after the charge and before the ack; a new consumer takes over
     each time. With ``dedupe`` the ledger skips message ids it has charged. Returns the counts."""
@@ -67,38 +78,71 @@ async def run_payments(lab: Lab, n: int = 100, crash_every: int = 15, *, dedupe:
         ledger.charge(message.header.properties.message_id, amount, dedupe=dedupe)
 
     await lab.declare_queue(queue)
-    await publish_all(lab, [(queue, f"order-{i}", json.dumps({"order": i, "amount": amount}).encode())
-                            for i in range(n)])
+    await publish_all(
+        lab, [(queue, f"order-{i}", json.dumps({"order": i, "amount": amount}).encode()) for i in range(n)]
+    )
     acked = crashes = 0
     with tqdm(total=n, desc="dedupe" if dedupe else "naive", disable=not progress) as bar:
         while acked < n:  # every message is acknowledged exactly once, by the consumer that finished it
-            worker = await lab.consumer(queue, declare=False, prefetch=10, work_time=0.001, handler=charge,
-                                        crash_after=crash_every, name=f"payments-{crashes}")
+            worker = await lab.consumer(
+                queue,
+                declare=False,
+                prefetch=10,
+                work_time=0.001,
+                handler=charge,
+                crash_after=crash_every,
+                name=f"payments-{crashes}",
+            )
 
-            def finished(worker: Any = worker) -> bool:
+            def finished(worker: Any = worker, acked: int = acked) -> bool:
                 bar.update(acked + worker.processed - bar.n)
-                return worker.crashed or acked + worker.processed >= n
+                return bool(worker.crashed) or acked + worker.processed >= n
 
-            await wait_until(finished, timeout=timeout, interval=0.005,
-                             what=lambda: f"{n} payments acknowledged ({acked} so far)")
+            await wait_until(
+                finished,
+                timeout=timeout,
+                interval=0.005,
+                what=f"{n} payments acknowledged (the consumer started at {acked})",
+            )
             acked += worker.processed
             crashes += worker.crashed
             await lab.remove(worker)
     await lab.delete_queue(queue)
-    return {"published": n, "crashes": crashes, **seen, "charges": ledger.charges(),
-            "duplicates": ledger.duplicates(), "lost": n - len(ledger.charged_ids()), "billed": ledger.total()}
+    return {
+        "published": n,
+        "crashes": crashes,
+        **seen,
+        "charges": ledger.charges(),
+        "duplicates": ledger.duplicates(),
+        "lost": n - len(ledger.charged_ids()),
+        "billed": ledger.total(),
+    }
 
 
-async def run_ordering(lab: Lab, setup: str, events: int = 120, *, customers: int = 4, partitions: int = 4,
-                       consumers: int = 3, per_partition: int = 1, progress: bool = True,
-                       timeout: float = 60.0) -> dict[str, Any]:
+async def run_ordering(
+    lab: Lab,
+    setup: str,
+    events: int = 120,
+    *,
+    customers: int = 4,
+    partitions: int = 4,
+    consumers: int = 3,
+    per_partition: int = 1,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
     """Publish ``events`` events of ``customers`` customers and apply them with one of :data:`SETUPS`:
     one consumer; ``consumers`` competing ones; one that fails 10 % of messages and requeues them; or one
     queue per partition (by customer) with ``per_partition`` consumers each. Returns the order applied
     (``applied``: (customer, per-customer seq, global seq)) and the breaks, overall and per customer."""
     one_of("setup", setup, SETUPS)
-    for name, value in (("events", events), ("customers", customers), ("partitions", partitions),
-                        ("consumers", consumers), ("per_partition", per_partition)):
+    for name, value in (
+        ("events", events),
+        ("customers", customers),
+        ("partitions", partitions),
+        ("consumers", consumers),
+        ("per_partition", per_partition),
+    ):
         integer(name, value, 1)
     base = lab.unique(f"ledger-{setup.split()[0]}")
     applied: list[tuple[str, int, int]] = []
@@ -121,23 +165,27 @@ async def run_ordering(lab: Lab, setup: str, events: int = 120, *, customers: in
     for n in range(events):
         customer = f"customer-{n % customers}"
         target = queues[partition(customer, partitions)] if setup == "partitioned" else base
-        backlog.append((target, f"event-{n}", json.dumps({"customer": customer, "seq": n // customers,
-                                                           "n": n}).encode()))
-    options = {"declare": False, "prefetch": 10, "work_time": 0.003, "distribution": "exponential",
-               "handler": apply}
-    started = [await lab.consumer(w.pop("queue"), name=f"{setup}-{i}", **options, **w)
-               for i, w in enumerate(workers)]
+        backlog.append(
+            (target, f"event-{n}", json.dumps({"customer": customer, "seq": n // customers, "n": n}).encode(), customer)
+        )
+    options = {"declare": False, "prefetch": 10, "work_time": 0.003, "distribution": "exponential", "handler": apply}
+    started = [await lab.consumer(w.pop("queue"), name=f"{setup}-{i}", **options, **w) for i, w in enumerate(workers)]
     await publish_all(lab, backlog, wait=False)  # all consumers are ready; publishing outpaces them
     with tqdm(total=events, desc=setup, disable=not progress) as bar:
+
         def done() -> bool:
             bar.update(len(applied) - bar.n)
             return len(applied) >= events
 
-        await wait_until(done, timeout=timeout, interval=0.005,
-                         what=lambda: f"{events} events applied ({len(applied)} so far)")
+        await wait_until(
+            done, timeout=timeout, interval=0.005, what=lambda: f"{events} events applied ({len(applied)} so far)"
+        )
     for worker in started:
         await lab.remove(worker)
     for q in queues:
         await lab.delete_queue(q)
-    return {"applied": applied, "global": order_breaks([n for _, _, n in applied]),
-            "per customer": sum(breaks_per_key([(c, s) for c, s, _ in applied]).values())}
+    return {
+        "applied": applied,
+        "global": order_breaks([n for _, _, n in applied]),
+        "per customer": sum(breaks_per_key([(c, s) for c, s, _ in applied]).values()),
+    }

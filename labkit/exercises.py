@@ -6,11 +6,11 @@ unit slips (ms vs s, percent vs fraction) on its own; a :class:`Choice` question
 option. An unanswered question (``None`` or ``...``, the placeholder the notebooks ship with) gets a
 friendly prompt and never raises, so notebooks run cleanly under nbval before anyone answers.
 
-    q = Numeric("Availability of four services in a chain, each 99 %?", answer=0.99 ** 4, rel_tol=0.002,
-                mistakes=[(0.99 * 4, "you added the availabilities; in a chain they multiply"),
-                          (0.99, "that is one service; every hop must be up at once")])
+    q = Numeric("Availability of three services in a chain, each 99.9 %?", answer=0.999 ** 3, rel_tol=0.0002,
+                mistakes=[(0.999 * 3, "you added the availabilities; in a chain they multiply"),
+                          (0.999, "that is one service; every hop must be up at once")])
     q.check(...)          # -> "Not answered yet: ..."
-    q.check(0.9606)       # -> "Correct! ..."
+    q.check(0.997)        # -> "Correct! ..."
 
 :func:`quiz` shows several questions with answer boxes and Check buttons in a live kernel, and as static
 HTML (options and feedback in expandable ``<details>``, no JavaScript) in the built book (detected from the
@@ -78,6 +78,21 @@ def parse_number(response: Any, unit: str = "") -> float | Feedback:
     if not math.isfinite(value):
         return Feedback("incorrect", f"Expected a finite number, got {response!r}.")
     return value
+
+
+def parse_picks(options: Sequence[str], response: Any) -> list[str] | Feedback:
+    """The options ``response`` picks (one, or a list), or the Feedback for a blank or unknown pick."""
+    if unanswered(response) or (not isinstance(response, str) and isinstance(response, Iterable)
+                                and not list(response)):
+        return Feedback.unanswered()
+    picks = [response] if isinstance(response, str) else list(response) if isinstance(response, Iterable) \
+        else [response]
+    chosen = [resolve_option(options, p) for p in picks]
+    if None in chosen:
+        bad = picks[chosen.index(None)]
+        letters = ", ".join(f"{chr(97 + i)}) {k}" for i, k in enumerate(options))
+        return Feedback("incorrect", f"{bad!r} is not one of the options: {letters}.")
+    return chosen
 
 
 def resolve_option(options: Sequence[str], picked: Any) -> str | None:
@@ -204,16 +219,9 @@ class Choice:
 
     def check(self, response: Any) -> Feedback:
         """Judge ``response``: an option (text or letter), or a list of them for a multi-answer question."""
-        if unanswered(response) or (not isinstance(response, str) and isinstance(response, Iterable)
-                                    and not list(response)):
-            return Feedback.unanswered()
-        picks = [response] if isinstance(response, str) else list(response) if isinstance(response, Iterable) \
-            else [response]
-        chosen = [resolve_option(list(self.options), p) for p in picks]
-        if None in chosen:
-            bad = picks[chosen.index(None)]
-            letters = ", ".join(f"{chr(97 + i)}) {k}" for i, k in enumerate(self.options))
-            return Feedback("incorrect", f"{bad!r} is not one of the options: {letters}.")
+        chosen = parse_picks(list(self.options), response)
+        if isinstance(chosen, Feedback):
+            return chosen
         notes = " ".join(self.options[c] for c in dict.fromkeys(chosen))
         if set(chosen) == self.correct:
             tail = f" {self.explanation}" if self.explanation else ""

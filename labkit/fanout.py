@@ -60,8 +60,9 @@ class Hiccup:
         return f"<Hiccup p={self.p} delay={self.delay}s calls={self.calls} slow={self.slow}>"
 
 
-def lag_timeline(published: Iterable[float], done: Iterable[float],
-                 t0: Clock | float | None = None) -> tuple[list[float], list[int]]:
+def lag_timeline(
+    published: Iterable[float], done: Iterable[float], t0: Clock | float | None = None
+) -> tuple[list[float], list[int]]:
     """A consumer's lag over time: events published so far minus events it has finished, as steps.
 
     ``published`` and ``done`` are ``time.monotonic()`` readings (e.g. records' ``scheduled`` and ``end``);
@@ -85,8 +86,15 @@ class Fanout:
     the consumers, and adding one is binding one more queue (:meth:`add`).
     """
 
-    def __init__(self, channel: aiormq.abc.AbstractChannel, exchange: str, queues: Sequence[str] = (), *,
-                 exchange_type: str = "fanout", routing_key: str = "#"):
+    def __init__(
+        self,
+        channel: aiormq.abc.AbstractChannel,
+        exchange: str,
+        queues: Sequence[str] = (),
+        *,
+        exchange_type: str = "fanout",
+        routing_key: str = "#",
+    ):
         if not isinstance(exchange, str) or not exchange:
             raise ValueError(f"exchange must be a non-empty exchange name, got {exchange!r}")
         self.channel = channel
@@ -120,8 +128,9 @@ class Fanout:
             raise ValueError(f"routing_key must be a string or None, got {routing_key!r}")
         if declare:
             await declare_run_queue(self.channel, queue)
-        await self.channel.queue_bind(queue, self.exchange, routing_key=self.routing_key if routing_key is None
-                                      else routing_key)
+        await self.channel.queue_bind(
+            queue, self.exchange, routing_key=self.routing_key if routing_key is None else routing_key
+        )
         self.queues.append(queue)
         return queue
 

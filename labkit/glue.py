@@ -50,5 +50,8 @@ def glue(**values: Any) -> None:
         if not _NAME.match(name):
             raise ValueError(f"glue names must be identifiers, got {name!r}")
         plain = _plain(name, value)
-        display({GLUE_PREFIX + "text/plain": repr(plain)}, raw=True,
-                metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})
+        display(
+            {GLUE_PREFIX + "text/plain": repr(plain)},
+            raw=True,
+            metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}},
+        )

@@ -18,7 +18,6 @@ SQLite calls are synchronous and take microseconds on an in-memory database: fin
 from __future__ import annotations
 
 import sqlite3
-from numbers import Real
 
 from labkit._validate import non_negative
 from labkit.history import recorder
@@ -39,7 +38,7 @@ class Ledger:
             " amount REAL NOT NULL);"
         )
 
-    def charge(self, message_id: str, amount: Real, *, dedupe: bool = True) -> bool:
+    def charge(self, message_id: str, amount: float, *, dedupe: bool = True) -> bool:
         """Charge ``amount`` for ``message_id``; return False if ``dedupe`` and it was already charged.
 
         With ``dedupe`` the id and the charge are written in one transaction: a crash can leave both or

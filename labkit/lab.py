@@ -25,7 +25,10 @@ import asyncio
 import html
 import json
 import os
+import shutil
+import tempfile
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -33,7 +36,7 @@ import aiohttp
 import aiormq
 from yarl import URL
 
-from labkit import tracing
+from labkit import hints, tracing
 from labkit._validate import amqp_url as check_amqp_url
 from labkit._validate import integer, positive, queue_name
 from labkit._validate import port as check_port
@@ -60,7 +63,7 @@ class _class_or_instance:
         self._create = create
         self.__doc__ = create.__doc__
 
-    def __get__(self, lab: "Lab | None", cls: type) -> Callable[..., Any]:
+    def __get__(self, lab: Lab | None, cls: type) -> Callable[..., Any]:
         if lab is None:
             return self._create.__get__(cls, cls) if hasattr(self._create, "__get__") else self._create
         return lab.start_part
@@ -79,7 +82,7 @@ class Lab:
     """Everything one experiment runs on. See the module docstring for a tour."""
 
     #: The running lab of this process (kernel), replaced when another one starts.
-    _current: ClassVar["Lab | None"] = None
+    _current: ClassVar[Lab | None] = None
 
     def __init__(
         self,
@@ -116,6 +119,7 @@ class Lab:
         self.broker_kind: str | None = None
         self.http: aiohttp.ClientSession | None = None
         self._broker: Any = None
+        self._data_dir: Any = None  # weakref.finalize removing the embedded broker's data directory
         self._connection: aiormq.abc.AbstractConnection | None = None
         self._default_channel: aiormq.abc.AbstractChannel | None = None
         # Concurrent first uses (e.g. many publishes at once) must share one connection and one default
@@ -129,7 +133,7 @@ class Lab:
     # -- lifecycle -----------------------------------------------------------------------------------
 
     @_class_or_instance
-    async def start(cls, seed: int = 0, **options: Any) -> "Lab":
+    async def start(cls, seed: int = 0, **options: Any) -> Lab:
         """``await Lab.start(seed, **options)``: start a lab (stopping the one already running in this
         kernel, if any) and return it. On a lab, ``await lab.start(part)`` attaches a part instead
         (:meth:`start_part`), and ``await Lab(...).start()`` starts that lab."""
@@ -162,7 +166,7 @@ class Lab:
         (several people may share one RabbitMQ)."""
         return unique(prefix)
 
-    async def __aenter__(self) -> "Lab":
+    async def __aenter__(self) -> Lab:
         await self._start()
         return self
 
@@ -174,6 +178,7 @@ class Lab:
             raise RuntimeError("this lab is already running")
         await _stop_current()
         Lab._current = self
+        hints.install()  # a hint line under AMQP errors that name a refused deprecated feature
         self._loop = asyncio.get_running_loop()
         self._running = True
         try:
@@ -195,8 +200,24 @@ class Lab:
             return
         from labkit.broker.process import BrokerProcess  # imported late: HTTP-only labs never need it
 
-        self._broker = await BrokerProcess.start(**self.broker_options)
+        options = dict(self.broker_options)
+        if "data_dir" not in options:  # the lab's own, removed on stop() (or at exit) with everything in it
+            options["data_dir"] = tempfile.mkdtemp(prefix="labkit-broker-")
+            self._data_dir = weakref.finalize(self, shutil.rmtree, options["data_dir"], True)
+        self._broker = await BrokerProcess.start(**options)
         self.amqp_url, self.broker_kind = self._broker.url, "embedded"
+
+    @property
+    def broker(self) -> Any:
+        """The embedded broker's process, to put a broker crash on an experiment's timeline:
+        ``await lab.broker.crash()`` kills it (SIGKILL: clients see their connections drop),
+        ``await lab.broker.restart()`` starts it on the same URL, with the durable queues, exchanges,
+        bindings and persistent messages it had logged in the lab's data directory."""
+        if self._broker is None:
+            reason = ("the lab uses the RabbitMQ at AMQP_URL, which it cannot crash or restart"
+                      if self.broker_kind == "rabbitmq" else "this lab runs no embedded broker")
+            raise RuntimeError(reason)
+        return self._broker
 
     async def stop(self) -> None:
         """Stop everything this lab started, newest first; safe to call twice."""
@@ -228,6 +249,9 @@ class Lab:
                 await close()
             except Exception as exc:  # keep stopping the rest, then say what went wrong
                 errors.append(f"{getattr(close, '__self__', close)!r}: {exc!r}")
+        if self._data_dir is not None:
+            self._data_dir()  # the broker has stopped: remove its data directory
+            self._data_dir = None
         # Closing spawns clean-up tasks of its own (aiormq finishes a connection in a fire-and-forget task):
         # wait for them, so that when stop() returns nothing of the lab is still running.
         stragglers = asyncio.all_tasks() - existing
@@ -297,7 +321,8 @@ class Lab:
         from labkit.faults import FaultProxy  # imported late: only chapters with faults need it
 
         proxy = await self.start_part(
-            FaultProxy("127.0.0.1", upstream, name or getattr(target, "name", None) or f"proxy:{upstream}"))
+            FaultProxy("127.0.0.1", upstream, name or getattr(target, "name", None) or f"proxy:{upstream}")
+        )
         self.proxies.append(proxy)
         return proxy
 
@@ -325,8 +350,9 @@ class Lab:
         if recorder.active is not None:
             recorder.on_http("request", None, url, span.correlation_id, target=self._lane(target, url))
         try:
-            async with self.http.post(url, data=body, headers=tracing.http_headers(span.correlation_id, span.span_id),
-                                      **kwargs) as resp:
+            async with self.http.post(
+                url, data=body, headers=tracing.http_headers(span.correlation_id, span.span_id), **kwargs
+            ) as resp:
                 status = resp.status
                 raw = await resp.read()
                 try:
@@ -343,9 +369,15 @@ class Lab:
         finally:
             self.tracer.finish(span, ok)
             if recorder.active is not None:
-                recorder.on_http("response" if status is not None else "error", None, url, span.correlation_id,
-                                 target=self._lane(target, url), status=status,
-                                 error=None if error is None or status is not None else type(error).__name__)
+                recorder.on_http(
+                    "response" if status is not None else "error",
+                    None,
+                    url,
+                    span.correlation_id,
+                    target=self._lane(target, url),
+                    status=status,
+                    error=None if error is None or status is not None else type(error).__name__,
+                )
 
     def _lane(self, target: Any, url: str) -> str:
         """The name of what an HTTP call goes to (a service or the proxy in front of it), for a history."""
@@ -363,8 +395,7 @@ class Lab:
         idempotent, seen, crash_after, handler, declare, arguments, bindings, name)."""
         self._check_running()
         self._check_amqp()
-        consumer = await self.start_part(Consumer(self.amqp_url, queue, seed=self.seed, tracer=self.tracer,
-                                                  **options))
+        consumer = await self.start_part(Consumer(self.amqp_url, queue, seed=self.seed, tracer=self.tracer, **options))
         self.consumers.append(consumer)
         return consumer
 
@@ -430,33 +461,48 @@ class Lab:
         """Stop one part of this lab now (service, consumer, proxy, sampler or a part attached with
         :meth:`start`); the rest keep running."""
         if thing not in self._owned:
-            raise ValueError(f"thing must be a part of this lab (service, consumer, proxy, sampler or started), "
-                             f"got {thing!r}")
+            raise ValueError(
+                f"thing must be a part of this lab (service, consumer, proxy, sampler or started), got {thing!r}"
+            )
         await self._forget(thing)
 
     def __repr__(self) -> str:
         state = "running" if self._running else "stopped"
-        return (f"<Lab {state} seed={self.seed} broker={self.broker_kind} amqp_url={_without_password(self.amqp_url)} "
-                f"services={list(self.services)} consumers={len(self.consumers)} proxies={len(self.proxies)}>")
+        return (
+            f"<Lab {state} seed={self.seed} broker={self.broker_kind} amqp_url={_without_password(self.amqp_url)} "
+            f"services={list(self.services)} consumers={len(self.consumers)} proxies={len(self.proxies)}>"
+        )
 
     def _repr_html_(self) -> str:
         """What is running, at a glance (shown when a cell ends with ``lab``)."""
-        rows = [f"<tr><td>{html.escape(name)}</td><td>{html.escape(svc.url if svc._runner else 'stopped')}</td>"
-                f"<td>{svc.service_time * 1e3:g} ms {svc.distribution}</td><td>{svc.capacity or '∞'}</td>"
-                f"<td>{len(svc.records)}</td><td>{sum(r.ok for r in svc.records)}</td></tr>"
-                for name, svc in self.services.items()]
-        rows += [f"<tr><td>{html.escape(c.name)}</td><td>queue {html.escape(c.queue)}</td>"
-                 f"<td>{c.work_time * 1e3:g} ms {c.distribution}</td><td>prefetch {c.prefetch}</td>"
-                 f"<td>{len(c.records)}</td><td>{c.processed}</td></tr>" for c in self.consumers]
-        rows += [f"<tr><td>{html.escape(p.name)}</td><td>proxy :{p.port}</td><td colspan=4>"
-                 f"{html.escape(repr(p.toxics))}</td></tr>" for p in self.proxies]
+        rows = [
+            f"<tr><td>{html.escape(name)}</td><td>{html.escape(svc.url if svc._runner else 'stopped')}</td>"
+            f"<td>{svc.service_time * 1e3:g} ms {svc.distribution}</td><td>{svc.capacity or '∞'}</td>"
+            f"<td>{len(svc.records)}</td><td>{sum(r.ok for r in svc.records)}</td></tr>"
+            for name, svc in self.services.items()
+        ]
+        rows += [
+            f"<tr><td>{html.escape(c.name)}</td><td>queue {html.escape(c.queue)}</td>"
+            f"<td>{c.work_time * 1e3:g} ms {c.distribution}</td><td>prefetch {c.prefetch}</td>"
+            f"<td>{len(c.records)}</td><td>{c.processed}</td></tr>"
+            for c in self.consumers
+        ]
+        rows += [
+            f"<tr><td>{html.escape(p.name)}</td><td>proxy :{p.port}</td><td colspan=4>"
+            f"{html.escape(repr(p.toxics))}</td></tr>"
+            for p in self.proxies
+        ]
         state = "running" if self._running else "stopped"
-        head = (f"<b>Lab</b> ({state}, seed {self.seed}) · broker: {html.escape(str(self.broker_kind))} "
-                f"<code>{html.escape(_without_password(self.amqp_url))}</code>")
+        head = (
+            f"<b>Lab</b> ({state}, seed {self.seed}) · broker: {html.escape(str(self.broker_kind))} "
+            f"<code>{html.escape(_without_password(self.amqp_url))}</code>"
+        )
         if not rows:
             return head
-        return (head + "<table><tr><th>part</th><th>where</th><th>work</th><th>capacity</th><th>records</th>"
-                "<th>ok</th></tr>" + "".join(rows) + "</table>")
+        return (
+            head + "<table><tr><th>part</th><th>where</th><th>work</th><th>capacity</th><th>records</th>"
+            "<th>ok</th></tr>" + "".join(rows) + "</table>"
+        )
 
     # -- internals -----------------------------------------------------------------------------------
 

@@ -42,12 +42,16 @@ from labkit.history import recorder
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["CONNECTION_ERRORS", "AmqpWorker", "Component", "HttpApp", "Part", "publish_message", "unique",
-           "wait_until"]
+__all__ = ["CONNECTION_ERRORS", "AmqpWorker", "Component", "HttpApp", "Part", "publish_message", "unique", "wait_until"]
 
 #: What a dropped, refused or reset AMQP connection looks like to a client.
-CONNECTION_ERRORS = (ConnectionError, OSError, asyncio.TimeoutError, aiormq.exceptions.AMQPError,
-                     aiormq.exceptions.ChannelInvalidStateError)
+CONNECTION_ERRORS = (
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+)
 
 
 @runtime_checkable
@@ -162,10 +166,19 @@ async def publish_message(
     that wait (``asyncio.TimeoutError``).
     """
     sending = channel.basic_publish(bytes(body), exchange=exchange, routing_key=routing_key, properties=properties)
+    if timeout is not None:
+        sending = asyncio.wait_for(sending, timeout)
     if recorder.active is None:  # the history recorder is off: nothing else happens here
-        return await (sending if timeout is None else asyncio.wait_for(sending, timeout))
-    return await recorder.published(sending if timeout is None else asyncio.wait_for(sending, timeout),
-                                    process, routing_key, properties, exchange)
+        return await sending
+    process = recorder.lane(process, "publisher")
+    recorder.on_publish(process, routing_key, properties, exchange)
+    try:
+        outcome = await sending
+    except BaseException as exc:
+        recorder.on_published(process, routing_key, properties, exc)
+        raise
+    recorder.on_published(process, routing_key, properties, outcome)
+    return outcome
 
 
 class AmqpWorker(Part):
@@ -183,8 +196,15 @@ class AmqpWorker(Part):
     with ``redelivered=True``, as after a crash.
     """
 
-    def __init__(self, amqp_url: str, *, name: str, prefetch: int | None = None, confirms: bool = True,
-                 connect_timeout: float | None = None):
+    def __init__(
+        self,
+        amqp_url: str,
+        *,
+        name: str,
+        prefetch: int | None = None,
+        confirms: bool = True,
+        connect_timeout: float | None = None,
+    ):
         self.amqp_url = check_amqp_url("amqp_url", amqp_url)
         self.name = name
         self.prefetch = None if prefetch is None else integer("prefetch", prefetch, 0, 65535)
@@ -222,8 +242,9 @@ class AmqpWorker(Part):
         (A worker that reconnects, like a publisher riding out a dropped link, calls it again.)"""
         await self.disconnect()
         connecting = aiormq.connect(self.amqp_url)
-        self._connection = await (connecting if self.connect_timeout is None
-                                  else asyncio.wait_for(connecting, self.connect_timeout))
+        self._connection = await (
+            connecting if self.connect_timeout is None else asyncio.wait_for(connecting, self.connect_timeout)
+        )
         channel = await self._connection.channel(publisher_confirms=self.confirms)
         self._channel = channel
         await self.declare(channel)
@@ -239,13 +260,27 @@ class AmqpWorker(Part):
             recorder.on_deliver(self.name, message)
         await self.handle(message)
 
-    async def send(self, body: bytes, *, routing_key: str, exchange: str = "",
-                   properties: Basic.Properties | None = None, timeout: float | None = None) -> Any:
+    async def send(
+        self,
+        body: bytes,
+        *,
+        routing_key: str,
+        exchange: str = "",
+        properties: Basic.Properties | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Publish on this worker's channel (see :func:`publish_message`)."""
         if self._channel is None or self._channel.is_closed:
             raise RuntimeError(f"{self.name} is not connected")
-        return await publish_message(self._channel, body, routing_key=routing_key, exchange=exchange,
-                                     properties=properties, timeout=timeout, process=self.name)
+        return await publish_message(
+            self._channel,
+            body,
+            routing_key=routing_key,
+            exchange=exchange,
+            properties=properties,
+            timeout=timeout,
+            process=self.name,
+        )
 
     async def disconnect(self) -> None:
         """Close the connection (if open); a connection that is already broken is simply let go."""
@@ -343,4 +378,3 @@ class HttpApp(Part):
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:40123/``."""
         return f"http://127.0.0.1:{self.port}/"
-

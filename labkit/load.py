@@ -81,9 +81,7 @@ def spike(
     positive("start", start)
     positive("length", length)
     positive("duration - (start + length)", duration - (start + length))
-    return RateProfile(
-        ((0.0, start, base), (start, start + length, peak), (start + length, duration, base)), process
-    )
+    return RateProfile(((0.0, start, base), (start, start + length, peak), (start + length, duration, base)), process)
 
 
 def _profile(
@@ -152,8 +150,9 @@ class _Runner:
             positive("timeout", timeout)
         self.op, self.timeout = op, timeout
         # tqdm.auto: a widget in notebooks, text on a terminal; progress=None hides it when not interactive
-        self.bar = tqdm(total=total, desc=desc, unit="req", disable=None if progress is None else not progress,
-                        leave=False)
+        self.bar = tqdm(
+            total=total, desc=desc, unit="req", disable=None if progress is None else not progress, leave=False
+        )
         self.records: list[Record] = []
         self.tasks: set[asyncio.Task] = set()
 
@@ -165,7 +164,7 @@ class _Runner:
         except asyncio.CancelledError:
             self.records.append(Record(scheduled, start, time.monotonic(), False, "timeout", {}))
             raise
-        except Exception as exc:  # noqa: BLE001 - any failure of the operation is a measured outcome
+        except Exception as exc:
             self.records.append(Record(scheduled, start, time.monotonic(), False, _describe(exc), {}))
         else:
             info = info if isinstance(info, dict) else {} if info is None else {"result": info}

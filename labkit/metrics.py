@@ -67,7 +67,7 @@ async def sleep_until(when: float) -> None:
     delay = when - _SPIN_S - loop.time()
     if delay > 0:
         await asyncio.sleep(delay)
-    while loop.time() < when:
+    while loop.time() < when:  # noqa: ASYNC110 -- spinning to a point in time, not waiting for an event
         await asyncio.sleep(0)
 
 
@@ -325,7 +325,7 @@ class QueueDepthSampler:
                 # sleep to the next tick of a fixed grid so slow samples do not make the series drift
                 k = max(k, math.ceil((loop.time() - start) / self.interval))
                 await asyncio.sleep(max(0.0, start + k * self.interval - loop.time()))
-        except Exception as exc:  # noqa: BLE001 - kept and re-raised by stop()
+        except Exception as exc:
             self.error = exc
 
     async def start(self) -> QueueDepthSampler:

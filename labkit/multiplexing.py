@@ -75,9 +75,17 @@ class WaitServers(HttpApp):
 
     async def on_start(self) -> None:
         server = grpc.aio.server()
-        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(_SERVICE, {
-            "Wait": grpc.unary_unary_rpc_method_handler(self._grpc_wait),
-            "Ticks": grpc.unary_stream_rpc_method_handler(self._grpc_ticks)})])
+        server.add_generic_rpc_handlers(
+            [
+                grpc.method_handlers_generic_handler(
+                    _SERVICE,
+                    {
+                        "Wait": grpc.unary_unary_rpc_method_handler(self._grpc_wait),
+                        "Ticks": grpc.unary_stream_rpc_method_handler(self._grpc_ticks),
+                    },
+                )
+            ]
+        )
         self.grpc_port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         self._grpc = server
@@ -110,6 +118,7 @@ class WaitServers(HttpApp):
 
 async def _burst(one, delays_ms: list[float]) -> list[float]:
     """Start the first request, then the rest HEAD_START later, all concurrently: each one's latency (s)."""
+
     async def timed(ms: float) -> float:
         started = time.monotonic()
         await one(ms)
@@ -125,9 +134,11 @@ async def http1_burst(url: str, delays_ms: list[float], *, pool: int) -> list[fl
     delays = _delays(delays_ms)
     integer("pool", pool, 1)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=pool)) as session:
+
         async def one(ms: float) -> None:
             async with session.get(f"{url}{ms:g}") as response:
                 await response.read()
+
         return await _burst(one, delays)
 
 
@@ -139,6 +150,7 @@ async def grpc_burst(target: str, delays_ms: list[float]) -> list[float]:
 
         async def one(ms: float) -> None:
             await wait(f"{ms:g}".encode())
+
         return await _burst(one, delays)
 
 

@@ -55,14 +55,21 @@ OKABE_ITO = {
     "reddish purple": "#CC79A7",
 }
 #: Series colours in order of use: the first two (blue, vermillion) are the course's "sync vs async" pair.
-COLORS = [OKABE_ITO[c] for c in ("blue", "vermillion", "bluish green", "orange", "reddish purple", "sky blue",
-                                  "yellow", "black")]
+COLORS = [
+    OKABE_ITO[c]
+    for c in ("blue", "vermillion", "bluish green", "orange", "reddish purple", "sky blue", "yellow", "black")
+]
 #: Name of the registered plotly template (applied on top of "simple_white").
 TEMPLATE = "labkit"
 _FAULT_FILL = OKABE_ITO["vermillion"]
 _THEORY_COLOR = OKABE_ITO["black"]
-_KIND_COLORS = {"client": OKABE_ITO["blue"], "server": OKABE_ITO["bluish green"], "publish": OKABE_ITO["orange"],
-                "queue": OKABE_ITO["sky blue"], "consume": OKABE_ITO["reddish purple"]}
+_KIND_COLORS = {
+    "client": OKABE_ITO["blue"],
+    "server": OKABE_ITO["bluish green"],
+    "publish": OKABE_ITO["orange"],
+    "queue": OKABE_ITO["sky blue"],
+    "consume": OKABE_ITO["reddish purple"],
+}
 
 pio.templates[TEMPLATE] = go.layout.Template(
     layout=dict(
@@ -70,8 +77,9 @@ pio.templates[TEMPLATE] = go.layout.Template(
         font=dict(family="Source Sans Pro, Helvetica, Arial, sans-serif", size=14),
         # The title sits at the top of the figure and the legend just above the plot area, below it: the
         # top margin leaves room for two legend rows between them (tests/book/test_built_book.py checks).
-        title=dict(x=0.0, xanchor="left", yref="container", y=1.0, yanchor="top", pad=dict(t=10, l=4),
-                   font=dict(size=18)),
+        title=dict(
+            x=0.0, xanchor="left", yref="container", y=1.0, yanchor="top", pad=dict(t=10, l=4), font=dict(size=18)
+        ),
         legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0.0),
         margin=dict(l=70, r=20, t=92, b=60),
         height=420,
@@ -88,8 +96,9 @@ def figure(title: str, x_title: str, y_title: str, **layout: Any) -> go.Figure:
         if not isinstance(value, str) or not value:
             raise ValueError(f"{name} must be a non-empty string, got {value!r}")
     fig = go.Figure()
-    fig.update_layout(template=f"simple_white+{TEMPLATE}", title_text=title, xaxis_title=x_title,
-                      yaxis_title=y_title, **layout)
+    fig.update_layout(
+        template=f"simple_white+{TEMPLATE}", title_text=title, xaxis_title=x_title, yaxis_title=y_title, **layout
+    )
     return fig
 
 
@@ -111,9 +120,17 @@ def add_fault_bands(fig: go.Figure, bands: Iterable[Any] | None, until: float | 
         if end is None:
             end = until if until is not None else start
         non_negative(f"bands[{i}].end - start", end - start)
-        fig.add_vrect(x0=start, x1=end, fillcolor=_FAULT_FILL, opacity=0.15, line_width=0, layer="below",
-                      annotation_text=str(label), annotation_position="top left",
-                      annotation_font=dict(size=11, color=_FAULT_FILL))
+        fig.add_vrect(
+            x0=start,
+            x1=end,
+            fillcolor=_FAULT_FILL,
+            opacity=0.15,
+            line_width=0,
+            layer="below",
+            annotation_text=str(label),
+            annotation_position="top left",
+            annotation_font=dict(size=11, color=_FAULT_FILL),
+        )
     return fig
 
 
@@ -135,8 +152,11 @@ def timeline(
     last = 0.0
     for name, (t, y) in _items("series", series):
         _same_length(name, t, y)
-        fig.add_trace(go.Scatter(x=list(t), y=list(y), name=name, mode="lines",
-                                 line=dict(width=2, shape="hv" if step else "linear")))
+        fig.add_trace(
+            go.Scatter(
+                x=list(t), y=list(y), name=name, mode="lines", line=dict(width=2, shape="hv" if step else "linear")
+            )
+        )
         last = max([last, *t])
     return add_fault_bands(fig, faults, until=last)
 
@@ -159,13 +179,21 @@ def latency_vs(
     fig = figure(title, x_title, y_title)
     for name, ys in _items("measured", measured):
         _same_length(name, x, ys)
-        fig.add_trace(go.Scatter(x=list(x), y=_ms(ys), name=f"{name} (measured)", mode="lines+markers",
-                                 marker=dict(size=8)))
+        fig.add_trace(
+            go.Scatter(x=list(x), y=_ms(ys), name=f"{name} (measured)", mode="lines+markers", marker=dict(size=8))
+        )
     dashes = ("dash", "dot", "dashdot", "longdash")
     for i, (name, (tx, ty)) in enumerate(_items("theory", theory or {}, allow_empty=True)):
         _same_length(name, tx, ty)
-        fig.add_trace(go.Scatter(x=list(tx), y=_ms(ty), name=f"{name} (theory)", mode="lines",
-                                 line=dict(color=_THEORY_COLOR, dash=dashes[i % len(dashes)], width=2)))
+        fig.add_trace(
+            go.Scatter(
+                x=list(tx),
+                y=_ms(ty),
+                name=f"{name} (theory)",
+                mode="lines",
+                line=dict(color=_THEORY_COLOR, dash=dashes[i % len(dashes)], width=2),
+            )
+        )
     if log_y:
         fig.update_yaxes(type="log")
     return fig
@@ -188,17 +216,35 @@ def latency_cdf(
     for i, (name, data) in enumerate(_items("latencies", latencies)):
         values = sorted(_ms(_latencies(name, data)))
         n = len(values)
-        summary.append(f"{name}: {n} requests" + "".join(
-            f", p{q:g} {alt_text.number(percentile(values, q))} ms" for q in marks if n))
+        summary.append(
+            f"{name}: {n} requests"
+            + "".join(f", p{q:g} {alt_text.number(percentile(values, q))} ms" for q in marks if n)
+        )
         color = COLORS[i % len(COLORS)]
-        fig.add_trace(go.Scatter(x=values, y=[(k + 1) / n for k in range(n)], name=name, mode="lines",
-                                 line=dict(color=color, width=2, shape="hv")))
+        fig.add_trace(
+            go.Scatter(
+                x=values,
+                y=[(k + 1) / n for k in range(n)],
+                name=name,
+                mode="lines",
+                line=dict(color=color, width=2, shape="hv"),
+            )
+        )
         for q in marks:
             if n:
                 v = percentile(values, q)
-                fig.add_trace(go.Scatter(x=[v], y=[q / 100], mode="markers+text", text=[f"p{q:g} {v:.1f} ms"],
-                                         textposition="middle right", marker=dict(color=color, size=9),
-                                         showlegend=False, name=f"{name} p{q:g}"))
+                fig.add_trace(
+                    go.Scatter(
+                        x=[v],
+                        y=[q / 100],
+                        mode="markers+text",
+                        text=[f"p{q:g} {v:.1f} ms"],
+                        textposition="middle right",
+                        marker=dict(color=color, size=9),
+                        showlegend=False,
+                        name=f"{name} p{q:g}",
+                    )
+                )
     fig.update_layout(meta={"description": "; ".join(summary)})
     if log_x:
         fig.update_xaxes(type="log")
@@ -216,8 +262,15 @@ def percentiles(
     labels = [f"p{q:g}" for q in qs]
     for name, data in _items("latencies", latencies):
         values = _ms(_latencies(name, data))
-        fig.add_trace(go.Bar(x=labels, y=[percentile(values, q) for q in qs], name=name,
-                             texttemplate="%{y:.1f}", textposition="outside"))
+        fig.add_trace(
+            go.Bar(
+                x=labels,
+                y=[percentile(values, q) for q in qs],
+                name=name,
+                texttemplate="%{y:.1f}",
+                textposition="outside",
+            )
+        )
     return fig
 
 
@@ -290,29 +343,68 @@ def measured_vs_predicted(
     hi = [p + (abs(p) * tolerance if relative else tolerance) for p in predicted]
     band = f"±{tolerance:.0%}" if relative else f"±{tolerance:g}"
     fig = figure(title, x_title, y_title)
-    fig.add_trace(go.Scatter(x=list(x), y=hi, mode="lines", line=dict(width=0), showlegend=False,
-                             hoverinfo="skip", name="upper bound"))
-    fig.add_trace(go.Scatter(x=list(x), y=lo, mode="lines", line=dict(width=0), fill="tonexty",
-                             fillcolor="rgba(0,0,0,0.08)", name=f"tolerance {band}", hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=list(x), y=list(predicted), mode="lines", name="predicted",
-                             line=dict(color=_THEORY_COLOR, dash="dash", width=2)))
+    fig.add_trace(
+        go.Scatter(
+            x=list(x), y=hi, mode="lines", line=dict(width=0), showlegend=False, hoverinfo="skip", name="upper bound"
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=list(x),
+            y=lo,
+            mode="lines",
+            line=dict(width=0),
+            fill="tonexty",
+            fillcolor="rgba(0,0,0,0.08)",
+            name=f"tolerance {band}",
+            hoverinfo="skip",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=list(x),
+            y=list(predicted),
+            mode="lines",
+            name="predicted",
+            line=dict(color=_THEORY_COLOR, dash="dash", width=2),
+        )
+    )
     inside = [a <= m <= b for m, a, b in zip(measured, lo, hi)]
-    fig.update_layout(meta={"description": "; ".join(
-        f"{k}: measured {alt_text.number(m)}, predicted {alt_text.number(p)}, "
-        f"{'within' if ok else 'outside'} the tolerance of {band}"
-        for k, m, p, ok in zip(x, measured, predicted, inside))})
-    fig.add_trace(go.Scatter(
-        x=list(x), y=list(measured), mode="markers", name="measured",
-        marker=dict(size=11, symbol=["circle" if ok else "x" for ok in inside],
-                    color=[OKABE_ITO["bluish green"] if ok else OKABE_ITO["vermillion"] for ok in inside]),
-        customdata=["within tolerance" if ok else "outside tolerance" for ok in inside],
-        hovertemplate="%{x}: %{y:.4g} (%{customdata})<extra></extra>",
-    ))
+    fig.update_layout(
+        meta={
+            "description": "; ".join(
+                f"{k}: measured {alt_text.number(m)}, predicted {alt_text.number(p)}, "
+                f"{'within' if ok else 'outside'} the tolerance of {band}"
+                for k, m, p, ok in zip(x, measured, predicted, inside)
+            )
+        }
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=list(x),
+            y=list(measured),
+            mode="markers",
+            name="measured",
+            marker=dict(
+                size=11,
+                symbol=["circle" if ok else "x" for ok in inside],
+                color=[OKABE_ITO["bluish green"] if ok else OKABE_ITO["vermillion"] for ok in inside],
+            ),
+            customdata=["within tolerance" if ok else "outside tolerance" for ok in inside],
+            hovertemplate="%{x}: %{y:.4g} (%{customdata})<extra></extra>",
+        )
+    )
     return fig
 
 
-def attempts(rows: Mapping[str, Sequence[tuple[float, bool]]], *, t0: Any = None, faults: Iterable[Any] | None = None,
-             title: str = "Attempts over time", row_title: str = "item") -> go.Figure:
+def attempts(
+    rows: Mapping[str, Sequence[tuple[float, bool]]],
+    *,
+    t0: Any = None,
+    faults: Iterable[Any] | None = None,
+    title: str = "Attempts over time",
+    row_title: str = "item",
+) -> go.Figure:
     """One row per item (an event, a message), one marker per attempt at its time (s since ``t0``):
     a filled circle for the attempt that succeeded, a cross for each that failed; fault bands shaded.
 
@@ -320,11 +412,20 @@ def attempts(rows: Mapping[str, Sequence[tuple[float, bool]]], *, t0: Any = None
     """
     start = as_t0(t0)
     fig = figure(title, "time since start (s)", row_title, height=max(300, 140 + 14 * len(rows)))
-    for ok, name, colour, symbol in ((False, "failed attempt", OKABE_ITO["vermillion"], "x"),
-                                     (True, "delivered", OKABE_ITO["bluish green"], "circle")):
+    for ok, name, colour, symbol in (
+        (False, "failed attempt", OKABE_ITO["vermillion"], "x"),
+        (True, "delivered", OKABE_ITO["bluish green"], "circle"),
+    ):
         points = [(t - start, row) for row, tries in _items("rows", rows) for t, good in tries if good == ok]
-        fig.add_trace(go.Scatter(x=[t for t, _ in points], y=[r for _, r in points], mode="markers", name=name,
-                                 marker=dict(color=colour, symbol=symbol, size=8)))
+        fig.add_trace(
+            go.Scatter(
+                x=[t for t, _ in points],
+                y=[r for _, r in points],
+                mode="markers",
+                name=name,
+                marker=dict(color=colour, symbol=symbol, size=8),
+            )
+        )
     fig.update_yaxes(autorange="reversed", type="category")
     return add_fault_bands(fig, faults)
 
@@ -352,25 +453,43 @@ def trace_waterfall(spans: Sequence[Any], *, title: str = "One request, hop by h
     labels = [label(k, s) for k, s in enumerate(spans, 1)]
     # Five kinds make a legend too wide for one row on a narrow page: it goes under the plot, where it
     # cannot reach the title.
-    fig = figure(title, "time since the request began (ms)", "span", height=max(300, 130 + 32 * len(spans)),
-                 barmode="overlay", margin=dict(t=60, b=110),
-                 legend=dict(orientation="h", yref="container", y=0.0, yanchor="bottom", x=0.0, xanchor="left"))
+    fig = figure(
+        title,
+        "time since the request began (ms)",
+        "span",
+        height=max(300, 130 + 32 * len(spans)),
+        barmode="overlay",
+        margin=dict(t=60, b=110),
+        legend=dict(orientation="h", yref="container", y=0.0, yanchor="bottom", x=0.0, xanchor="left"),
+    )
     for kind in dict.fromkeys(s.kind for s in spans):
         idx = [i for i, s in enumerate(spans) if s.kind == kind]
-        fig.add_trace(go.Bar(
-            y=[labels[i] for i in idx], x=[((spans[i].end or spans[i].start) - spans[i].start) * 1e3 for i in idx],
-            base=[(spans[i].start - t0) * 1e3 for i in idx], orientation="h", name=kind,
-            marker=dict(color=_KIND_COLORS.get(kind, OKABE_ITO["black"]),
-                        line=dict(width=[0 if spans[i].ok else 3 for i in idx], color=OKABE_ITO["vermillion"])),
-            hovertemplate="%{y}: %{base:.1f} → +%{x:.1f} ms<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Bar(
+                y=[labels[i] for i in idx],
+                x=[((spans[i].end or spans[i].start) - spans[i].start) * 1e3 for i in idx],
+                base=[(spans[i].start - t0) * 1e3 for i in idx],
+                orientation="h",
+                name=kind,
+                marker=dict(
+                    color=_KIND_COLORS.get(kind, OKABE_ITO["black"]),
+                    line=dict(width=[0 if spans[i].ok else 3 for i in idx], color=OKABE_ITO["vermillion"]),
+                ),
+                hovertemplate="%{y}: %{base:.1f} → +%{x:.1f} ms<extra></extra>",
+            )
+        )
     fig.update_yaxes(categoryorder="array", categoryarray=labels, autorange="reversed")
     end = max((s.end or s.start) for s in spans)
     first = spans[0]
-    fig.update_layout(meta={"description": (
-        f"{len(spans)} spans over {alt_text.number((end - t0) * 1e3)} ms; the first, {first.name}, lasts "
-        f"{alt_text.number(((first.end or first.start) - first.start) * 1e3)} ms"
-        + "".join(f"; {k}: {sum(s.kind == k for s in spans)}" for k in dict.fromkeys(s.kind for s in spans)))})
+    fig.update_layout(
+        meta={
+            "description": (
+                f"{len(spans)} spans over {alt_text.number((end - t0) * 1e3)} ms; the first, {first.name}, lasts "
+                f"{alt_text.number(((first.end or first.start) - first.start) * 1e3)} ms"
+                + "".join(f"; {k}: {sum(s.kind == k for s in spans)}" for k in dict.fromkeys(s.kind for s in spans))
+            )
+        }
+    )
     return fig
 
 

@@ -46,8 +46,9 @@ class _QuietResets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not (isinstance(exc, aiormq.exceptions.AMQPConnectionError)
-                    and isinstance(exc.__cause__, ConnectionResetError))
+        return not (
+            isinstance(exc, aiormq.exceptions.AMQPConnectionError) and isinstance(exc.__cause__, ConnectionResetError)
+        )
 
 
 _quiet = _QuietResets()
@@ -56,15 +57,28 @@ _quiet = _QuietResets()
 class Publisher(AmqpWorker):
     """Publish to the default exchange on its own connection; reconnect and retry on failure."""
 
-    def __init__(self, amqp_url: str, *, confirms: bool = True, max_attempts: int = 100, backoff: float = 0.02,
-                 timeout: float = 2.0):
+    def __init__(
+        self,
+        amqp_url: str,
+        *,
+        confirms: bool = True,
+        max_attempts: int = 100,
+        backoff: float = 0.02,
+        timeout: float = 2.0,
+        persistent: bool = True,
+    ):
         """``max_attempts`` per message; ``backoff`` seconds between attempts; ``timeout`` per attempt
-        (and per connect)."""
-        super().__init__(amqp_url, name=f"publisher (confirms {'on' if confirms else 'off'})", confirms=confirms,
-                         connect_timeout=positive("timeout", timeout))
+        (and per connect); ``persistent``: delivery_mode 2 (kept on disk by a durable queue) or 1."""
+        super().__init__(
+            amqp_url,
+            name=f"publisher (confirms {'on' if confirms else 'off'})",
+            confirms=confirms,
+            connect_timeout=positive("timeout", timeout),
+        )
         self.max_attempts = integer("max_attempts", max_attempts, 1)
         self.backoff = non_negative("backoff", backoff)
         self.timeout = positive("timeout", timeout)
+        self.delivery_mode = 2 if persistent else 1
         #: message ids whose publish returned without error, in order
         self.sent: list[str] = []
         #: failed attempts (each followed by a reconnect and a retry) and connections opened
@@ -97,11 +111,10 @@ class Publisher(AmqpWorker):
         """Publish until it succeeds (confirmed by the broker, with confirms; written to the socket,
         without); return the number of attempts. Raises the last error after ``max_attempts``."""
         if not isinstance(routing_key, str) or not isinstance(body, (bytes, bytearray)):
-            raise ValueError(f"routing_key must be a str and body bytes, got {routing_key!r} and "
-                             f"{type(body).__name__}")
+            raise ValueError(f"routing_key must be a str and body bytes, got {routing_key!r} and {type(body).__name__}")
         if not isinstance(message_id, str) or not message_id:
             raise ValueError(f"message_id must be a non-empty string, got {message_id!r}")
-        props = Basic.Properties(message_id=message_id, delivery_mode=2)
+        props = Basic.Properties(message_id=message_id, delivery_mode=self.delivery_mode)
         for attempt in range(1, self.max_attempts + 1):
             try:
                 if self._channel is None or self._channel.is_closed:
@@ -119,5 +132,7 @@ class Publisher(AmqpWorker):
         raise AssertionError("unreachable")  # the loop returns or raises
 
     def __repr__(self) -> str:
-        return (f"<Publisher confirms={self.confirms} sent={len(self.sent)} errors={self.errors} "
-                f"connections={self.connections}>")
+        return (
+            f"<Publisher confirms={self.confirms} sent={len(self.sent)} errors={self.errors} "
+            f"connections={self.connections}>"
+        )

@@ -118,16 +118,21 @@ class QueueRun:
         size = len(waits) // batches
         if size < 2:
             return math.inf
-        means = [statistics.fmean(waits[k * size:(k + 1) * size]) for k in range(batches)]
+        means = [statistics.fmean(waits[k * size : (k + 1) * size]) for k in range(batches)]
         return _T975[batches] * statistics.stdev(means) / math.sqrt(batches)
 
     def summary(self) -> dict[str, float]:
         """The headline numbers (rates per second, waits in milliseconds)."""
         return {
-            "servers": self.servers, "n": self.n, "rho": self.utilization,
-            "arrival_rate": self.arrival_rate, "service_rate": self.service_rate,
-            "wait_probability": self.wait_probability, "erlang_c": self.predicted_wait_probability,
-            "mean_wait_ms": self.mean_wait * 1e3, "predicted_wait_ms": self.predicted_wait * 1e3,
+            "servers": self.servers,
+            "n": self.n,
+            "rho": self.utilization,
+            "arrival_rate": self.arrival_rate,
+            "service_rate": self.service_rate,
+            "wait_probability": self.wait_probability,
+            "erlang_c": self.predicted_wait_probability,
+            "mean_wait_ms": self.mean_wait * 1e3,
+            "predicted_wait_ms": self.predicted_wait * 1e3,
             "halfwidth_ms": self.wait_halfwidth() * 1e3,
         }
 
@@ -159,14 +164,20 @@ async def mmc_experiment(
     rate = utilization * servers / service_time
     queue = f"mmc-{servers}-{uuid.uuid4().hex[:10]}"
     name = f"mmc c={servers} rho={utilization:g} s={service_time:g} seed={seed}"  # seeds the work times
-    worker = await lab.consumer(queue, work_time=service_time, distribution="exponential", prefetch=0,
-                                concurrency=servers, name=name)
+    worker = await lab.consumer(
+        queue, work_time=service_time, distribution="exponential", prefetch=0, concurrency=servers, name=name
+    )
     try:
-        sent = await load.open_loop(lambda i: lab.publish(queue, b""), rate=rate, duration=duration,
-                                    seed=seed, progress=progress)
+        sent = await load.open_loop(
+            lambda i: lab.publish(queue, b""), rate=rate, duration=duration, seed=seed, progress=progress
+        )
         published = sum(r.ok for r in sent)
-        await wait_until(lambda: worker.processed >= published, timeout=drain_timeout, interval=0.02,
-                         what=lambda: f"{name}: {published} processed ({worker.processed} so far)")
+        await wait_until(
+            lambda: worker.processed >= published,
+            timeout=drain_timeout,
+            interval=0.02,
+            what=lambda: f"{name}: {published} processed ({worker.processed} so far)",
+        )
         records = sorted(worker.records, key=lambda r: r.info["received"])
     finally:
         await lab.remove(worker)

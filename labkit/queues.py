@@ -29,8 +29,9 @@ __all__ = ["RUN_QUEUE_EXPIRES_MS", "declare_run_queue", "run_queue_arguments"]
 RUN_QUEUE_EXPIRES_MS = 30 * 60 * 1000
 
 
-def run_queue_arguments(arguments: dict[str, Any] | None = None,
-                        expires_ms: int = RUN_QUEUE_EXPIRES_MS) -> dict[str, Any]:
+def run_queue_arguments(
+    arguments: dict[str, Any] | None = None, expires_ms: int = RUN_QUEUE_EXPIRES_MS
+) -> dict[str, Any]:
     """``arguments`` plus ``x-expires`` (kept if already given; streams, which cannot expire, get none)."""
     if arguments is not None and not isinstance(arguments, dict):
         raise ValueError(f"arguments must be a dict of queue arguments or None, got {arguments!r}")
@@ -40,13 +41,18 @@ def run_queue_arguments(arguments: dict[str, Any] | None = None,
     return merged
 
 
-async def declare_run_queue(channel: aiormq.abc.AbstractChannel, queue: str, *,
-                            arguments: dict[str, Any] | None = None,
-                            expires_ms: int = RUN_QUEUE_EXPIRES_MS) -> Any:
+async def declare_run_queue(
+    channel: aiormq.abc.AbstractChannel,
+    queue: str,
+    *,
+    arguments: dict[str, Any] | None = None,
+    expires_ms: int = RUN_QUEUE_EXPIRES_MS,
+) -> Any:
     """Declare ``queue`` as a per-run queue: durable, deleted after ``expires_ms`` unused (``x-expires``).
 
     Declaring it again with the same arguments is harmless (every labkit part that declares a queue uses
     this helper, so their declarations agree); returns the broker's ``Queue.DeclareOk``.
     """
-    return await channel.queue_declare(queue_name("queue", queue), durable=True,
-                                       arguments=run_queue_arguments(arguments, expires_ms))
+    return await channel.queue_declare(
+        queue_name("queue", queue), durable=True, arguments=run_queue_arguments(arguments, expires_ms)
+    )

@@ -42,8 +42,10 @@ _PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 # role="img" with an aria-label makes the figure one image to a screen reader, and the visually hidden
 # paragraph (the usual "sr-only" CSS) carries the whole text, linked by aria-describedby.
-_HIDDEN = ("position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;"
-           "clip:rect(0,0,0,0);white-space:normal;border:0")
+_HIDDEN = (
+    "position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;"
+    "clip:rect(0,0,0,0);white-space:normal;border:0"
+)
 _HTML = """\
 <div class="{cls}" id="{div_id}" role="img" aria-label="{label}" aria-describedby="{div_id}-text" \
 style="height:{height}px; width:100%;"></div>
@@ -114,14 +116,14 @@ def fit_legend(fig: dict[str, Any]) -> dict[str, Any]:
     legend = layout.get("legend") or {}
     if any(key in legend for key in ("y", "yref", "orientation")) or layout.get("showlegend") is False:
         return fig
-    names = [str(t.get("name")) for t in fig.get("data") or []
-             if t.get("name") and t.get("showlegend") is not False]
+    names = [str(t.get("name")) for t in fig.get("data") or [] if t.get("name") and t.get("showlegend") is not False]
     if len(names) < 2:
         return fig
     # plotly lays a horizontal legend out as a grid (every column as wide as the widest entry) over the
     # plot area, which long category labels on the y axis (a waterfall's spans, a diagram's processes) narrow
-    labels = [y for t in fig.get("data") or [] if isinstance(t.get("y"), (list, tuple))
-              for y in t["y"] if isinstance(y, str)]
+    labels = [
+        y for t in fig.get("data") or [] if isinstance(t.get("y"), (list, tuple)) for y in t["y"] if isinstance(y, str)
+    ]
     labels += [str(text) for text in (layout.get("yaxis") or {}).get("ticktext") or ()]
     width = LEGEND_ROW_PX - 7 * max((len(label) for label in labels), default=0)
     per_row = max(1, int(width // max(_legend_px(name) for name in names)))
@@ -132,9 +134,23 @@ def fit_legend(fig: dict[str, Any]) -> dict[str, Any]:
     margin = dict(layout.get("margin") or {})
     margin.update(t=60, b=70 + extra)
     height = (layout.get("height") or 420) + extra
-    return {**fig, "layout": {**layout, "height": height, "margin": margin, "legend": {
-        **legend, "orientation": "h", "yref": "container", "y": 0.0, "yanchor": "bottom", "x": 0.0,
-        "xanchor": "left"}}}
+    return {
+        **fig,
+        "layout": {
+            **layout,
+            "height": height,
+            "margin": margin,
+            "legend": {
+                **legend,
+                "orientation": "h",
+                "yref": "container",
+                "y": 0.0,
+                "yanchor": "bottom",
+                "x": 0.0,
+                "xanchor": "left",
+            },
+        },
+    }
 
 
 def activate(make_default: bool = True) -> str:

@@ -61,7 +61,8 @@ class Orders(HttpApp):
             self.writes += 1
             done.set_result(order)
         except BaseException:
-            self._by_key.pop(key, None)
+            if key:
+                self._by_key.pop(key, None)
             done.cancel()
             raise
         return web.json_response({"id": order, **body}, status=201, headers={"Location": f"/orders/{order}"})
@@ -81,8 +82,9 @@ class Orders(HttpApp):
         return web.json_response({"id": order, **self.orders[order]})
 
 
-async def retrying(method: str, url: str, *, body: dict | None = None, headers: dict | None = None,
-                   timeout: float, attempts: int) -> list[str]:
+async def retrying(
+    method: str, url: str, *, body: dict | None = None, headers: dict | None = None, timeout: float, attempts: int
+) -> list[str]:
     """Send the same request until it gets an answer (at most ``attempts`` times), giving up on each
     after ``timeout`` seconds, as a client with a short timeout and a retry loop does. Returns what each
     attempt got: a status code, or ``"timeout"``."""

@@ -29,8 +29,10 @@ from labkit.metrics import Clock, as_t0
 __all__ = ["COMPENSATIONS", "STATES", "OrderLog"]
 
 #: What undoes each step that happened before the asynchronous spine: step -> (action, state it leads to).
-COMPENSATIONS: dict[str, tuple[str, str]] = {"payment": ("refund", "refunded"),
-                                             "inventory": ("release", "stock released")}
+COMPENSATIONS: dict[str, tuple[str, str]] = {
+    "payment": ("refund", "refunded"),
+    "inventory": ("release", "stock released"),
+}
 
 STATES = ("placed", "fulfilled", "fulfillment failed", "refunded", "stock released", "compensated")
 
@@ -44,9 +46,12 @@ _REQUIRES = {  # state -> the states that must have been reached before it
 _EXCLUDES = {"fulfilled": {"fulfillment failed"}, "fulfillment failed": {"fulfilled"}}  # rule each other out
 _UNDONE = {state for _, state in COMPENSATIONS.values()}
 #: What each state means to a saga checker (:class:`labkit.history.SagasComplete`): (phase, step) moves.
-_MOVES = {"placed": [("do", step) for step in COMPENSATIONS], "fulfilled": [("commit", None)],
-          "fulfillment failed": [("abort", None)],
-          **{state: [("undo", step)] for step, (_, state) in COMPENSATIONS.items()}}
+_MOVES: dict[str, list[tuple[str, str | None]]] = {
+    "placed": [("do", step) for step in COMPENSATIONS],
+    "fulfilled": [("commit", None)],
+    "fulfillment failed": [("abort", None)],
+    **{state: [("undo", step)] for step, (_, state) in COMPENSATIONS.items()},
+}
 
 
 class OrderLog:
@@ -114,5 +119,7 @@ class OrderLog:
         self.violations.clear()
 
     def __repr__(self) -> str:
-        return (f"<OrderLog orders={len(self._events)} fulfilled={self.count('fulfilled')} "
-                f"compensated={self.count('compensated')} violations={len(self.violations)}>")
+        return (
+            f"<OrderLog orders={len(self._events)} fulfilled={self.count('fulfilled')} "
+            f"compensated={self.count('compensated')} violations={len(self.violations)}>"
+        )

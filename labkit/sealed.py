@@ -1,6 +1,6 @@
 """Sealed questions: a learner's check that gives the same feedback as the teacher's, with no answer in it.
 
-Why: a check cell such as ``Numeric("...", answer=160, abs_tol=5).check(chain_ms)`` teaches well, but a
+Why: a check cell such as ``Numeric("...", answer=42, abs_tol=5).check(my_ms)`` teaches well, but a
 student notebook that carries it carries the answer in clear text. :func:`seal` turns a
 :class:`~labkit.exercises.Numeric` or :class:`~labkit.exercises.Choice` into an object with the same
 ``check`` that keeps only salted hashes and encrypted feedback:
@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from labkit import theory
-from labkit.exercises import _UNIT_SLIPS, Choice, Feedback, Numeric, parse_number, resolve_option, unanswered
+from labkit.exercises import _UNIT_SLIPS, Choice, Feedback, Numeric, parse_number, parse_picks, unanswered
 
 __all__ = ["SealedNumeric", "SealedChoice", "seal", "seal_source", "seal_notebook", "notebook_constants",
            "notebook_question_secrets",
@@ -123,16 +123,9 @@ class SealedChoice:
 
     def check(self, response: Any) -> Feedback:
         """Judge ``response``: an option (text or letter), or a list of them for a multi-answer question."""
-        if unanswered(response) or (not isinstance(response, str) and isinstance(response, Iterable)
-                                    and not list(response)):
-            return Feedback.unanswered()
-        picks = [response] if isinstance(response, str) else list(response) if isinstance(response, Iterable) \
-            else [response]
-        chosen = [resolve_option(self.options, p) for p in picks]
-        if None in chosen:
-            bad = picks[chosen.index(None)]
-            letters = ", ".join(f"{chr(97 + i)}) {k}" for i, k in enumerate(self.options))
-            return Feedback("incorrect", f"{bad!r} is not one of the options: {letters}.")
+        chosen = parse_picks(self.options, response)
+        if isinstance(chosen, Feedback):
+            return chosen
         notes = " ".join(_decrypt(_key(self._salt, "option", c), self._feedback[c]) for c in dict.fromkeys(chosen))
         digest = self._digest(chosen)
         if digest == self._correct:

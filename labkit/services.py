@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import random
 import time
-import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -38,13 +36,16 @@ import aiohttp
 from aiohttp import web
 
 from labkit import theory, tracing
-from labkit._validate import integer, non_negative, one_of, positive, probability
+from labkit._validate import integer, one_of, positive, probability
 from labkit._validate import port as check_port
+from labkit.draws import DISTRIBUTIONS, rng_for, sampler
 from labkit.history import recorder
 from labkit.lifecycle import HttpApp
 from labkit.metrics import Clock, Record, as_t0
+from labkit.resilience import Admission, CircuitBreaker
 
-__all__ = ["STORY", "DISTRIBUTIONS", "CircuitBreaker", "Service", "is_success", "sampler", "target_url", "rng_for"]
+# DISTRIBUTIONS, rng_for, sampler (labkit.draws) and CircuitBreaker (labkit.resilience) stay importable from here.
+__all__ = ["DISTRIBUTIONS", "STORY", "CircuitBreaker", "Service", "is_success", "rng_for", "sampler", "target_url"]
 
 #: Default mean service time (seconds) of each service in the checkout story: the email and
 #: fulfillment steps are the slow ones, which is why the course moves them off the critical path.
@@ -58,29 +59,12 @@ STORY: dict[str, float] = {
     "fulfillment": 0.080,
 }
 
-DISTRIBUTIONS = ("fixed", "exponential")
 
 #: Marks "leave this setting as it is" in :meth:`Service.configure` (where None means "unlimited").
 KEEP: Any = object()
 
 #: Signature of an optional per-request hook: gets the request body (bytes), returns extra JSON fields.
 Handler = Callable[[bytes], Awaitable["dict[str, Any] | None"]]
-
-
-def rng_for(seed: int, name: str) -> random.Random:
-    """A random generator for one named component, stable across runs and independent of the others."""
-    return random.Random((integer("seed", seed, 0) << 32) ^ zlib.crc32(name.encode()))
-
-
-def sampler(mean: float, distribution: str, rng: random.Random, name: str = "service_time") -> Callable[[], float]:
-    """A function returning one work time (seconds): ``mean`` exactly, or exponential with that mean.
-    ``name`` is the argument named in the error if ``mean`` is invalid."""
-    non_negative(name, mean)
-    one_of("distribution", distribution, DISTRIBUTIONS)
-    if distribution == "exponential" and mean > 0:
-        rate = 1.0 / mean
-        return lambda: rng.expovariate(rate)
-    return lambda: mean
 
 
 def target_url(target: Any) -> str:
@@ -94,115 +78,6 @@ def target_url(target: Any) -> str:
     if target_port is None:
         raise ValueError(f"downstream must be a URL, a Service or a proxy with .port, got {target!r}")
     return f"http://127.0.0.1:{check_port('downstream port', target_port)}/"
-
-
-class _Admission:
-    """A concurrency limit with a bounded, first-come-first-served waiting line, resizable while running.
-
-    asyncio.Semaphore cannot change its size nor report how many wait, both of which the lessons need.
-    """
-
-    def __init__(self, capacity: int | None, queue_limit: int | None):
-        self.capacity = capacity
-        self.queue_limit = queue_limit
-        self.busy = 0
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiters)
-
-    async def acquire(self) -> bool:
-        """Wait for a slot; False means "line full, turn this request away"."""
-        if self.capacity is None or (self.busy < self.capacity and not self._waiters):
-            self.busy += 1
-            return True
-        if self.queue_limit is not None and len(self._waiters) >= self.queue_limit:
-            return False
-        fut = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        try:
-            await fut  # release() hands its slot over, so busy is already counted
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                self.release()
-            else:
-                self._waiters.remove(fut)
-            raise
-        return True
-
-    def release(self) -> None:
-        if self._waiters and (self.capacity is None or self.busy <= self.capacity):
-            self._waiters.popleft().set_result(None)
-        else:
-            self.busy -= 1
-
-    def resize(self, capacity: int | None, queue_limit: int | None) -> None:
-        self.capacity, self.queue_limit = capacity, queue_limit
-        while self._waiters and (capacity is None or self.busy < capacity):
-            self.busy += 1
-            self._waiters.popleft().set_result(None)
-
-
-class CircuitBreaker:
-    """Stops calling a failing downstream for a while, so callers fail fast instead of piling up.
-
-    Closed: calls go through; ``failure_threshold`` consecutive failures open it. Open: calls fail at
-    once (no network) for ``reset_timeout`` seconds, then it is half-open: one trial call goes through,
-    whose success closes it and whose failure opens it again. ``transitions`` keeps ``(time, state)``
-    (monotonic seconds) so a chapter can shade the open periods on a timeline.
-    """
-
-    def __init__(self, failure_threshold: int = 5, reset_timeout: float = 1.0):
-        self.failure_threshold = integer("failure_threshold", failure_threshold, 1)
-        self.reset_timeout = positive("reset_timeout", reset_timeout)
-        self.state = "closed"
-        self.failures = 0
-        self.opened_at = 0.0
-        self.transitions: list[tuple[float, str]] = []
-        self._trial_running = False
-
-    def allow(self) -> bool:
-        """May a call go out now? (In half-open state only one trial at a time.)"""
-        if self.state == "open" and time.monotonic() - self.opened_at >= self.reset_timeout:
-            self._to("half_open")
-        if self.state == "closed":
-            return True
-        if self.state == "half_open" and not self._trial_running:
-            self._trial_running = True
-            return True
-        return False
-
-    def record(self, ok: bool) -> None:
-        """The outcome of a call that :meth:`allow` let through."""
-        self._trial_running = False
-        if ok:
-            self.failures = 0
-            if self.state != "closed":
-                self._to("closed")
-            return
-        self.failures += 1
-        if self.state == "half_open" or self.failures >= self.failure_threshold:
-            self.opened_at = time.monotonic()
-            self._to("open")
-
-    def open_bands(self, t0: float, label: str = "circuit open") -> list[tuple[float, float | None, str]]:
-        """``(start, end, label)`` of each open period in seconds since ``t0`` (end None if still open),
-        ready for ``plots.add_fault_bands``."""
-        bands, start = [], None
-        for t, state in self.transitions:
-            if state == "open" and start is None:
-                start = t
-            elif state == "closed" and start is not None:
-                bands.append((start - t0, t - t0, label))
-                start = None
-        if start is not None:
-            bands.append((start - t0, None, label))
-        return bands
-
-    def _to(self, state: str) -> None:
-        self.state = state
-        self.transitions.append((time.monotonic(), state))
 
 
 class Service(HttpApp):
@@ -248,7 +123,7 @@ class Service(HttpApp):
         self.service_time, self.distribution, self.failure_rate = 0.0, "fixed", 0.0
         self.capacity: int | None = None
         self.queue_limit: int | None = None
-        self._admission = _Admission(None, None)
+        self._admission = Admission(None, None)
         self.configure(
             service_time=STORY.get(name, 0.0) if service_time is None else service_time,
             distribution=distribution,
@@ -264,13 +139,16 @@ class Service(HttpApp):
         self.backoff = one_of("backoff", backoff, theory.BACKOFF_KINDS)
         self.backoff_base = positive("backoff_base", backoff_base)
         self.backoff_cap = positive("backoff_cap", backoff_cap, allow_inf=True)
-        if breaker is not None and (not isinstance(breaker, dict)
-                                    or not set(breaker) <= {"failure_threshold", "reset_timeout"}):
-            raise ValueError(f"breaker must be a dict like {{'failure_threshold': 5, 'reset_timeout': 1.0}} "
-                             f"or None, got {breaker!r}")
+        if breaker is not None and (
+            not isinstance(breaker, dict) or not set(breaker) <= {"failure_threshold", "reset_timeout"}
+        ):
+            raise ValueError(
+                f"breaker must be a dict like {{'failure_threshold': 5, 'reset_timeout': 1.0}} or None, got {breaker!r}"
+            )
         #: one circuit breaker per downstream (by name), if ``breaker`` settings were given
-        self.breakers = {label: CircuitBreaker(**breaker) for label, _ in self.downstream} if breaker is not None \
-            else {}
+        self.breakers = (
+            {label: CircuitBreaker(**breaker) for label, _ in self.downstream} if breaker is not None else {}
+        )
         #: request path -> the downstream names it calls; paths not listed call every downstream
         self.routes = _check_routes(routes, [label for label, _ in self.downstream])
         if handler is not None and not callable(handler):
@@ -392,8 +270,14 @@ class Service(HttpApp):
         self.records.append(Record(arrived, started, ended, ok, error, info))
         if span is not None:
             self.tracer.finish(span, ok, status=status, waited=started - arrived)
-        payload = {"service": self.name, "correlation_id": correlation_id, "ok": ok, "error": error,
-                   "downstream": calls, **extra}
+        payload = {
+            "service": self.name,
+            "correlation_id": correlation_id,
+            "ok": ok,
+            "error": error,
+            "downstream": calls,
+            **extra,
+        }
         return web.json_response(payload, status=status, headers={tracing.CORRELATION_HEADER: correlation_id})
 
     async def _work(self, body: bytes, path: str, correlation_id: str, span: tracing.Span | None):
@@ -410,8 +294,9 @@ class Service(HttpApp):
             except Exception as exc:  # the hook's failure is this request's failure, as in a real service
                 return 500, f"handler failed: {exc!r}", {}, []
         route = self.routes.get(path)
-        targets = self.downstream if route is None else [(label, url) for label, url in self.downstream
-                                                         if label in route]
+        targets = (
+            self.downstream if route is None else [(label, url) for label, url in self.downstream if label in route]
+        )
         if not targets:
             return self.success_status, None, extra, []
         parent = span.span_id if span else None
@@ -433,8 +318,13 @@ class Service(HttpApp):
         """One downstream call with this service's retries and circuit breaker; never raises: failures
         come back as a status and an error text. 4xx answers are not retried (retrying cannot help)."""
         breaker = self.breakers.get(label)
-        delays = theory.backoff_schedule(self.backoff, self.backoff_base, self.backoff_cap, self.retries,
-                                         seed=self._rng.getrandbits(32)) if self.retries else []
+        delays = (
+            theory.backoff_schedule(
+                self.backoff, self.backoff_base, self.backoff_cap, self.retries, seed=self._rng.getrandbits(32)
+            )
+            if self.retries
+            else []
+        )
         attempts = 0
         while True:
             if breaker is not None and not breaker.allow():
@@ -465,8 +355,15 @@ class Service(HttpApp):
         except aiohttp.ClientError as exc:
             status, error = 502, f"{type(exc).__name__}: {exc}"
         if recorder.active is not None:
-            recorder.on_http("response" if answered else "error", self.name, url, correlation_id, target=label,
-                             status=status if answered else None, error=None if answered else error)
+            recorder.on_http(
+                "response" if answered else "error",
+                self.name,
+                url,
+                correlation_id,
+                target=label,
+                status=status if answered else None,
+                error=None if answered else error,
+            )
         if span is not None:
             tracer.finish(span, is_success(status), status=status)
         return status, error
@@ -481,8 +378,13 @@ def _check_routes(routes: Any, labels: list[str]) -> dict[str, frozenset[str]]:
         raise ValueError(f"routes must be {rule}, got {routes!r}")
     checked = {}
     for path, names in routes.items():
-        if not isinstance(path, str) or not path.startswith("/") or isinstance(names, str) \
-                or not isinstance(names, Sequence) or not set(names) <= set(labels):
+        if (
+            not isinstance(path, str)
+            or not path.startswith("/")
+            or isinstance(names, str)
+            or not isinstance(names, Sequence)
+            or not set(names) <= set(labels)
+        ):
             raise ValueError(f"routes must be {rule}, got {path!r}: {names!r}")
         checked[path] = frozenset(names)
     return checked

@@ -47,8 +47,9 @@ class Entry:
     headers: dict[str, Any] = field(default_factory=dict)
 
 
-async def declare_stream(channel: aiormq.abc.AbstractChannel, queue: str, *, max_age: str | None = None,
-                         max_length_bytes: int | None = None) -> None:
+async def declare_stream(
+    channel: aiormq.abc.AbstractChannel, queue: str, *, max_age: str | None = None, max_length_bytes: int | None = None
+) -> None:
     """Declare a stream queue (durable, as streams must be); ``max_age`` like ``"1h"`` and
     ``max_length_bytes`` are its retention limits."""
     queue_name(queue)
@@ -70,11 +71,20 @@ class StreamReader(AmqpWorker):
     for each one, e.g. to apply it to a read model.
     """
 
-    def __init__(self, amqp_url: str, queue: str, *, offset: Any = "next", prefetch: int = 100,
-                 on_entry: Any = None, name: str | None = None):
+    def __init__(
+        self,
+        amqp_url: str,
+        queue: str,
+        *,
+        offset: Any = "next",
+        prefetch: int = 100,
+        on_entry: Any = None,
+        name: str | None = None,
+    ):
         # Streams refuse readers without a prefetch (acks only return credit), so one is required here.
-        super().__init__(amqp_url, name=name or f"stream reader {queue}@{offset}",
-                         prefetch=integer("prefetch", prefetch, 1, 65535))
+        super().__init__(
+            amqp_url, name=name or f"stream reader {queue}@{offset}", prefetch=integer("prefetch", prefetch, 1, 65535)
+        )
         self.queue = queue_name(queue)
         self.offset = _offset(offset)
         if on_entry is not None and not callable(on_entry):
@@ -90,8 +100,11 @@ class StreamReader(AmqpWorker):
         """Wait until at least ``count`` entries have arrived (a liveness bound, not a speed goal) and
         return them all; raises ``TimeoutError`` naming how many came."""
         integer("count", count, 0)
-        await wait_until(lambda: len(self.entries) >= count, timeout=timeout,
-                         what=lambda: f"{self.name}: {count} entries ({len(self.entries)} of {count} entries came)")
+        await wait_until(
+            lambda: len(self.entries) >= count,
+            timeout=timeout,
+            what=lambda: f"{self.name}: {count} entries ({len(self.entries)} of {count} entries came)",
+        )
         return list(self.entries)
 
     async def settle(self, quiet: float = 0.3, timeout: float = 10.0) -> list[Entry]:
@@ -115,13 +128,19 @@ class StreamReader(AmqpWorker):
     async def handle(self, message: DeliveredMessage) -> None:
         props = message.header.properties
         headers = dict(props.headers or {})
-        entry = Entry(int(headers.get(OFFSET_HEADER, -1)), props.message_id, bytes(message.body),
-                      message.delivery.routing_key, headers)
+        offset = headers.get(OFFSET_HEADER, -1)
+        entry = Entry(
+            offset if isinstance(offset, int) else -1,
+            props.message_id,
+            bytes(message.body),
+            message.routing_key or "",
+            headers,
+        )
         self.entries.append(entry)
         if self.on_entry is not None:
             self.on_entry(entry)
         self._arrived.set()
-        await message.channel.basic_ack(message.delivery.delivery_tag)  # returns credit; nothing is removed
+        await message.channel.basic_ack(message.delivery_tag or 0)  # returns credit; nothing is removed
 
 
 def queue_name(queue: Any) -> str:
@@ -137,5 +156,6 @@ def _offset(offset: Any) -> Any:
         return offset
     if isinstance(offset, datetime.datetime) and offset.tzinfo is not None:
         return offset
-    raise ValueError(f"offset must be one of {', '.join(OFFSET_SPECS)}, an integer >= 0 or a timezone-aware "
-                     f"datetime, got {offset!r}")
+    raise ValueError(
+        f"offset must be one of {', '.join(OFFSET_SPECS)}, an integer >= 0 or a timezone-aware datetime, got {offset!r}"
+    )

@@ -26,6 +26,7 @@ import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from labkit._validate import between, integer, non_negative, one_of, positive, probability
 
@@ -245,7 +246,7 @@ class Backlog:
         return after[0]
 
 
-def rate_segments(profile, name: str = "profile", endless: bool = False) -> tuple[tuple[float, float, float], ...]:
+def rate_segments(profile: Any, name: str = "profile", endless: bool = False) -> tuple[tuple[float, float, float], ...]:
     """Validate a piecewise-constant rate profile and return it as ``((t_start, t_end, rate), ...)`` floats.
 
     ``profile`` is a sequence of contiguous segments or any object with a ``.segments`` attribute; times
@@ -269,7 +270,7 @@ def rate_segments(profile, name: str = "profile", endless: bool = False) -> tupl
     return segs
 
 
-def fluid_backlog(profile, capacity: float) -> Backlog:
+def fluid_backlog(profile: Any, capacity: float) -> Backlog:
     """Backlog Q(t) of a queue with service capacity c fed by a piecewise-constant arrival rate λ(t).
 
     dQ/dt = λ(t) − c while Q > 0 (or λ > c), and Q ≥ 0: the deterministic fluid model (Newell ch. 2), which

@@ -71,8 +71,9 @@ def sign(secret: str | bytes, body: bytes, now: float | None = None) -> str:
     return f"t={stamp},v1={_mac(_secret(secret), stamp, body)}"
 
 
-def verify(secret: str | bytes, header: str | None, body: bytes, *, tolerance: float = 300.0,
-           now: float | None = None) -> bool:
+def verify(
+    secret: str | bytes, header: str | None, body: bytes, *, tolerance: float = 300.0, now: float | None = None
+) -> bool:
     """Is ``header`` a valid signature of ``body``, made at most ``tolerance`` seconds from ``now``?
 
     Compares in constant time (``hmac.compare_digest``): a receiver that compares strings byte by byte
@@ -99,8 +100,7 @@ class Receiver(HttpApp):
     ``time.monotonic()`` when its work finished.
     """
 
-    def __init__(self, secret: str | bytes, *, work_time: float = 0.0, name: str = "webhook receiver",
-                 port: int = 0):
+    def __init__(self, secret: str | bytes, *, work_time: float = 0.0, name: str = "webhook receiver", port: int = 0):
         super().__init__(name=name, port=port)
         self.secret = _secret(secret)
         self.work_time = non_negative("work_time", work_time)
@@ -164,8 +164,16 @@ class Sender(Part):
 
     name = "webhook sender"
 
-    def __init__(self, secret: str | bytes, *, base: float = 0.05, cap: float = 1.0, attempts: int = 20,
-                 timeout: float = 1.0, seed: int = 0):
+    def __init__(
+        self,
+        secret: str | bytes,
+        *,
+        base: float = 0.05,
+        cap: float = 1.0,
+        attempts: int = 20,
+        timeout: float = 1.0,
+        seed: int = 0,
+    ):
         self.secret = _secret(secret)
         self.base, self.cap = positive("base", base), positive("cap", cap)
         self.timeout = positive("timeout", timeout)
@@ -203,7 +211,8 @@ class Sender(Part):
             raise ValueError(f"event must be a dict with a str 'id', got {event!r}")
         delivery = self.deliveries[event["id"]] = Delivery(event["id"], time.monotonic())
         task = asyncio.get_running_loop().create_task(
-            self._deliver(url, json.dumps(event).encode(), delivery, _secret(secret or self.secret)))
+            self._deliver(url, json.dumps(event).encode(), delivery, _secret(secret or self.secret))
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return delivery
@@ -234,8 +243,11 @@ class Sender(Part):
 
     async def wait_delivered(self, event_ids: list[str], timeout: float = 10.0) -> None:
         """Wait until every one of ``event_ids`` was delivered (TimeoutError naming how many were not)."""
-        await wait_until(lambda: all(self.deliveries[e].delivered_at is not None for e in event_ids),
-                         timeout=timeout, what=f"{len(event_ids)} webhook deliveries")
+        await wait_until(
+            lambda: all(self.deliveries[e].delivered_at is not None for e in event_ids),
+            timeout=timeout,
+            what=f"{len(event_ids)} webhook deliveries",
+        )
 
 
 class JobService(HttpApp):
@@ -263,8 +275,9 @@ class JobService(HttpApp):
     async def _create(self, request: web.Request) -> web.Response:
         options = await request.json() if request.can_read_body else {}
         job = uuid.uuid4().hex[:12]
-        self._timers.append(asyncio.get_running_loop().call_later(
-            self.job_time, self._finish, job, options.get("callback")))
+        self._timers.append(
+            asyncio.get_running_loop().call_later(self.job_time, self._finish, job, options.get("callback"))
+        )
         return web.json_response({"id": job, "status": f"/jobs/{job}"}, status=202)
 
     def _finish(self, job: str, callback: str | None) -> None:

@@ -47,11 +47,20 @@ def control(name: str, spec: Any) -> w.ValueWidget:
     if numbers and len(spec) == 4:
         lo, hi, step, value = spec
         if not (lo < hi and step > 0 and lo <= value <= hi):
-            raise ValueError(f"{name} must be (min, max, step, value) with min < max, step > 0 and "
-                             f"min <= value <= max, got {spec!r}")
+            raise ValueError(
+                f"{name} must be (min, max, step, value) with min < max, step > 0 and min <= value <= max, got {spec!r}"
+            )
         cls = w.IntSlider if all(isinstance(v, int) for v in spec) else w.FloatSlider
-        return cls(min=lo, max=hi, step=step, value=value, description=name, continuous_update=False,
-                   style={"description_width": "initial"}, layout=w.Layout(width="420px"))
+        return cls(
+            min=lo,
+            max=hi,
+            step=step,
+            value=value,
+            description=name,
+            continuous_update=False,
+            style={"description_width": "initial"},
+            layout=w.Layout(width="420px"),
+        )
     raise ValueError(f"{name} must be (min, max, step, value), a list of options, a bool or a widget, got {spec!r}")
 
 
@@ -79,8 +88,7 @@ class Panel(w.VBox):
         self.task: asyncio.Task | None = None
         self.button.on_click(self._clicked)
         header = [w.HTML(f"<b>{title}</b>")] if title else []
-        super().__init__(children=[*header, *self.controls.values(), w.HBox([self.button, self.status]),
-                                   self.output])
+        super().__init__(children=[*header, *self.controls.values(), w.HBox([self.button, self.status]), self.output])
 
     @property
     def values(self) -> dict[str, Any]:
@@ -126,7 +134,6 @@ class Panel(w.VBox):
             await self.run()
         except Exception:  # already shown in the panel; a callback has nowhere else to report to
             pass
-
 
 
 def _display_data(obj: Any) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Shared fixtures: a running lab per test, and unique AMQP names (several people share one broker)."""
 
+import asyncio
 import os
 import socket
 import uuid
@@ -8,6 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from labkit.broker import Broker
+from labkit.broker.process import BrokerProcess
 from labkit.lab import Lab
 
 # RabbitMQ: AMQP_URL if set, else the local default; its test cases skip when nothing answers there.
@@ -42,8 +44,24 @@ async def http_lab():
         yield lab
 
 
+@pytest.fixture(scope="session")
+def shared_broker_url():
+    """One embedded broker process for the whole session (per xdist worker), or AMQP_URL when set.
+
+    Starting a broker process costs about a second of CPU; most tests only need *a* broker, and each uses
+    unique queue names, so they share this one. A test about the broker's own lifecycle starts its own."""
+    if os.environ.get("AMQP_URL"):
+        yield os.environ["AMQP_URL"]
+        return
+    broker = asyncio.run(BrokerProcess.start())
+    try:
+        yield broker.url
+    finally:
+        asyncio.run(broker.stop())
+
+
 @pytest.fixture
-async def lab():
-    """A full lab: the embedded broker, or the one at AMQP_URL when set."""
-    async with Lab(seed=0) as lab:
+async def lab(shared_broker_url):
+    """A full lab on the session's broker (the embedded one, or the one at AMQP_URL when set)."""
+    async with Lab(seed=0, amqp_url=shared_broker_url) as lab:
         yield lab

@@ -30,7 +30,7 @@ from . import errors
 CONFIGURE, WRITE, READ = "configure", "write", "read"
 DEFAULT_EXCHANGE = "amq.default"  # the name RabbitMQ checks permissions against for exchange ''
 REPLY_TO = "amq.rabbitmq.reply-to"  # direct reply-to needs no queue permission on RabbitMQ either
-LIMITS = ("max-channels", "max-connections")
+LIMITS = ("max-channels",)  # RabbitMQ also has max-connections; the embedded broker does not (yet)
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,7 @@ class Channel:
                  reply: bool) -> bool:
         """Enqueue a routed publish (or return it if mandatory and unroutable); False if a queue refused it."""
         if reply:
-            delivered = self.vhost.reply(routing_key, msg)
+            delivered = self.vhost.reply(routing_key, msg) or self.vhost.profile.reply_to_always_routed
         else:
             if self.tx is not None:  # a queue may have gone away between publish and commit
                 queues = [q for q in queues if not q.deleted]
@@ -457,6 +457,8 @@ class Channel:
 
     def _on_tx_commit(self, m: spec.Tx.Commit) -> None:
         self._transaction().commit()
+        if self.conn.broker.store is not None:
+            self.conn.broker.store.commit()  # like RabbitMQ: persistent messages are on disk before commit-ok
         self._send(spec.Tx.CommitOk())
 
     def _on_tx_rollback(self, m: spec.Tx.Rollback) -> None:

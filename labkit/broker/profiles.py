@@ -46,15 +46,24 @@ class Profile:
     #: the consumer's channel went away); basic.nack requeue is an explicit return that does not count
     #: toward the delivery limit.
     quorum_counts_v8: bool
+    #: 4.2+: a publish to a direct reply-to address counts as routed even if the requester is gone, so
+    #: mandatory gets no basic.return (4.2.0 release notes, "Mandatory flag in Direct Reply-To")
+    reply_to_always_routed: bool
+    #: 4.0+: dead-lettering keeps its own death history (message annotations) and ignores an x-death
+    #: header a client (re)published; it also sets x-last-death-* (4.0.1 notes "AMQP 0.9.1 x-death
+    #: header"; mc.erl record_death)
+    broker_side_deaths: bool
 
 
 PROFILES = {
     "4.3": Profile("4.3", "4.3.0", 16 * MIB, deny_transient_nonexcl=True, deny_queue_master_locator=True,
                    global_qos=False, queue_version_1=False, quorum_default_delivery_limit=20,
-                   quorum_counts_v8=True),
+                   quorum_counts_v8=True, reply_to_always_routed=True,
+                   broker_side_deaths=True),
     "3.10": Profile("3.10", "3.10.8", 128 * MIB, deny_transient_nonexcl=False, deny_queue_master_locator=False,
                     global_qos=True, queue_version_1=True, quorum_default_delivery_limit=None,
-                    quorum_counts_v8=False),
+                    quorum_counts_v8=False, reply_to_always_routed=False,
+                    broker_side_deaths=False),
 }
 
 

@@ -11,6 +11,7 @@ head, deliveries are pushed synchronously into the consuming channel's write buf
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from heapq import merge
 from typing import TYPE_CHECKING, Any, Iterable
@@ -19,6 +20,7 @@ from pamqp import commands
 
 from . import errors
 from .message import Message, clone_properties
+from .store import is_persistent
 
 if TYPE_CHECKING:  # pragma: no cover
     from .vhost import VHost
@@ -229,6 +231,9 @@ class Queue:
         self.ready.append(msg)
         self.ready_bytes += msg.size
         self.vhost.memory.add(msg.size)
+        store = self.vhost.store
+        if store is not None and self.durable and not msg.store_id and is_persistent(msg.header):
+            store.add(self.name, msg)
         self.dispatch(now)  # first: a message a consumer takes at once never counts against x-max-length
         if self.overflow == "drop-head":
             while self._over_limit():
@@ -245,10 +250,16 @@ class Queue:
         return ((self.max_length is not None and len(self.ready) > self.max_length)
                 or (self.max_bytes is not None and self.ready_bytes > self.max_bytes))
 
+    def _release(self, msg: Message) -> None:
+        """A message leaves this queue for good: its bytes, and its record in the log if persisted."""
+        self.vhost.memory.add(-msg.size)
+        if msg.store_id and self.vhost.store is not None:
+            self.vhost.store.remove(self.name, msg)
+
     def _drop(self, msg: Message, reason: str | None) -> None:
         """Remove a message that was ready for good, dead-lettering it when there is a reason."""
         self.ready_bytes -= msg.size
-        self.vhost.memory.add(-msg.size)
+        self._release(msg)
         if reason:
             self.vhost.dead_letter(self, msg, reason)
 
@@ -288,7 +299,7 @@ class Queue:
             msg = ready.popleft()
             self.ready_bytes -= msg.size
             if msg.expires_at is not None and msg.expires_at < now:
-                self.vhost.memory.add(-msg.size)
+                self._release(msg)
                 self.vhost.dead_letter(self, msg, "expired")
                 continue
             self.stats[1] += 1
@@ -298,7 +309,7 @@ class Queue:
                 self.unacked_bytes += msg.size
             consumer.channel.deliver(consumer, msg)
             if consumer.no_ack:
-                self.vhost.memory.add(-msg.size)
+                self._release(msg)
             if not consumers:  # the delivery closed the channel (e.g. a write failure)
                 return
 
@@ -312,7 +323,7 @@ class Queue:
         self.ready_bytes -= msg.size
         self.stats[1] += 1
         if no_ack:
-            self.vhost.memory.add(-msg.size)
+            self._release(msg)
         else:
             self.unacked += 1
             self.unacked_bytes += msg.size
@@ -328,7 +339,7 @@ class Queue:
         self.unacked -= 1
         self.unacked_bytes -= msg.size
         if not self.deleted:  # a deleted queue released its unacked bytes when it was deleted
-            self.vhost.memory.add(-msg.size)
+            self._release(msg)
 
     def ack(self, msg: Message) -> None:
         self.settle(msg)
@@ -353,7 +364,7 @@ class Queue:
             if self.deleted:
                 continue
             if self.delivery_limit is not None and self._deliveries_counted(msg) > self.delivery_limit:
-                self.vhost.memory.add(-msg.size)
+                self._release(msg)
                 self.vhost.dead_letter(self, msg, "delivery_limit")
             else:
                 back.append(msg)
@@ -442,7 +453,7 @@ class Queue:
     def purge(self) -> int:
         msgs = self.ready.clear()
         for msg in msgs:
-            self.vhost.memory.add(-msg.size)
+            self._release(msg)
         self.ready_bytes = 0
         return len(msgs)
 
@@ -467,9 +478,15 @@ class QuorumQueue(Queue):
     kind = "quorum"
 
     def _delivery_limit(self, args: dict) -> int | None:
-        """x-delivery-limit, else the profile's default (20 since RabbitMQ 4.0, none in 3.10)."""
-        limit = _int_arg(args, "x-delivery-limit", self.name, 0)
-        return self.vhost.profile.quorum_default_delivery_limit if limit is None else limit
+        """x-delivery-limit, else the profile's default (20 since RabbitMQ 4.0, none in 3.10). RabbitMQ
+        does not validate the argument (3.10.8 declares -1 and "abc"); a non-integer sets no limit of its
+        own, and since 4.0 a negative limit disables the default (4.0.1 release notes, rabbit_fifo)."""
+        limit = args.get("x-delivery-limit")
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            return self.vhost.profile.quorum_default_delivery_limit
+        if limit < 0 and self.vhost.profile.quorum_default_delivery_limit is not None:
+            return None
+        return limit
 
     def _return(self, msgs: list[Message]) -> None:
         """Quorum queues (RabbitMQ 3.10) put returned messages at the back, in the order returned."""
@@ -499,8 +516,26 @@ class QuorumQueue(Queue):
         return msg.with_properties(props)
 
 
+_EXPIRATION = re.compile(r"([+-]?[0-9]+)(.*)", re.S)
+_MAX_EXPIRY_MS = 315_360_000_000  # ten years (rabbit_misc:check_expiry)
+
+
 def validate_expiration(props: commands.Basic.Properties) -> None:
-    """A non-numeric expiration is a 406 (RabbitMQ checks it at publish time)."""
+    """An expiration that is not a non-negative integer is a 406 at publish time, with RabbitMQ's reason
+    (rabbit_basic:parse_expiration reads it with Erlang's string:to_integer: an optional sign, digits,
+    nothing after them)."""
     value = props.expiration
-    if value is not None and not (value.isdigit() and value.isascii()):
-        raise errors.PreconditionFailed(f"invalid expiration value '{value}'")
+    if value is None:
+        return
+    match = _EXPIRATION.fullmatch(value) if value.isascii() else None
+    if match is None:
+        reason = "no_integer"
+    elif match.group(2):
+        reason = '{leftover_string,"%s"}' % match.group(2)
+    elif int(match.group(1)) < 0:
+        reason = "{value_negative,%d}" % int(match.group(1))
+    elif int(match.group(1)) > _MAX_EXPIRY_MS:
+        reason = "{value_too_large,%d}" % int(match.group(1))
+    else:
+        return
+    raise errors.PreconditionFailed(f"invalid expiration '{value}': {reason}")

@@ -51,6 +51,7 @@ class VHost:
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         self.reply_consumers: dict[str, Any] = {}
+        self.store: Any = None  # store.Store when the broker has a data directory: durable things are logged
         self.tap: Any = None  # a labkit.broker.tap.Tap while the broker records its side of a history
         for name, kind in PREDECLARED:
             self.exchanges[name] = Exchange(name, kind)
@@ -75,6 +76,8 @@ class VHost:
         existing = self.exchanges.get(name)
         if existing is None:
             existing = self.exchanges[name] = Exchange(name, kind, durable, auto_delete, internal, arguments)
+            if durable and self.store is not None:
+                self.store.exchange_declared(existing)
             return existing
         for field, got, have in zip(("type", "durable", "auto_delete", "internal"),
                                     (kind, durable, auto_delete, internal), existing.declaration()):
@@ -98,6 +101,8 @@ class VHost:
 
     def _remove_exchange(self, ex: Exchange) -> None:
         del self.exchanges[ex.name]
+        if self.store is not None:
+            self.store.exchange_deleted(ex.name)
         for other in list(self.exchanges.values()):
             if other.unbind_all(ex):
                 self._auto_delete_exchange(other)
@@ -107,15 +112,22 @@ class VHost:
             self._remove_exchange(ex)
 
     def exchange_bind(self, destination: str, source: str, routing_key: str, arguments: dict, unbind: bool) -> None:
+        if "" in (destination, source):
+            raise errors.AccessRefused("operation not permitted on the default exchange")
+        if unbind and (destination not in self.exchanges or source not in self.exchanges):
+            return  # RabbitMQ 3.10.8 answers unbind-ok when either side is gone (observed)
         dest, src = self.exchange(destination), self.exchange(source)
-        for ex in (dest, src):
-            if ex.name == "":
-                raise errors.AccessRefused("operation not permitted on the default exchange")
+        self._persist_binding(src, dest, routing_key, arguments, unbind)
         if unbind:
             if src.unbind(dest, routing_key, arguments):
                 self._auto_delete_exchange(src)
         else:
             src.bind(dest, routing_key, arguments)
+
+    def _persist_binding(self, src: Exchange, dest: Any, routing_key: str, arguments: dict, unbind: bool) -> None:
+        """Log a binding whose two ends are durable (RabbitMQ's rule for durable bindings)."""
+        if self.store is not None and src.durable and dest.durable and getattr(dest, "owner", None) is None:
+            self.store.binding(src.name, dest, routing_key, arguments, unbind)
 
     # -- queues ---------------------------------------------------------------------------------
     def queue(self, name: str, conn: Any) -> Queue:
@@ -150,6 +162,8 @@ class VHost:
         check_new_queue(self.profile, name, kind, durable, exclusive, auto_delete, arguments)
         q = _QUEUE_CLASSES[kind](self, name, durable, conn if exclusive else None, auto_delete, arguments)
         self.queues[name] = q
+        if durable and not exclusive and self.store is not None:
+            self.store.queue_declared(q)
         return q
 
     @staticmethod
@@ -180,10 +194,12 @@ class VHost:
     def queue_bind(self, conn: Any, queue: str, exchange: str, routing_key: str, arguments: dict,
                    unbind: bool) -> None:
         if exchange == "":
-            raise errors.AccessRefused(
-                f"operation not permitted on the default exchange")
+            raise errors.AccessRefused("operation not permitted on the default exchange")
+        if unbind and (queue not in self.queues or exchange not in self.exchanges):
+            return  # RabbitMQ 3.10.8 answers unbind-ok for a queue or exchange that is gone (observed)
         q = self.queue(queue, conn)
         ex = self.exchange(exchange)
+        self._persist_binding(ex, q, routing_key, arguments, unbind)
         if unbind:
             if ex.unbind(q, routing_key, arguments):
                 self._auto_delete_exchange(ex)
@@ -199,7 +215,7 @@ class VHost:
             raise errors.PreconditionFailed(f"queue '{name}' in vhost '/' in use")
         count = q.message_count()
         if if_empty and count:
-            raise errors.PreconditionFailed(f"queue '{name}' in vhost '/' is not empty")
+            raise errors.PreconditionFailed(f"queue '{name}' in vhost '/' not empty")
         self.delete_queue(q)
         return count
 
@@ -208,6 +224,8 @@ class VHost:
         if self.queues.get(q.name) is not q:
             return
         del self.queues[q.name]
+        if self.store is not None:
+            self.store.queue_deleted(q.name)
         for ex in list(self.exchanges.values()):
             if ex.unbind_all(q):
                 self._auto_delete_exchange(ex)
@@ -264,14 +282,17 @@ class VHost:
         return accepted
 
     def dead_letter(self, queue: Queue, msg: Message, reason: str) -> None:
-        """Republish to the queue's dead-letter exchange with x-death bookkeeping (RabbitMQ 3.10)."""
+        """Republish to the queue's dead-letter exchange with x-death bookkeeping: from the x-death header
+        (RabbitMQ 3.10) or from the broker's own history of this message (4.x, ``broker_side_deaths``)."""
         if self.tap is not None:
             self.tap.died(queue, msg, reason)
         if queue.dlx is None or queue.dlx not in self.exchanges:
             return
         props = clone_properties(msg.properties)
         headers = props.headers
-        deaths = [dict(d) for d in headers.get("x-death") or []]
+        broker_side = self.profile.broker_side_deaths
+        earlier = msg.deaths if broker_side else headers.get("x-death")
+        deaths = [dict(d) for d in earlier or []]
         entry = next((d for d in deaths if d.get("queue") == queue.name and d.get("reason") == reason), None)
         if entry is not None:
             deaths.remove(entry)
@@ -286,12 +307,20 @@ class VHost:
         deaths.insert(0, entry)
         props.expiration = None
         headers["x-death"] = deaths
-        headers.setdefault("x-first-death-reason", reason)
-        headers.setdefault("x-first-death-queue", queue.name)
-        headers.setdefault("x-first-death-exchange", msg.exchange)
+        if broker_side:  # 4.x: first/last death from its own history, whatever the client sent
+            death = {"reason": reason, "queue": queue.name, "exchange": msg.exchange}
+            for key, value in death.items():
+                if not msg.deaths:
+                    headers[f"x-first-death-{key}"] = value
+                headers[f"x-last-death-{key}"] = value
+        else:
+            headers.setdefault("x-first-death-reason", reason)
+            headers.setdefault("x-first-death-queue", queue.name)
+            headers.setdefault("x-first-death-exchange", msg.exchange)
         routing_key = queue.dlrk if queue.dlrk is not None else msg.routing_key
         dead = Message(queue.dlx, routing_key, b"", msg.body)
         dead.rewrite(props)
+        dead.deaths = deaths
         targets = self.route(queue.dlx, routing_key, dead, by_broker=True)
         if not any(d.get("reason") == "rejected" for d in deaths):
             seen = {d.get("queue") for d in deaths}

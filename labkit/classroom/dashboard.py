@@ -4,8 +4,8 @@ errors, and a table of the class.
 Why two ways to be live: plotly's ``FigureWidget`` needs the ``anywidget`` package and a live kernel; a
 display handle (``display(fig, display_id=True)`` then ``handle.update(fig)``) redraws in place in
 JupyterLab, VS Code and Classic alike and leaves a drawn figure in the saved notebook and the built book.
-The dashboard uses a FigureWidget when it can and the display handle otherwise; both show the same
-figure. Bars are one per learner, so 1 or 60 learners draw the same way (the x axis labels thin out).
+The dashboard uses a FigureWidget when it can and the display handle otherwise (with the figure's raw
+mime bundle: plotly's own display hook ignores display ids); both show the same figure. Bars are one per learner, so 1 or 60 learners draw the same way (the x axis labels thin out).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import time
 from typing import Any
 
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from .. import plots
+from .. import plots, render
 from .instructor import Classroom
 
 REFRESH = 0.25  # seconds between redraws while an experiment runs
@@ -41,10 +42,6 @@ class Dashboard:
                             row_heights=[0.35, 0.35, 0.3],
                             subplot_titles=("Work queue depth", "Messages done per learner",
                                             "Fan-out lag per learner (median)", "Errors per learner", ""))
-        try:
-            fig = go.FigureWidget(fig)
-        except ImportError:  # plotly's FigureWidget needs anywidget; the display handle redraws instead
-            pass
         c = plots.COLORS
         fig.add_trace(go.Scatter(name="measured depth", mode="lines", line={"color": c[0]}), 1, 1)
         fig.add_trace(go.Scatter(name="fluid model", mode="lines", line={"color": "black", "dash": "dash"}), 1, 1)
@@ -59,7 +56,10 @@ class Dashboard:
         fig.update_yaxes(title_text="lag (ms)", row=2, col=1)
         fig.update_yaxes(title_text="reports refused", row=2, col=2)
         fig.update_layout(height=860, title=f"Class {self.classroom.class_id}", legend={"x": 0.3, "y": 1.0})
-        return fig
+        try:
+            return go.FigureWidget(fig)
+        except ImportError:  # plotly's FigureWidget needs anywidget; the display handle redraws instead
+            return fig
 
     def show(self) -> Any:
         from IPython.display import display
@@ -67,11 +67,19 @@ class Dashboard:
         if isinstance(self.figure, go.FigureWidget):
             display(self.figure)
         else:
-            self._handle = display(self.figure, display_id=True)
+            self._handle = display(self._bundle(), raw=True, display_id=True)
         return self
 
+    def _bundle(self) -> dict:
+        """The figure as a raw mime bundle: displaying the Figure object itself would go through plotly's
+        ``_ipython_display_``, which ignores display ids and appends a new figure on every update."""
+        return pio.renderers[render.activate(False)].to_mimebundle(self.figure.to_dict())
+
     def depth(self, t: float, n: int) -> None:
-        """One queue-depth sample (experiments.run_work's ``sample``); redraws at most every REFRESH s."""
+        """One queue-depth sample (experiments.run_work's ``sample``); redraws at most every REFRESH s.
+        A sample earlier than the last one starts a new run: the old run and its model are cleared."""
+        if self.depths and t < self.depths[-1][0]:
+            self.depths, self.model = [], []
         self.depths.append((t, n))
         if time.monotonic() - self._last >= REFRESH:
             self.refresh()
@@ -91,5 +99,5 @@ class Dashboard:
                                         [round(1000 * m.service_time) for m in members],
                                         [m.done for m in members], [m.errors for m in members]]
         if self._handle is not None:
-            self._handle.update(fig)
+            self._handle.update(self._bundle(), raw=True)
 

@@ -30,6 +30,7 @@ class WorkRun:
 
     sent: int
     started: float
+    published: float = 0.0  # seconds after start when the last message was confirmed (the spike's length)
     done: dict[str, str] = field(default_factory=dict)   # message id -> learner who reported it first
     times: list[float] = field(default_factory=list)     # seconds after start of each first completion
     duplicates: int = 0
@@ -91,15 +92,18 @@ async def run_work(classroom: Classroom, count: int, prefetch: int = 1, timeout:
         await asyncio.gather(*(classroom.channel.basic_publish(json.dumps({"id": f"{tag}-{k}"}).encode(),
                                                                routing_key=t.WORK, properties=persistent)
                                for k in range(count)))  # a spike: all at once, confirmed
+        run.published = time.monotonic() - run.started
         extra = asyncio.ensure_future(during(run)) if during else None
-        deadline = time.monotonic() + timeout
-        while len(run.done) < count and time.monotonic() < deadline:
+
+        async def sampled_until_done() -> bool:
             now = time.monotonic() - run.started
             run.depth.append((now, await classroom.depth()))
             if sample:
                 sample(now, run.depth[-1][1])
-            await asyncio.sleep(0.05)
-        run.depth.append((time.monotonic() - run.started, await classroom.depth()))
+            return len(run.done) >= count
+
+        await wait_until(sampled_until_done, timeout=timeout, interval=0.05,
+                         what=lambda: f"all {count} messages done ({len(run.done)} so far)")
         if extra:
             await extra
     finally:
@@ -110,10 +114,16 @@ async def run_work(classroom: Classroom, count: int, prefetch: int = 1, timeout:
 
 def fluid(run: WorkRun, capacity: float | None = None) -> theory.Backlog:
     """The fluid model of the spike (all ``sent`` at once) drained at the class's measured capacity."""
-    burst = max(1e-3, run.depth[0][0] if run.depth else 1e-3)
+    burst = max(1e-3, run.published)
     capacity = capacity or run.capacity()
     return theory.fluid_backlog([(0.0, burst, run.sent / burst), (burst, burst + 10 * run.sent / capacity, 0.0)],
                                 capacity)
+
+
+def predicted_finish(run: WorkRun, capacity: float | None = None) -> float:
+    """When the fluid model says the last message is done: when the backlog drains, or when the spike
+    ends if the class drained it as fast as it came (a large class can outrun one publisher)."""
+    return max(fluid(run, capacity).drain_time, run.published)
 
 
 @dataclass

@@ -64,7 +64,7 @@ class Classroom(Part):
 
     A lifecycle part: the lab it is started on gives it its broker (the embedded one's admin endpoint, or
     ``AMQP_URL``'s RabbitMQ and its management API at ``management_url``, default host:15672;
-    ``"rabbitmq"ctl`` for the CLI), and ``lab.stop()`` closes the class (vhost and users deleted).
+    ``"rabbitmqctl"`` for the CLI), and ``lab.stop()`` closes the class (vhost and users deleted).
     Without a lab: ``await Classroom("amqp://...").start()``.
     """
 
@@ -229,10 +229,10 @@ class Classroom(Part):
     async def wait_for_learners(self, n: int, timeout: float = 60.0) -> None:
         await wait_until(lambda: len(self.present) >= n, timeout=timeout, what=f"{n} learners joining")
 
-    async def ping(self, timeout: float = 5.0) -> dict[str, float]:
-        """Control-message round trip per present learner, in seconds (instructor's clock). Learners
-        that do not answer within ``timeout`` (a killed kernel says no goodbye) are left out."""
-        ping_id, names, rtt = secrets.token_hex(4), set(self.present), {}
+    async def ping(self, timeout: float = 5.0, among: list[str] | None = None) -> dict[str, float]:
+        """Control-message round trip per present learner (or those ``among``), in seconds (instructor's
+        clock). Learners that do not answer within ``timeout`` (a killed kernel says no goodbye) are left out."""
+        ping_id, names, rtt = secrets.token_hex(4), set(self.present if among is None else among), {}
         sent = time.time()
 
         def on_pong(report: dict) -> None:
@@ -241,7 +241,7 @@ class Classroom(Part):
 
         self.listeners.append(on_pong)
         try:
-            await self.command("ping", id=ping_id)
+            await self.command("ping", to=among, id=ping_id)
             await wait_until(lambda: names <= rtt.keys(), timeout=timeout, what="every pong")
         except TimeoutError:
             pass

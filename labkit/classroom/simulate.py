@@ -8,13 +8,12 @@ with N real clients. Service times are spread evenly over ``service_times`` so t
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
 
-from ..lifecycle import Part
+from ..lifecycle import Part, wait_until
 from .joincode import JoinCode
 
 
@@ -67,10 +66,10 @@ class SimulatedClass(Part):
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.terminate()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while any(p.poll() is None for p in self.procs.values()) and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        try:
+            await wait_until(lambda: not self.alive, timeout=timeout, interval=0.05, what="the learners exiting")
+        except TimeoutError:
+            pass  # killed below
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.kill()

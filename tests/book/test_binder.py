@@ -1,6 +1,8 @@
-"""Binder's `start` script: falls back to the embedded broker when RabbitMQ is absent or broken, and
-points AMQP_URL at the server it launched when one comes up. rabbitmq-server is replaced by small fakes
-on PATH, so the test needs no RabbitMQ and never touches port 5672."""
+"""Binder's `start` script: falls back to the embedded broker when RabbitMQ is absent or broken, points
+AMQP_URL at the server it launched when one comes up, and gives that server a default install's config.
+rabbitmq-server is replaced by small fakes on PATH, so the test needs no RabbitMQ and never touches port
+5672. The script runs from a copy in the test's own world-readable directory, so the test does not depend
+on where the checkout lives (as root it runs as nobody, who cannot enter a mode-700 home or temp dir)."""
 import os
 import shutil
 import signal
@@ -34,9 +36,12 @@ def tmp_path():
 
 
 def run_start(tmp_path, path_dirs, as_user=AS_USER, **env):
+    script = tmp_path / "start"
+    shutil.copyfile(START, script)
+    script.chmod(0o755)
     base = {"PATH": os.pathsep.join(map(str, path_dirs)), "HOME": str(tmp_path),
             "RABBITMQ_START_TIMEOUT": "10"}
-    return subprocess.run([*as_user, "bash", str(START), *PRINT_ENV], env={**base, **env},
+    return subprocess.run([*as_user, "bash", str(script), *PRINT_ENV], env={**base, **env}, cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -89,21 +94,6 @@ def test_a_server_that_dies_falls_back_quickly(tmp_path):
     assert time.monotonic() - began < 25  # it noticed the exit instead of waiting for the 30 s timeout
 
 
-def test_a_server_that_comes_up_gets_amqp_url_on_loopback(tmp_path):
-    port = free_port()
-    body = ("import os, socket, time\n"
-            "assert os.environ['RABBITMQ_NODE_IP_ADDRESS'] == '127.0.0.1'\n"
-            "s = socket.create_server((os.environ['RABBITMQ_NODE_IP_ADDRESS'], int(os.environ['RABBITMQ_NODE_PORT'])))\n"
-            "time.sleep(30)")
-    bin_dir = fake_server(tmp_path, body)
-    result = run_start(tmp_path, [bin_dir, *system_dirs()], RABBITMQ_NODE_PORT=str(port))
-    pid = int((tmp_path / ".rabbitmq" / "server.pid").read_text())
-    try:
-        assert result.stdout.strip() == f"AMQP_URL=amqp://guest:guest@127.0.0.1:{port}/", result.stderr
-    finally:
-        os.kill(pid, signal.SIGTERM)
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to check the root guard")
 def test_as_root_it_does_not_start_rabbitmq(tmp_path):
     bin_dir = fake_server(tmp_path, "raise SystemExit('must not be started')")
@@ -112,9 +102,36 @@ def test_as_root_it_does_not_start_rabbitmq(tmp_path):
     assert not (tmp_path / ".rabbitmq").exists()
 
 
-def test_environment_offers_rabbitmq_from_conda_forge_only_as_an_option():
-    text = (ROOT / "environment.yml").read_text()
-    env = yaml.safe_load(text)
+def test_a_server_that_comes_up_gets_amqp_url_and_a_default_installs_config_on_loopback(tmp_path):
+    """start points AMQP_URL at the server, and writes rabbitmq.conf for it: loopback listeners, guest on
+    loopback only, and no deprecated feature permitted (RabbitMQ 4.3's defaults, written out)."""
+    port = free_port()
+    body = ("import os, shutil, socket, time\n"
+            "assert os.environ['RABBITMQ_NODE_IP_ADDRESS'] == '127.0.0.1'\n"
+            "shutil.copy(os.environ['RABBITMQ_CONFIG_FILE'], os.path.join(os.environ['HOME'], 'seen.conf'))\n"
+            "s = socket.create_server((os.environ['RABBITMQ_NODE_IP_ADDRESS'], int(os.environ['RABBITMQ_NODE_PORT'])))\n"
+            "time.sleep(30)")
+    bin_dir = fake_server(tmp_path, body)
+    result = run_start(tmp_path, [bin_dir, *system_dirs()], RABBITMQ_NODE_PORT=str(port))
+    pid = int((tmp_path / ".rabbitmq" / "server.pid").read_text())
+    try:
+        assert result.stdout.strip() == f"AMQP_URL=amqp://guest:guest@127.0.0.1:{port}/", result.stderr
+        settings = dict(line.split(" = ", 1) for line in (tmp_path / "seen.conf").read_text().splitlines()
+                        if line and not line.startswith("#"))
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    assert settings == {
+        "listeners.tcp.default": f"127.0.0.1:{port}",
+        "distribution.listener.interface": "127.0.0.1",
+        "loopback_users.guest": "true",
+        "deprecated_features.permit.transient_nonexcl_queues": "false",
+        "deprecated_features.permit.global_qos": "false",
+        "deprecated_features.permit.queue_master_locator": "false",
+    }
+
+
+def test_environment_pins_a_4x_rabbitmq_from_conda_forge():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert env["channels"] == ["conda-forge"]
-    assert "# - rabbitmq-server" in text
-    assert "rabbitmq-server" not in [d for d in env["dependencies"] if isinstance(d, str)]
+    [pin] = [d for d in env["dependencies"] if isinstance(d, str) and d.startswith("rabbitmq-server")]
+    assert pin.startswith("rabbitmq-server=4."), pin

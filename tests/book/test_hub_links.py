@@ -15,7 +15,7 @@ def test_every_chapter_gets_a_link_to_the_student_branch(tmp_path):
     out = tmp_path / "links.md"
     assert hub_links.main(["--hub", "https://hub.example.edu/", "--root", str(ROOT), "--out", str(out)]) == 0
     urls = [line.split("](")[1].rstrip(")\n") for line in out.read_text().splitlines() if line.startswith("- [")]
-    assert len(urls) == len(list((ROOT / "chapters").glob("*.ipynb")))
+    assert len(urls) == len(list((ROOT / "chapters").glob("*.ipynb"))) + (ROOT / "classroom" / "learner.ipynb").exists()
     first = urlsplit(urls[0])
     query = parse_qs(first.query)
     assert first.netloc == "hub.example.edu" and first.path == "/hub/user-redirect/git-pull"

@@ -50,6 +50,20 @@ def test_strip_markdown_removes_every_solution_fence_and_keeps_the_rest():
     assert [SECRET in body for body in student.solution_texts(MARKDOWN)] == [True, True]
 
 
+def test_directives_with_the_answers_class_are_stripped_like_solutions():
+    text = (":::{dropdown} The answers\n:class-container: answers\nSearch: sync.\n:::\n"
+            ":::{dropdown} More reading\n:open:\nkept\n:::\n")
+    assert student.strip_markdown(text) == ":::{dropdown} More reading\n:open:\nkept\n:::\n"
+    assert any("Search: sync." in body for body in student.solution_texts(text))
+
+
+def test_links_to_teacher_pages_become_plain_text():
+    text = ("See {doc}`the instructor's notebook <../classroom/instructor>`, {doc}`../book/instructors` "
+            "and {doc}`the glossary <glossary>`.")
+    assert student.unlink_teacher_pages(text, Path("book/intro.md")) == (
+        "See the instructor's notebook, the instructors' pages and {doc}`the glossary <glossary>`.")
+
+
 def test_strip_notebook_drops_tagged_cells_or_marks_them_for_removal():
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell(MARKDOWN),
@@ -79,6 +93,8 @@ def test_teacher_pages_are_left_out_of_the_student_sources(tmp_path):
     assert "book/instructors" in (ROOT / "_toc.yml").read_text()
     assert "book/instructors" not in toc and "chapters/01-waiting-is-a-choice" in toc
     assert not (tmp_path / "src" / "book" / "instructors.md").exists()
+    assert "classroom/instructor" in (ROOT / "_toc.yml").read_text() and "classroom/instructor" not in toc
+    assert (tmp_path / "src" / "classroom" / "learner.ipynb").exists()
 
 
 @pytest.mark.timeout(180)

@@ -69,7 +69,8 @@ def test_parts_are_captioned_from_start_to_reference(toc):
 
 def test_intro_chapter_plan_matches_the_toc(toc):
     rows = CHAPTER_ROW.findall((ROOT / "book" / "intro.md").read_text())
-    assert [number for number, _ in rows] == [f"{n:02d}" for n in range(1, 11)], "the intro lists chapters 01-10"
     in_toc = {re.match(r"chapters/(\d\d)-", f).group(1) for f in toc_files(toc) if f.startswith("chapters/")}
+    numbers = [number for number, _ in rows]
+    assert numbers == sorted(in_toc | set(numbers)), f"the intro lists chapters {numbers}, the TOC {sorted(in_toc)}"
     wrong = {number: status for number, status in rows if (status == "available") != (number in in_toc)}
     assert not wrong, f"intro says available/coming but the TOC disagrees for chapters {wrong}"

@@ -20,6 +20,7 @@ import uuid
 import aiormq
 import pytest
 
+from labkit.broker import profiles
 from labkit.broker.__main__ import OPTIONS, argv
 
 CMD = [sys.executable, "-m", "labkit.broker"]
@@ -91,6 +92,7 @@ def test_argv_rejects_unknown_options_by_name():
     (["--admin-port", "-1"], "admin_port must be an integer in [0, 65535], got -1"),
     (["--heartbeat", "-5"], "heartbeat"),
     (["--port", "five"], "--port: invalid int value"),
+    (["--rabbitmq", "3.13"], "rabbitmq must be one of '4.3', '3.10' (the RabbitMQ release to behave like), got '3.13'"),
 ])
 def test_bad_arguments_exit_2_and_name_the_argument(args, needle):
     done = subprocess.run([*CMD, *args], stdin=subprocess.PIPE, capture_output=True, timeout=WAIT)
@@ -143,6 +145,17 @@ async def test_prints_amqp_url_then_admin_url_and_serves_amqp(child):
         await channel.basic_publish(b"hello", routing_key=declared.queue)
         got = await channel.basic_get(declared.queue, no_ack=True)
         assert got.body == b"hello"
+    finally:
+        await connection.close()
+
+
+@pytest.mark.parametrize("profile, version", [("3.10", "3.10.8"), ("4.3", "4.3.0"), (None, None)])
+async def test_rabbitmq_picks_the_profile_and_the_server_says_which(child, profile, version):
+    version = version or profiles.resolve(None).version  # no flag: $LABKIT_RABBITMQ, else 4.3
+    c = child("--port", "0", *(["--rabbitmq", profile] if profile else []))
+    connection = await aiormq.connect(c.url)
+    try:
+        assert connection.server_properties["version"] == version
     finally:
         await connection.close()
 

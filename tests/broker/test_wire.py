@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiormq
 import pytest
 from pamqp import body, commands as spec, frame, header
 from pamqp.heartbeat import Heartbeat
@@ -138,3 +139,22 @@ def test_hand_packed_frames_equal_pamqps(tag, multiple):
     assert frames.decode_publish(publish) == ("ex", "rk.é", multiple)
     ack = frame.marshal(spec.Basic.Ack(tag, multiple), 3)[7:-1]
     assert frames.decode_ack(ack) == (tag, multiple)
+
+
+async def test_a_message_of_exactly_the_4_3_limit_goes_through_in_frame_max_frames():
+    """16 MiB, the 4.3 default max_message_size, published by aiormq (split into frame_max frames) and
+    read back intact; one byte more is refused."""
+    broker = await Broker(rabbitmq="4.3").start()
+    try:
+        connection = await aiormq.connect(broker.url)
+        channel = await connection.channel()
+        await channel.queue_declare("big", durable=True)
+        body = bytes(range(256)) * (broker.max_message_size // 256)
+        await channel.basic_publish(body, routing_key="big")
+        message = await channel.basic_get("big", no_ack=True)
+        assert message.body == body
+        with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed, match="larger than configured max size"):
+            await channel.basic_publish(body + b"!", routing_key="big")
+        await connection.close()
+    finally:
+        await broker.stop()

@@ -93,7 +93,7 @@ async def test_refusals_and_a_misbehaving_learner_is_contained(classroom):
         burst = asyncio.gather(*(flood.basic_publish(b"{}", exchange=topology.INBOX, routing_key="rogue",
                                                      properties=props) for _ in range(1500)),
                                return_exceptions=True)
-        rtt, _ = await asyncio.gather(classroom.ping(), burst)
+        rtt, _ = await asyncio.gather(classroom.ping(among=["honest"]), burst)
         assert "honest" in rtt
         assert await classroom.depth(topology.inbox("rogue")) <= topology.INBOX_MAX_LENGTH
         await wait_until(lambda: classroom.errors["malformed"] > 100, timeout=10, what="the flood counted")
@@ -103,7 +103,30 @@ async def test_refusals_and_a_misbehaving_learner_is_contained(classroom):
             for _ in range(1000):
                 await rogue.conn.channel()
         assert rogue.conn.is_closed and not honest.conn.is_closed
-        assert "honest" in await classroom.ping()
+        assert "honest" in await classroom.ping(among=["honest"])
     finally:
         await honest.leave()
         await rogue.leave()
+
+
+@pytest.mark.skipif(not os.environ.get("CLASSROOM_FULL"), reason="every experiment with the full class: CLASSROOM_FULL=1")
+async def test_the_class_runs_every_experiment(classroom):
+    """Done means: a class of SIZE simulated learners runs every experiment, start to finish."""
+    sim = await SimulatedClass(classroom.code, SIZE).start()
+    try:
+        await classroom.wait_for_learners(SIZE, timeout=30 + 3 * SIZE)
+        speeds = {m.name: m.service_time for m in classroom.members.values()}
+        fair = await ex.run_work(classroom, 20 * SIZE, prefetch=1)
+        greedy = await ex.run_work(classroom, 20 * SIZE, prefetch=100)
+        assert fair.lost == greedy.lost == 0
+        assert ex.share_spread(fair, speeds) > ex.share_spread(greedy, speeds)
+        assert 0.5 < fair.makespan / ex.predicted_finish(fair) < 2
+        fan = await ex.fanout(classroom, 10)
+        assert fan.missing == 0 and len(fan.lag) == SIZE
+        coupling = await ex.temporal_coupling(classroom, count=10, interval=0.1, outage=(0.3, 1.3))
+        assert coupling.success("async", True) == 1.0 > coupling.success("sync", True)
+        assert coupling.processed["async"] == 10 * SIZE
+        run, victim = await ex.killed_mid_run(classroom, 20 * SIZE, sim.kill)
+        assert run.lost == 0 and victim not in sim.alive
+    finally:
+        await sim.stop()

@@ -75,6 +75,11 @@ class Inbox:
         leftover = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
         assert not leftover, f"unexpected deliveries: {text(leftover)}"
 
+    async def drain(self, wait: float = QUIET) -> list[DeliveredMessage]:
+        """Every delivery that arrived within ``wait`` seconds (none is an answer too)."""
+        await asyncio.sleep(wait)
+        return [self._queue.get_nowait() for _ in range(self._queue.qsize())]
+
     def count(self) -> int:
         """Deliveries received but not yet taken."""
         return self._queue.qsize()

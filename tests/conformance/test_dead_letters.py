@@ -1,10 +1,12 @@
 """Dead-lettering: where a message goes and the x-death / x-first-death-* headers it carries.
 
 RabbitMQ 3.13 changed how x-death counts when a client republishes a dead-lettered message; these
-tests assert only what 3.10 and later share (first dead-lettering of a message).
+tests assert what 3.10 and later share, and one profiled case shows the difference.
 """
 
 import datetime
+
+import pytest
 
 from .support import text
 
@@ -138,3 +140,26 @@ async def test_delayed_retry_loop_counts_each_death_per_queue_and_reason(client)
     # The most recent death comes first.
     assert (message.header.properties.headers["x-death"][0]["queue"]) == wait
     assert message.header.properties.headers["x-first-death-queue"] == work
+
+
+@pytest.mark.profiles
+async def test_republished_x_death_counts_on_3_x_only(client, profile):
+    # A client takes a dead-lettered message and publishes it again, x-death header and all, to the
+    # queue it died in; it dies there again. 3.x reads the header and counts on (count 2); 4.x keeps its
+    # own death history, ignores the client's header (count 1) and adds x-last-death-* (4.0.1 notes).
+    dlx, dlq = await client.dead_letter_sink()
+    queue = await client.queue(arguments={"x-dead-letter-exchange": dlx})
+    await client.publish(queue, "poison")
+    await reject_one(client, queue)
+    [dead] = await client.arrivals(dlq, 1)
+    await client.publish(queue, "poison", headers=dict(dead.header.properties.headers))
+    await reject_one(client, queue)
+    [again] = await client.arrivals(dlq, 1)
+    headers = again.header.properties.headers
+    [death] = headers["x-death"]
+    assert (death["queue"], death["reason"]) == (queue, "rejected")
+    if profile == "3.10":
+        assert death["count"] == 2 and "x-last-death-reason" not in headers
+    else:
+        assert death["count"] == 1
+        assert (headers["x-last-death-reason"], headers["x-last-death-queue"]) == ("rejected", queue)

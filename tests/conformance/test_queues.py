@@ -127,8 +127,9 @@ async def test_delete_if_unused_with_a_consumer_is_precondition_failed(client):
 async def test_delete_if_empty_with_messages_is_precondition_failed(client):
     queue = await client.queue()
     await client.publish(queue, "a")
-    with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed, match="PRECONDITION_FAILED"):
+    with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed) as refused:
         await (await client.channel()).queue_delete(queue, if_empty=True)
+    assert refused.value.args[0] == f"PRECONDITION_FAILED - queue '{queue}' in vhost '/' not empty"
 
 
 async def test_deleting_a_queue_cancels_its_consumers(client):

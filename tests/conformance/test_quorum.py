@@ -76,6 +76,13 @@ async def test_classic_queue_rejects_delivery_limit(client):
                                      "in vhost '/' of queue type rabbit_classic_queue")
 
 
+@pytest.mark.parametrize("limit", [-1, "twenty"])
+async def test_delivery_limit_values_are_not_validated(client, limit):
+    # Observed on 3.10.8; 4.3 reads a negative limit as "no limit" (it disables the default of 20).
+    queue = await client.queue(durable=True, arguments={**QUORUM, "x-delivery-limit": limit})
+    assert await client.message_count(queue) == 0
+
+
 def _counts(message) -> dict:
     headers = message.header.properties.headers or {}
     return {key: headers[key] for key in ("x-delivery-count", "x-acquired-count") if key in headers}

@@ -59,3 +59,23 @@ async def test_direct_reply_to_requires_no_ack_consumer(client):
     channel = await client.channel()
     with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed, match="PRECONDITION_FAILED"):
         await channel.basic_consume(REPLY_TO, Inbox(), no_ack=False)
+
+
+@pytest.mark.profiles
+async def test_mandatory_reply_to_a_requester_that_is_gone(client, profile):
+    # 3.10: an address whose requester is gone routes nowhere, so mandatory brings a basic.return (aiormq
+    # raises PublishError). 4.2+: the address counts as a queue and the publish as routed: no return
+    # (4.2.0 release notes, "Mandatory flag in Direct Reply-To").
+    queue = await client.queue()
+    requester = await client.channel()
+    await requester.basic_consume(REPLY_TO, Inbox(), no_ack=True)
+    await requester.basic_publish(b"ping", routing_key=queue, properties=props(reply_to=REPLY_TO))
+    [request] = await client.get_all(queue)
+    await requester.close()
+    responder = await client.channel()
+    publish = responder.basic_publish(b"late", routing_key=request.header.properties.reply_to, mandatory=True)
+    if profile == "3.10":
+        with pytest.raises(aiormq.exceptions.PublishError):
+            await publish
+    else:
+        assert (await publish).name == "Basic.Ack"

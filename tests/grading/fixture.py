@@ -63,4 +63,5 @@ def submissions(student_nb: nbformat.NotebookNode) -> dict[str, nbformat.Noteboo
         "dee-raises": raises,
         "eve-loops": answered("chain_ms = 160", "while True:\n    pass"),
         "fay-cheats": cheat,
+        "hal-crashes": answered("chain_ms = 160", "import os\nos._exit(3)"),  # kills its own kernel
     }

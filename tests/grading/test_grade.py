@@ -1,7 +1,9 @@
 """`make grade` on fixture submissions: each kind of submission gives the CSV it should, and none stops the run.
 
 The fixture chapter is built into an assignment with the real `make assignments` code (otter generate),
-then six submissions are graded by the real workers (own broker, own kernel, otter-grader) in parallel.
+then seven submissions (correct, wrong, partly right, raises and deletes a cell, loops, reads the
+hidden checks, crashes its kernel) and a file that is not a notebook are graded by the real workers
+(own broker, own kernel, otter-grader), three at a time.
 """
 import csv
 import subprocess

@@ -14,8 +14,12 @@ from labkit import alt_text, plots, render
 
 
 def test_a_timeline_says_where_each_series_starts_ends_and_peaks():
-    fig = plots.timeline({"p99": ([0.5, 0.7, 0.9], [12, 400, 180])}, title="p99 by load", y_title="p99 (ms)",
-                         faults=[(1.0, 2.0, "email down")])
+    fig = plots.timeline(
+        {"p99": ([0.5, 0.7, 0.9], [12, 400, 180])},
+        title="p99 by load",
+        y_title="p99 (ms)",
+        faults=[(1.0, 2.0, "email down")],
+    )
     text = alt_text.describe(fig)
     assert text.startswith("Figure: p99 by load.")
     assert "rises from 12 ms at 0.5 s to 180 ms at 0.9 s" in text
@@ -24,8 +28,16 @@ def test_a_timeline_says_where_each_series_starts_ends_and_peaks():
 
 
 def test_measured_vs_predicted_states_each_verdict():
-    fig = plots.measured_vs_predicted(["sync", "async"], [0.61, 0.7], [0.63, 1.0], tolerance=0.1, relative=False,
-                                      x_title="design", y_title="success (fraction)", title="Availability")
+    fig = plots.measured_vs_predicted(
+        ["sync", "async"],
+        [0.61, 0.7],
+        [0.63, 1.0],
+        tolerance=0.1,
+        relative=False,
+        x_title="design",
+        y_title="success (fraction)",
+        title="Availability",
+    )
     text = alt_text.describe(fig)
     assert "sync: measured 0.61, predicted 0.63, within the tolerance of ±0.1" in text
     assert "async: measured 0.7, predicted 1, outside the tolerance of ±0.1" in text
@@ -39,7 +51,8 @@ def test_a_cdf_names_its_percentiles():
 
 def test_a_waterfall_counts_spans_and_time():
     span = lambda i, start, end, parent=None, kind="client": SimpleNamespace(  # noqa: E731
-        span_id=i, parent_id=parent, name=f"s{i}", kind=kind, start=start, end=end, ok=True)
+        span_id=i, parent_id=parent, name=f"s{i}", kind=kind, start=start, end=end, ok=True
+    )
     fig = plots.trace_waterfall([span(1, 0.0, 0.1), span(2, 0.01, 0.09, 1, "server")], title="One call")
     text = alt_text.describe(fig)
     assert "2 spans over 100 ms; the first, s1, lasts 100 ms; client: 1; server: 1" in text
@@ -54,8 +67,10 @@ def test_bars_and_categories_are_listed_with_their_values():
 
 def test_binary_encoded_arrays_are_read():
     data = base64.b64encode(array("d", [1.0, 2.0, 4.0]).tobytes()).decode()
-    fig = {"data": [{"type": "scatter", "name": "n", "x": [0, 1, 2], "y": {"dtype": "f8", "bdata": data}}],
-           "layout": {"title": {"text": "T"}}}
+    fig = {
+        "data": [{"type": "scatter", "name": "n", "x": [0, 1, 2], "y": {"dtype": "f8", "bdata": data}}],
+        "layout": {"title": {"text": "T"}},
+    }
     assert "rises from 1 at 0 to 4 at 2" in alt_text.describe(fig)
 
 
@@ -75,8 +90,11 @@ def test_short_cuts_at_a_word():
 def test_the_renderer_puts_the_text_on_the_figure_and_in_a_hidden_paragraph():
     fig = plots.timeline({"depth <q>": ([0, 1], [0, 76])}, title="Queue", y_title="messages")
     html = render.BookRenderer().to_mimebundle(fig.to_plotly_json())["text/html"]
-    div = re.search(r'<div class="labkit-plotly" id="([^"]+)" role="img" aria-label="([^"]+)" '
-                    r'aria-describedby="([^"]+)"', html)
+    div = re.search(
+        r'<div class="labkit-plotly" id="([^"]+)" role="img" aria-label="([^"]+)" '
+        r'aria-describedby="([^"]+)"',
+        html,
+    )
     assert div and div.group(3) == div.group(1) + "-text"
     assert "76" in div.group(2) and "&lt;q&gt;" in div.group(2)  # escaped, so markup cannot break out
     paragraph = re.search(rf'<p class="labkit-plotly-text" id="{div.group(3)}" style="([^"]+)">(.*?)</p>', html)
@@ -84,8 +102,9 @@ def test_the_renderer_puts_the_text_on_the_figure_and_in_a_hidden_paragraph():
 
 
 def test_a_legend_too_long_for_the_top_moves_below_the_plot():
-    many = plots.timeline({f"a long series name number {i}": ([0, 1], [i, i]) for i in range(6)}, title="T",
-                          y_title="y (ms)").to_plotly_json()
+    many = plots.timeline(
+        {f"a long series name number {i}": ([0, 1], [i, i]) for i in range(6)}, title="T", y_title="y (ms)"
+    ).to_plotly_json()
     moved = render.fit_legend(many)
     assert moved["layout"]["legend"]["yref"] == "container" and moved["layout"]["legend"]["y"] == 0.0
     assert moved["layout"]["margin"]["b"] > 70 and moved["layout"]["height"] > 420
@@ -96,8 +115,12 @@ def test_a_legend_too_long_for_the_top_moves_below_the_plot():
 
 
 def test_an_attempts_figure_has_a_row_per_item_and_says_what_failed():
-    fig = plots.attempts({"evt-1": [(10.0, False), (10.2, True)], "evt-2": [(10.1, True)]}, t0=10.0,
-                         faults=[(0.0, 0.15, "receiver down")], title="Deliveries")
+    fig = plots.attempts(
+        {"evt-1": [(10.0, False), (10.2, True)], "evt-2": [(10.1, True)]},
+        t0=10.0,
+        faults=[(0.0, 0.15, "receiver down")],
+        title="Deliveries",
+    )
     failed, delivered = fig.data
     assert list(failed.x) == [0.0] and list(delivered.y) == ["evt-1", "evt-2"]
     text = alt_text.describe(fig)
@@ -106,9 +129,11 @@ def test_an_attempts_figure_has_a_row_per_item_and_says_what_failed():
 
 def test_the_legend_grid_counts_rows_by_its_widest_entry():
     """Three entries, one of them long: plotly gives each its own row, which is too many above the plot."""
-    fig = plots.timeline({"a": ([0, 1], [1, 1]), "b": ([0, 1], [1, 1]),
-                          "reads at a fixed delay that saw the order": ([0, 1], [1, 1])},
-                         title="T", y_title="y").to_plotly_json()
+    fig = plots.timeline(
+        {"a": ([0, 1], [1, 1]), "b": ([0, 1], [1, 1]), "reads at a fixed delay that saw the order": ([0, 1], [1, 1])},
+        title="T",
+        y_title="y",
+    ).to_plotly_json()
     assert render.fit_legend(fig)["layout"]["legend"]["yref"] == "container"
 
 

@@ -29,15 +29,20 @@ async def test_a_design_that_forgets_what_it_notified_is_caught(lab):
         async def accept(body):
             return {}
 
-        return await lab.service("upload-twice", handler=accept, downstream=[workflow.processor_url,
-                                 workflow.notifier_url, workflow.notifier_url], timeout=2.0)
+        return await lab.service(
+            "upload-twice",
+            handler=accept,
+            downstream=[workflow.processor_url, workflow.notifier_url, workflow.notifier_url],
+            timeout=2.0,
+        )
 
     report = await check_design(lab, notify_twice, seed=1)
     assert [p.held for p in report.properties][-1] is False, str(report)
 
 
-@pytest.mark.parametrize("argument, value", [("rate", 0), ("spike_factor", -1), ("processor_time", 0),
-                                              ("drain_timeout", 0), ("seed", -1)])
+@pytest.mark.parametrize(
+    "argument, value", [("rate", 0), ("spike_factor", -1), ("processor_time", 0), ("drain_timeout", 0), ("seed", -1)]
+)
 async def test_arguments_are_validated(lab, argument, value):
     with pytest.raises(ValueError, match=argument):
         await check_design(lab, reference_design, **{argument: value})

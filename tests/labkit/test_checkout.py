@@ -57,16 +57,25 @@ async def test_spine_waits_out_an_outage_and_sends_every_email_after_recovery(la
 async def test_every_failed_fulfillment_is_compensated_once(lab):
     checkout = await lab.start(Checkout(service_times=FAST))
     checkout.services["fulfillment"].configure(failure_rate=0.5)
-    run = await load.open_loop(lambda i: lab.call(checkout.hybrid, body=f"o{i}".encode()), rate=100,
-                               max_requests=30, duration=2, progress=False)
+    run = await load.open_loop(
+        lambda i: lab.call(checkout.hybrid, body=f"o{i}".encode()),
+        rate=100,
+        max_requests=30,
+        duration=2,
+        progress=False,
+    )
     orders = [r.info["order"] for r in run if r.ok]
     assert len(orders) == 30
     await checkout.wait_settled(orders, timeout=15)
     log = checkout.log
     failed = [o for o in orders if log.state(o) == "compensated"]
     assert 0 < len(failed) < 30 and log.count("fulfilled") == 30 - len(failed)
-    assert log.problems(orders) == {"not compensated": [], "undone although fulfilled": [], "unfinished": [],
-                                    "violations": []}
+    assert log.problems(orders) == {
+        "not compensated": [],
+        "undone although fulfilled": [],
+        "unfinished": [],
+        "violations": [],
+    }
     for o in orders:
         undone = o in failed
         assert checkout.effects["payment"][(o, "refund")] == undone
@@ -96,8 +105,10 @@ def test_arguments_are_validated():
 
 def test_split_keeps_the_story_order_and_the_default_is_edge_and_spine():
     assert split(EDGE) == (EDGE, SPINE)
-    assert split(("payment", "validate")) == (("validate", "payment"), tuple(s for s in STEPS
-                                                                          if s not in ("validate", "payment")))
+    assert split(("payment", "validate")) == (
+        ("validate", "payment"),
+        tuple(s for s in STEPS if s not in ("validate", "payment")),
+    )
 
 
 async def test_another_split_takes_payment_off_the_customers_wait(lab):

@@ -5,31 +5,22 @@ import asyncio
 import pytest
 
 from labkit.consumers import Consumer
+from labkit.lifecycle import wait_until
 from labkit.queues import declare_run_queue
-
-
-async def _until(predicate, timeout=10.0):
-    """Wait until ``predicate()`` holds (a liveness bound, not a speed assertion)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_consumer_acks_after_work_and_records_end_to_end_latency(lab, unique):
     queue = unique("work")
     worker = await lab.consumer(queue, work_time=0.03, prefetch=5)
-    for i in range(6):
-        await lab.publish(queue, f"m{i}".encode())
-    await _until(lambda: worker.processed == 6)
+    # published together (a sequence of confirmed publishes would spread them out on a loaded machine)
+    await asyncio.gather(*(lab.publish(queue, f"m{i}".encode()) for i in range(6)))
+    await worker.wait_processed(6)
     assert await lab.queue_depth(queue) == 0
     records = list(worker.records)
     assert all(r.ok for r in records)
     assert all(r.service_time >= 0.03 for r in records)
     # concurrency 1: messages are worked one after another, so later ones waited longer in the queue
-    starts = [r.start for r in records]
-    assert starts == sorted(starts)
+    assert all(later.start >= earlier.end for earlier, later in zip(records, records[1:]))
     assert records[-1].latency > records[0].latency + 3 * 0.03
     await lab.delete_queue(queue)
 
@@ -39,12 +30,12 @@ async def test_concurrency_works_on_several_messages_at_once(lab, unique):
     serial = await lab.consumer(queue, work_time=0.1, prefetch=4, concurrency=1, name="serial")
     for _ in range(4):
         await lab.publish(queue)
-    await _until(lambda: serial.processed == 4)
+    await wait_until(lambda: serial.processed == 4)
     await lab.remove(serial)
     wide = await lab.consumer(queue, work_time=0.1, prefetch=4, concurrency=4, name="wide")
     for _ in range(4):
         await lab.publish(queue)
-    await _until(lambda: wide.processed == 4)
+    await wait_until(lambda: wide.processed == 4)
     span = lambda c: max(r.end for r in c.records) - min(r.start for r in c.records)  # noqa: E731
     assert span(wide) < span(serial) / 2
     await lab.delete_queue(queue)
@@ -55,7 +46,7 @@ async def test_publish_and_consume_share_one_trace(lab, unique):
     await lab.consumer(queue, work_time=0.0)
     cid = await lab.publish(queue, b"x", correlation_id="cid-async")
     assert cid == "cid-async"
-    await _until(lambda: len(lab.tracer.trace(cid)) == 3)
+    await wait_until(lambda: len(lab.tracer.trace(cid)) == 3)
     publish, queued, consume = lab.tracer.trace(cid)
     assert (publish.kind, queued.kind, consume.kind) == ("publish", "queue", "consume")
     assert queued.parent_id == publish.span_id and consume.parent_id == queued.span_id
@@ -72,7 +63,7 @@ async def test_idempotent_consumer_skips_a_duplicate_message_id(lab, unique):
     worker = await lab.consumer(queue, work_time=0.0, idempotent=True, handler=handler)
     await lab.publish(queue, b"order-1", message_id="m-1")
     await lab.publish(queue, b"order-1", message_id="m-1")
-    await _until(lambda: worker.processed + worker.duplicates == 2)
+    await wait_until(lambda: worker.processed + worker.duplicates == 2)
     assert (worker.processed, worker.duplicates, effects) == (1, 1, [b"order-1"])
     await lab.delete_queue(queue)
 
@@ -86,10 +77,10 @@ async def test_crash_before_ack_redelivers_and_duplicates_the_side_effect(lab, u
 
     crashing = await lab.consumer(queue, work_time=0.0, crash_after=1, handler=charge, name="crashing")
     await lab.publish(queue, b"charge 10 EUR", message_id="pay-1")
-    await _until(lambda: crashing.crashed)
+    await wait_until(lambda: crashing.crashed)
     assert not crashing.running and crashing.processed == 0
     survivor = await lab.consumer(queue, work_time=0.0, handler=charge, name="survivor")
-    await _until(lambda: survivor.processed == 1)
+    await wait_until(lambda: survivor.processed == 1)
     assert effects == ["pay-1", "pay-1"], "at-least-once: the side effect happened twice"
     assert survivor.redelivered == 1 and survivor.records[0].info["redelivered"] is True
     await lab.delete_queue(queue)
@@ -100,7 +91,7 @@ async def test_failures_without_requeue_drop_the_message(lab, unique):
     worker = await lab.consumer(queue, work_time=0.0, failure_rate=1.0, requeue_failed=False)
     for _ in range(3):
         await lab.publish(queue)
-    await _until(lambda: worker.failed == 3)
+    await wait_until(lambda: worker.failed == 3)
     await asyncio.sleep(0.1)
     assert worker.failed == 3 and worker.processed == 0  # not redelivered
     assert await lab.queue_depth(queue) == 0
@@ -114,10 +105,10 @@ async def test_sampled_queue_depth_rises_and_drains(lab, unique):
     sampler = await lab.sample_queue(queue, interval=0.02)
     for _ in range(20):
         await lab.publish(queue)
-    await _until(lambda: sampler.max() == 20)
+    await wait_until(lambda: sampler.max() == 20)
     worker = await lab.consumer(queue, work_time=0.0, prefetch=10)
-    await _until(lambda: worker.processed == 20)
-    await _until(lambda: sampler.samples[-1][1] == 0)
+    await wait_until(lambda: worker.processed == 20)
+    await wait_until(lambda: sampler.samples[-1][1] == 0)
     await lab.remove(sampler)
     await lab.delete_queue(queue)
 
@@ -159,8 +150,8 @@ async def test_one_trace_follows_http_then_amqp_then_http(lab, unique):
     order = await lab.service("order", service_time=0.0, handler=announce)
     answer = await lab.call(order, correlation_id="cid-mixed")
     assert answer["queued"]
-    await _until(lambda: any(s.name == "smtp" for s in lab.tracer.trace("cid-mixed")))
-    await _until(lambda: any(s.kind == "consume" for s in lab.tracer.trace("cid-mixed")))
+    await wait_until(lambda: any(s.name == "smtp" for s in lab.tracer.trace("cid-mixed")))
+    await wait_until(lambda: any(s.kind == "consume" for s in lab.tracer.trace("cid-mixed")))
     spans = lab.tracer.trace("cid-mixed")
     kinds = [s.kind for s in spans]
     assert kinds[:3] == ["client", "server", "publish"] and "queue" in kinds and "consume" in kinds
@@ -178,10 +169,15 @@ async def test_rejected_messages_go_to_the_dead_letter_queue(lab, unique):
     queue, dlq = unique("work"), unique("dead")
     channel = await lab.channel()
     await declare_run_queue(channel, dlq)
-    worker = await lab.consumer(queue, work_time=0.0, failure_rate=1.0, requeue_failed=False,
-                                arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq})
+    worker = await lab.consumer(
+        queue,
+        work_time=0.0,
+        failure_rate=1.0,
+        requeue_failed=False,
+        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq},
+    )
     await lab.publish(queue, b"poison")
-    await _until(lambda: worker.failed == 1)
+    await wait_until(lambda: worker.failed == 1)
     for _ in range(200):  # dead-lettering is asynchronous in the broker
         if await lab.queue_depth(dlq) == 1:
             break
@@ -199,7 +195,7 @@ async def test_fan_out_reaches_every_bound_consumer(lab, unique):
     names = [unique(n) for n in ("email", "analytics", "fulfillment")]
     workers = [await lab.consumer(q, work_time=0.0, bindings=[(exchange, "")]) for q in names]
     await lab.publish("", b"order 1", exchange=exchange)
-    await _until(lambda: all(w.processed == 1 for w in workers))
+    await wait_until(lambda: all(w.processed == 1 for w in workers))
     for q in names:
         await lab.delete_queue(q)
     await channel.exchange_delete(exchange)

@@ -12,15 +12,8 @@ from labkit.deadletter import (
     replay,
     take_all,
 )
+from labkit.lifecycle import wait_until
 from labkit.queues import declare_run_queue
-
-
-async def _until(predicate, timeout=10.0):
-    """Wait until ``predicate()`` holds (a liveness bound, not a speed assertion)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_poison_message_is_retried_with_delay_then_parked_after_max_attempts(lab, unique):
@@ -38,7 +31,8 @@ async def test_poison_message_is_retried_with_delay_then_parked_after_max_attemp
 
     async def parked():
         return await lab.queue_depth(topo.dlq) == 1
-    await _until(parked)
+
+    await wait_until(parked)
     assert topo.attempts_of("bad") == 3 and topo.attempts_of("good") == 1
     assert [a for m, a, _ in topo.log if m == "bad"] == [1, 2, 3]
     [letter] = await inspect(channel, topo.dlq)
@@ -57,7 +51,8 @@ async def test_poison_message_is_retried_with_delay_then_parked_after_max_attemp
 
     async def handled():
         return topo.log == [("bad", 1, True)]
-    await _until(handled)
+
+    await wait_until(handled)
     assert await lab.queue_depth(topo.dlq) == 0
     await topo.delete(channel)
 
@@ -77,7 +72,8 @@ async def test_quorum_delivery_limit_dead_letters_after_limit_plus_one_deliverie
 
     async def dead():
         return await lab.queue_depth(dlq) == 1
-    await _until(dead)
+
+    await wait_until(dead)
     assert deliveries == [False, True, True]
     [message] = await take_all(channel, dlq)
     assert message.header.properties.headers["x-death"][0]["reason"] == "delivery_limit"

@@ -39,8 +39,8 @@ async def test_topic_fanout_routes_by_pattern_and_binds_a_queue_declared_elsewhe
 async def test_hiccup_slows_a_request_only_when_it_draws_one(http_lab):
     always = await http_lab.service("always", service_time=0, handler=Hiccup(1.0, 0.2))
     never = await http_lab.service("never", service_time=0, handler=Hiccup(0.0, 0.2))
-    slow = (await asyncio.gather(*(http_lab.call(always) for _ in range(3))))
-    fast = (await asyncio.gather(*(http_lab.call(never) for _ in range(3))))
+    slow = await asyncio.gather(*(http_lab.call(always) for _ in range(3)))
+    fast = await asyncio.gather(*(http_lab.call(never) for _ in range(3)))
     assert all(r["hiccup"] for r in slow) and not any(r["hiccup"] for r in fast)
     assert always.handler.slow == always.handler.calls == 3
     assert min(r.end - r.start for r in always.records) >= 0.2 > max(r.end - r.start for r in never.records) * 2
@@ -64,15 +64,18 @@ def test_lag_timeline_counts_published_minus_done():
     assert lag == [1, 2, 1, 2, 1, 0]
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: Hiccup(1.5, 0.1), "p must be"),
-    (lambda: Hiccup(0.1, -1), "delay must be"),
-    (lambda: Hiccup(0.1, 1).configure(p=-0.1), "p must be"),
-    (lambda: lag_timeline([1.0], [1.0, 2.0]), "done must not have more"),
-    (lambda: Fanout(None, "", []), "exchange must be"),
-    (lambda: Fanout(None, "x", [""]), "queue must be"),
-    (lambda: Fanout(None, "x", exchange_type="headers"), "exchange_type"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: Hiccup(1.5, 0.1), "p must be"),
+        (lambda: Hiccup(0.1, -1), "delay must be"),
+        (lambda: Hiccup(0.1, 1).configure(p=-0.1), "p must be"),
+        (lambda: lag_timeline([1.0], [1.0, 2.0]), "done must not have more"),
+        (lambda: Fanout(None, "", []), "exchange must be"),
+        (lambda: Fanout(None, "x", [""]), "queue must be"),
+        (lambda: Fanout(None, "x", exchange_type="headers"), "exchange_type"),
+    ],
+)
 def test_arguments_are_validated(call, message):
     with pytest.raises(ValueError, match=message):
         call()

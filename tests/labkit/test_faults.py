@@ -377,3 +377,32 @@ async def test_amqp_through_the_proxy(amqp_url):
             await direct_ch.queue_delete(queue)
             await direct_conn.close()
             await conn.close()
+
+
+async def test_the_proxy_state_follows_its_table_and_a_toxic_has_toxiproxys_fields():
+    from labkit.faults import PROXY_TRANSITIONS, ProxyState
+
+    assert PROXY_TRANSITIONS[ProxyState.STOPPED] == {ProxyState.LISTENING}
+    proxy = FaultProxy("127.0.0.1", 9, "state")
+    assert proxy.state is ProxyState.STOPPED and not proxy.running
+    await proxy.start()
+    down = Down()
+    proxy.add(down)
+    assert proxy.state == "refusing"
+    proxy.remove(down)
+    assert proxy.state is ProxyState.LISTENING
+    await proxy.stop()
+    assert proxy.state is ProxyState.STOPPED
+    proxy.add(down)  # switched while stopped: no state change, nothing reopens
+    proxy.remove(down)
+    assert proxy.state is ProxyState.STOPPED
+    latency = Latency(5, direction="upstream", probability=0.5)
+    assert (latency.name, latency.type, latency.direction, latency.toxicity) == (
+        "latency_upstream",
+        "latency",
+        "upstream",
+        0.5,
+    )
+    assert Reset(name="flaky").name == "flaky"
+    with pytest.raises(ValueError, match="name must be a non-empty string"):
+        Latency(1, name="")

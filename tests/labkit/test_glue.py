@@ -22,7 +22,8 @@ def test_values_are_stored_as_myst_nb_reads_them(shown):
     assert GLUE_PREFIX == myst_glue.GLUE_PREFIX
     glue(peak=76, share=0.8321, word="hybrid")
     assert [m["scrapbook"] for _, m in shown] == [
-        {"name": n, "mime_prefix": GLUE_PREFIX} for n in ("peak", "share", "word")]
+        {"name": n, "mime_prefix": GLUE_PREFIX} for n in ("peak", "share", "word")
+    ]
     assert [literal_eval(o[GLUE_PREFIX + "text/plain"]) for o, _ in shown] == [76, 0.8321, "hybrid"]
 
 
@@ -34,10 +35,15 @@ def test_other_number_types_become_plain_numbers(shown):
     assert [o[GLUE_PREFIX + "text/plain"] for o, _ in shown] == ["1.5"]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({}, "at least one"), ({"x": float("nan")}, "x must be a finite number"),
-    ({"x": True}, "x must be a number or a string"), ({"x": [1]}, "x must be a number or a string"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({}, "at least one"),
+        ({"x": float("nan")}, "x must be a finite number"),
+        ({"x": True}, "x must be a number or a string"),
+        ({"x": [1]}, "x must be a number or a string"),
+    ],
+)
 def test_bad_values_are_named(kwargs, message, shown):
     with pytest.raises(ValueError, match=message):
         glue(**kwargs)

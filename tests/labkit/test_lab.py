@@ -35,8 +35,7 @@ async def _exercise(lab, queue):
     await lab.publish(queue, b"x")
     sampler = await lab.sample_queue(queue, interval=0.01)
     lab.spawn(asyncio.sleep(3600), name="forgotten background task")
-    while worker.processed < 1:
-        await asyncio.sleep(0.005)
+    await worker.wait_processed(1)
     return sampler
 
 
@@ -112,7 +111,7 @@ async def test_async_with_stops_on_exit_and_stop_is_idempotent():
             await lab.consumer("q")
     assert not lab.running
     await lab.stop()
-    with pytest.raises(RuntimeError, match="already running|not running"):
+    with pytest.raises(RuntimeError, match=r"already running|not running"):
         await lab.call("http://127.0.0.1:1/")
 
 
@@ -152,8 +151,13 @@ async def test_stop_cancels_background_tasks():
 
 @pytest.mark.parametrize(
     "kwargs, argument",
-    [({"seed": -1}, "seed"), ({"seed": 1.5}, "seed"), ({"amqp_url": "http://x"}, "amqp_url"),
-     ({"http_timeout": 0}, "http_timeout"), ({"broker_options": "fast"}, "broker_options")],
+    [
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"amqp_url": "http://x"}, "amqp_url"),
+        ({"http_timeout": 0}, "http_timeout"),
+        ({"broker_options": "fast"}, "broker_options"),
+    ],
 )
 def test_invalid_arguments_name_the_argument(kwargs, argument):
     with pytest.raises(ValueError, match=argument):
@@ -210,8 +214,7 @@ async def test_reset_records_starts_a_fresh_experiment(lab, unique):
     worker = await lab.consumer(queue, work_time=0.0)
     await lab.call(svc)
     await lab.publish(queue)
-    while worker.processed < 1:
-        await asyncio.sleep(0.01)
+    await worker.wait_processed(1)
     old_t0 = lab.t0
     clock = lab.reset_records()
     assert clock is lab.clock and lab.t0 > old_t0

@@ -3,6 +3,7 @@
 import asyncio
 
 import aiohttp
+import aiormq
 import pytest
 from aiohttp import web
 
@@ -63,8 +64,9 @@ async def test_wait_until_names_what_it_waited_for():
         await wait_until(lambda: False, timeout=0.02, what="the broker")
 
 
-@pytest.mark.parametrize("kwargs, name", [({"timeout": 0}, "timeout"), ({"timeout": -1}, "timeout"),
-                                          ({"interval": 0}, "interval")])
+@pytest.mark.parametrize(
+    "kwargs, name", [({"timeout": 0}, "timeout"), ({"timeout": -1}, "timeout"), ({"interval": 0}, "interval")]
+)
 async def test_wait_until_rejects_bad_bounds(kwargs, name):
     with pytest.raises(ValueError, match=f"^{name} must be"):
         await wait_until(lambda: True, **kwargs)
@@ -114,7 +116,7 @@ async def test_amqp_worker_that_fails_to_start_leaves_nothing_open(amqp_url, uni
             return [(unique("missing"), None)]  # consuming a queue that does not exist: 404
 
     worker = Broken(amqp_url, unique("echo"))
-    with pytest.raises(Exception):
+    with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
         await worker.start()
     assert not worker.running and worker._connection is None
 

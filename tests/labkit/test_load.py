@@ -97,9 +97,7 @@ async def test_open_loop_records_every_request_with_info():
 
 async def test_open_loop_launches_on_schedule_even_when_requests_are_slow():
     """No coordinated omission: 10 requests that each take 1 s all start within the 0.2 s schedule."""
-    rec = await open_loop(
-        lambda i: asyncio.sleep(1.0), rate=50, duration=0.2, arrivals="constant", progress=False
-    )
+    rec = await open_loop(lambda i: asyncio.sleep(1.0), rate=50, duration=0.2, arrivals="constant", progress=False)
     starts = [r.start for r in rec]
     assert len(rec) == 10
     assert max(starts) - min(starts) < 0.5  # a closed loop of 1 would have needed 9 s
@@ -109,8 +107,9 @@ async def test_open_loop_launches_on_schedule_even_when_requests_are_slow():
 
 async def test_open_loop_send_times_follow_the_clock():
     clock = Clock()
-    rec = await open_loop(lambda i: asyncio.sleep(0), rate=100, duration=0.1, arrivals="constant",
-                          progress=False, t0=clock)
+    rec = await open_loop(
+        lambda i: asyncio.sleep(0), rate=100, duration=0.1, arrivals="constant", progress=False, t0=clock
+    )
     assert rec.t0 == clock.t0
     assert [r.scheduled - clock.t0 for r in rec] == pytest.approx([k / 100 for k in range(10)])
 
@@ -127,16 +126,18 @@ async def test_failures_are_recorded_not_raised():
 
 
 async def test_per_request_timeout():
-    rec = await open_loop(lambda i: asyncio.sleep(5), rate=100, duration=0.05, arrivals="constant",
-                          timeout=0.05, progress=False)
+    rec = await open_loop(
+        lambda i: asyncio.sleep(5), rate=100, duration=0.05, arrivals="constant", timeout=0.05, progress=False
+    )
     assert len(rec) == 5 and rec.errors() == {"timeout": 5}
     assert max(r.service_time for r in rec) < 2.5  # cut well before the 5 s sleep
 
 
 async def test_stragglers_are_cancelled_as_timeouts_and_nothing_leaks():
     started = time.monotonic()
-    rec = await open_loop(lambda i: asyncio.sleep(30), rate=100, duration=0.05, arrivals="constant",
-                          drain_timeout=0.1, progress=False)
+    rec = await open_loop(
+        lambda i: asyncio.sleep(30), rate=100, duration=0.05, arrivals="constant", drain_timeout=0.1, progress=False
+    )
     assert time.monotonic() - started < 10  # returned long before the 30 s operations would finish
     assert rec.errors() == {"timeout": 5}
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
@@ -196,6 +197,7 @@ async def one_at_a_time_service():
     await site.start()
     port = runner.addresses[0][1]
     async with aiohttp.ClientSession() as session:
+
         async def op(i):
             async with session.get(f"http://127.0.0.1:{port}/") as resp:
                 resp.raise_for_status()
@@ -239,8 +241,9 @@ async def test_closed_loop_think_time_reduces_throughput():
 
 
 async def test_closed_loop_cancels_stragglers():
-    rec = await closed_loop(lambda i: asyncio.sleep(30), concurrency=2, duration=0.05, drain_timeout=0.05,
-                            progress=False)
+    rec = await closed_loop(
+        lambda i: asyncio.sleep(30), concurrency=2, duration=0.05, drain_timeout=0.05, progress=False
+    )
     assert rec.errors() == {"timeout": 2}
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
 
@@ -273,6 +276,7 @@ def test_endless_profile_with_zero_rate_tail_ends():
 async def test_stale_clock_warns():
     stale = Clock(time.monotonic() - 5)
     with pytest.warns(RuntimeWarning, match="t0 is 5.0 s behind the first arrival"):
-        rec = await open_loop(lambda i: asyncio.sleep(0), rate=10, duration=0.3, arrivals="constant", t0=stale,
-                              progress=False)
+        rec = await open_loop(
+            lambda i: asyncio.sleep(0), rate=10, duration=0.3, arrivals="constant", t0=stale, progress=False
+        )
     assert len(rec) == 3

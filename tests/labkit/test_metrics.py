@@ -12,7 +12,6 @@ from labkit.metrics import Clock, QueueDepthSampler, Record, Recording, as_t0, p
 from labkit.queues import declare_run_queue
 
 
-
 def rec(scheduled, start, end, ok=True, error=None, **info):
     return Record(scheduled, start, end, ok, error, info)
 
@@ -38,8 +37,14 @@ def test_percentile_interpolates_like_numpy():
 def make_recording():
     # 10 ops scheduled at 0.0, 0.1, ... 0.9 after t0=100; every third fails; latency grows with i
     records = [
-        rec(100 + i / 10, 100 + i / 10, 100 + i / 10 + 0.01 * (i + 1), ok=i % 3 != 0,
-            error=None if i % 3 else "timeout", path="a" if i < 5 else "b")
+        rec(
+            100 + i / 10,
+            100 + i / 10,
+            100 + i / 10 + 0.01 * (i + 1),
+            ok=i % 3 != 0,
+            error=None if i % 3 else "timeout",
+            path="a" if i < 5 else "b",
+        )
         for i in range(10)
     ]
     return Recording(records, t0=100.0, duration=1.0)
@@ -122,7 +127,7 @@ def test_recording_validation():
         r.timeseries(0)
     with pytest.raises(ValueError, match="bin_s must be > 0"):
         r.in_flight(-1)
-    with pytest.raises(ValueError, match="records must be labkit.metrics.Record objects, got 3"):
+    with pytest.raises(ValueError, match=r"records must be labkit\.metrics\.Record objects, got 3"):
         Recording([rec(1, 1, 2), 3])
     with pytest.raises(ValueError, match="by must be one of"):
         r.timeseries(1, by="sent")

@@ -13,8 +13,13 @@ from labkit.tracing import Span
 
 def _recording(latencies, ok=None, t0=100.0, gap=0.1):
     ok = ok or [True] * len(latencies)
-    return Recording([Record(t0 + i * gap, t0 + i * gap, t0 + i * gap + lat, good, None if good else "boom")
-                      for i, (lat, good) in enumerate(zip(latencies, ok))], t0=t0)
+    return Recording(
+        [
+            Record(t0 + i * gap, t0 + i * gap, t0 + i * gap + lat, good, None if good else "boom")
+            for i, (lat, good) in enumerate(zip(latencies, ok))
+        ],
+        t0=t0,
+    )
 
 
 def _colors_used(fig):
@@ -30,9 +35,13 @@ def test_palette_is_okabe_ito_and_the_template_is_registered():
 
 
 def test_timeline_draws_series_and_fault_bands_from_a_proxy_or_tuples():
-    fig = plots.timeline({"in flight": ([0, 1, 2], [0, 3, 1]), "waiting": ([0, 2], [0, 0])},
-                         title="In flight", y_title="requests in flight", step=True,
-                         faults=[{"start": 0.5, "end": None, "label": "payment: Down()"}, (1.0, 1.5, "slow")])
+    fig = plots.timeline(
+        {"in flight": ([0, 1, 2], [0, 3, 1]), "waiting": ([0, 2], [0, 0])},
+        title="In flight",
+        y_title="requests in flight",
+        step=True,
+        faults=[{"start": 0.5, "end": None, "label": "payment: Down()"}, (1.0, 1.5, "slow")],
+    )
     assert [t.name for t in fig.data] == ["in flight", "waiting"]
     assert fig.data[0].line.shape == "hv"
     rects = [s for s in fig.layout.shapes if s.type == "rect"]
@@ -55,8 +64,13 @@ def test_latency_cdf_is_monotone_in_ms_and_marks_percentiles():
 
 
 def test_latency_vs_parameter_overlays_theory_dashed():
-    fig = plots.latency_vs([0.2, 0.5, 0.8], {"mean": [0.012, 0.02, 0.05]}, x_title="utilisation ρ",
-                           title="Waiting grows with load", theory={"M/M/1": ([0.1, 0.9], [0.011, 0.1])})
+    fig = plots.latency_vs(
+        [0.2, 0.5, 0.8],
+        {"mean": [0.012, 0.02, 0.05]},
+        x_title="utilisation ρ",
+        title="Waiting grows with load",
+        theory={"M/M/1": ([0.1, 0.9], [0.011, 0.1])},
+    )
     measured, theory = fig.data
     assert list(measured.y) == pytest.approx([12, 20, 50]) and theory.line.dash == "dash"
     assert theory.name == "M/M/1 (theory)" and fig.layout.yaxis.title.text == "latency (ms)"
@@ -66,8 +80,7 @@ def test_percentiles_bars_and_success_rate_bins():
     rec = _recording([0.01] * 10 + [0.05] * 10, ok=[True] * 15 + [False] * 5, gap=0.1)
     fig = plots.percentiles({"run": rec}, qs=(50, 99))
     assert list(fig.data[0].x) == ["p50", "p99"] and fig.data[0].y[1] > fig.data[0].y[0]
-    fig = plots.success_rate({"sync": rec, "records": list(rec)}, bin_s=1.0, t0=100.0,
-                             faults=[(1.0, 2.0, "down")])
+    fig = plots.success_rate({"sync": rec, "records": list(rec)}, bin_s=1.0, t0=100.0, faults=[(1.0, 2.0, "down")])
     assert list(fig.data[0].y) == pytest.approx([100, 50])
     assert list(fig.data[1].y) == pytest.approx([100, 50])
     assert fig.layout.yaxis.title.text == "requests succeeded (%)"
@@ -84,15 +97,20 @@ def test_queue_depth_from_sampler_timeseries_or_pairs():
 
 
 def test_measured_vs_predicted_flags_points_outside_the_band():
-    fig = plots.measured_vs_predicted([1, 2, 3], [0.99, 0.80, 0.70], [1.0, 0.9, 0.5], tolerance=0.05,
-                                      x_title="services in the chain", y_title="availability")
+    fig = plots.measured_vs_predicted(
+        [1, 2, 3],
+        [0.99, 0.80, 0.70],
+        [1.0, 0.9, 0.5],
+        tolerance=0.05,
+        x_title="services in the chain",
+        y_title="availability",
+    )
     upper, lower, predicted, measured = fig.data
     assert list(upper.y) == pytest.approx([1.05, 0.945, 0.525])
     assert lower.fill == "tonexty" and predicted.line.dash == "dash"
     assert list(measured.customdata) == ["within tolerance", "outside tolerance", "outside tolerance"]
     assert measured.marker.color[0] == plots.OKABE_ITO["bluish green"]
-    absolute = plots.measured_vs_predicted(["a"], [1.5], [1.0], tolerance=0.6, relative=False,
-                                           x_title="x", y_title="y")
+    absolute = plots.measured_vs_predicted(["a"], [1.5], [1.0], tolerance=0.6, relative=False, x_title="x", y_title="y")
     assert absolute.data[3].customdata[0] == "within tolerance"
 
 

@@ -131,8 +131,13 @@ async def test_work_time_is_paid_by_every_protocol(amqp_url):
 async def test_protocols_start_their_servers_and_stop_everything(amqp_url):
     protocols = await Protocols(amqp_url).start()
     calls = await protocols.calls(reuse=True, one_way=True)
-    assert set(calls) == {Protocols.HTTP, Protocols.HTTP_BYTES, Protocols.GRPC, Protocols.AMQP_RPC,
-                          Protocols.AMQP_PUBLISH}
+    assert set(calls) == {
+        Protocols.HTTP,
+        Protocols.HTTP_BYTES,
+        Protocols.GRPC,
+        Protocols.AMQP_RPC,
+        Protocols.AMQP_PUBLISH,
+    }
     fresh = await protocols.calls(reuse=False)
     assert Protocols.AMQP_PUBLISH not in fresh
     for call in [*calls.values(), *fresh.values()]:
@@ -158,6 +163,7 @@ async def test_interleaved_takes_turns_warms_up_and_records_failures():
             if fail:
                 raise RuntimeError("boom")
             return data if name != "liar" else b"?"
+
         return call
 
     calls = {"a": make("a"), "b": make("b"), "c": make("c", fail=False), "liar": make("liar")}
@@ -171,17 +177,20 @@ async def test_interleaved_takes_turns_warms_up_and_records_failures():
     assert failing.success_rate() == 0 and failing.errors() == {"RuntimeError: boom": 2}
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: payload(-1), "size must be an integer in"),
-    (lambda: HttpEchoServer(work_time=-1), "work_time must be >= 0"),
-    (lambda: HttpClient("ftp://x", "json"), "url must be an http:// URL"),
-    (lambda: HttpClient("http://127.0.0.1:1/", "xml"), "encoding must be one of"),
-    (lambda: GrpcClient("nohost"), "target must be 'host:port'"),
-    (lambda: AmqpClient("http://x", "q"), "amqp_url must start with amqp://"),
-    (lambda: AmqpEchoWorker("amqp://x", ""), "queue must be a non-empty queue name"),
-    (lambda: AmqpEchoWorker("amqp://x", "q", prefetch=0), "prefetch must be an integer in"),
-    (lambda: Protocols("amqp://x", work_time=float("nan")), "work_time must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: payload(-1), "size must be an integer in"),
+        (lambda: HttpEchoServer(work_time=-1), "work_time must be >= 0"),
+        (lambda: HttpClient("ftp://x", "json"), "url must be an http:// URL"),
+        (lambda: HttpClient("http://127.0.0.1:1/", "xml"), "encoding must be one of"),
+        (lambda: GrpcClient("nohost"), "target must be 'host:port'"),
+        (lambda: AmqpClient("http://x", "q"), "amqp_url must start with amqp://"),
+        (lambda: AmqpEchoWorker("amqp://x", ""), "queue must be a non-empty queue name"),
+        (lambda: AmqpEchoWorker("amqp://x", "q", prefetch=0), "prefetch must be an integer in"),
+        (lambda: Protocols("amqp://x", work_time=float("nan")), "work_time must be a finite number"),
+    ],
+)
 def test_arguments_are_validated(call, message):
     with pytest.raises(ValueError, match=message):
         call()

@@ -41,8 +41,9 @@ def transient_non_exclusive(tree):
     """Line numbers of queue_declare calls that are not passive, durable or exclusive (literally True)."""
     found = []
     for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "queue_declare"):
+        if not (
+            isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "queue_declare"
+        ):
             continue
         if any(k.arg is None for k in node.keywords) or any(isinstance(a, ast.Starred) for a in node.args):
             found.append(node.lineno)  # **options: cannot tell, so not allowed
@@ -54,20 +55,27 @@ def transient_non_exclusive(tree):
 
 
 def test_the_check_finds_aiormq_defaults_and_accepts_the_four_kinds():
-    bad = _parse("await ch.queue_declare('q')\nch.queue_declare('q', auto_delete=True, durable=False)\n"
-                 "ch.queue_declare('q', arguments={'x-queue-type': 'quorum'})\nch.queue_declare(**kw)")
+    bad = _parse(
+        "await ch.queue_declare('q')\nch.queue_declare('q', auto_delete=True, durable=False)\n"
+        "ch.queue_declare('q', arguments={'x-queue-type': 'quorum'})\nch.queue_declare(**kw)"
+    )
     assert transient_non_exclusive(bad) == [1, 2, 3, 4]
-    good = _parse("ch.queue_declare('q', durable=True, arguments={'x-expires': 1})\n"
-                  "ch.queue_declare('q', exclusive=True)\nch.queue_declare('q', passive=True)\n"
-                  "ch.queue_declare('q', durable=True, arguments={'x-queue-type': 'quorum'})")
+    good = _parse(
+        "ch.queue_declare('q', durable=True, arguments={'x-expires': 1})\n"
+        "ch.queue_declare('q', exclusive=True)\nch.queue_declare('q', passive=True)\n"
+        "ch.queue_declare('q', durable=True, arguments={'x-queue-type': 'quorum'})"
+    )
     assert transient_non_exclusive(good) == []
 
 
 def test_no_transient_non_exclusive_queue_is_declared_in_labkit_or_the_chapters():
-    offenders = [f"{where}: line {line}" for where, source in _sources()
-                 for line in transient_non_exclusive(_parse(source))]
-    assert not offenders, ("RabbitMQ 4.3 refuses these (541): declare durable (labkit.queues.declare_run_queue), "
-                           "exclusive, quorum or stream instead:\n" + "\n".join(offenders))
+    offenders = [
+        f"{where}: line {line}" for where, source in _sources() for line in transient_non_exclusive(_parse(source))
+    ]
+    assert not offenders, (
+        "RabbitMQ 4.3 refuses these (541): declare durable (labkit.queues.declare_run_queue), "
+        "exclusive, quorum or stream instead:\n" + "\n".join(offenders)
+    )
 
 
 def test_run_queue_arguments_expire_unless_a_stream():

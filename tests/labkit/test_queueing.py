@@ -11,8 +11,9 @@ from labkit.queueing import WAITED, QueueRun, mmc_experiment
 
 def _run(servers, arrivals, works, waits):
     """A QueueRun from hand-made timings: arrival times, work times and waits (s)."""
-    records = [Record(t - 0.001, t + w, t + w + s, True, None, {"received": t})
-               for t, s, w in zip(arrivals, works, waits)]
+    records = [
+        Record(t - 0.001, t + w, t + w + s, True, None, {"received": t}) for t, s, w in zip(arrivals, works, waits)
+    ]
     return QueueRun(servers, offered_rate=1.0, service_time=1.0, records=records)
 
 
@@ -59,8 +60,7 @@ async def test_arguments_are_validated_before_anything_starts(kwargs, message):
 
 
 async def test_a_live_queue_waits_more_when_busier_and_cleans_up(lab):
-    quiet, busy = [await mmc_experiment(lab, 1, rho, 0.01, duration=1.5, seed=3, progress=False)
-                   for rho in (0.2, 0.8)]
+    quiet, busy = [await mmc_experiment(lab, 1, rho, 0.01, duration=1.5, seed=3, progress=False) for rho in (0.2, 0.8)]
     for run in (quiet, busy):
         assert run.n > 10 and all(r.ok for r in run.records)
         assert all(w >= 0 for w in run.waits())

@@ -31,11 +31,18 @@ async def test_a_retried_post_creates_an_order_per_attempt(orders):
 
 async def test_a_retried_put_or_keyed_post_creates_one(orders):
     await retrying("PUT", orders.url + "orders/o-1", body={"item": "book"}, timeout=0.05, attempts=3)
-    await retrying("POST", orders.url + "orders", body={"item": "pen"}, headers={"Idempotency-Key": "k-1"},
-                   timeout=0.05, attempts=3)  # the retries arrive while the first is still being done
+    await retrying(
+        "POST",
+        orders.url + "orders",
+        body={"item": "pen"},
+        headers={"Idempotency-Key": "k-1"},
+        timeout=0.05,
+        attempts=3,
+    )  # the retries arrive while the first is still being done
     await settle(orders, 4)
-    again = await retrying("POST", orders.url + "orders", body={"item": "pen"}, headers={"Idempotency-Key": "k-1"},
-                           timeout=1.0, attempts=1)
+    again = await retrying(
+        "POST", orders.url + "orders", body={"item": "pen"}, headers={"Idempotency-Key": "k-1"}, timeout=1.0, attempts=1
+    )
     assert again == ["200"] and sorted(o["item"] for o in orders.orders.values()) == ["book", "pen"]
 
 

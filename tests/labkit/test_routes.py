@@ -11,8 +11,9 @@ from labkit.services import Service
 async def test_routes_pick_the_downstreams_of_each_path(http_lab):
     catalog = await http_lab.service("inventory", service_time=0.0)
     order = await http_lab.service("payment", service_time=0.0)
-    shop = await http_lab.service("order", service_time=0.0, downstream=[order, catalog],
-                                  routes={"/browse": ["inventory"], "/about": []})
+    shop = await http_lab.service(
+        "order", service_time=0.0, downstream=[order, catalog], routes={"/browse": ["inventory"], "/about": []}
+    )
     browse = await http_lab.call(shop, "browse")
     about = await http_lab.call(shop, "about")
     other = await http_lab.call(shop, "checkout")
@@ -28,8 +29,13 @@ async def test_paths_sharing_workers_wait_for_each_other(http_lab):
     the mechanism of a cascading failure."""
     slow = await http_lab.service("email", service_time=0.4)
     fast = await http_lab.service("inventory", service_time=0.0)
-    shared = await http_lab.service("order", service_time=0.0, downstream=[slow, fast], capacity=1,
-                                    routes={"/slow": ["email"], "/fast": ["inventory"]})
+    shared = await http_lab.service(
+        "order",
+        service_time=0.0,
+        downstream=[slow, fast],
+        capacity=1,
+        routes={"/slow": ["email"], "/fast": ["inventory"]},
+    )
     started = time.monotonic()
     await http_lab.call(shared, "fast")
     fast_alone = time.monotonic() - started
@@ -42,13 +48,16 @@ async def test_paths_sharing_workers_wait_for_each_other(http_lab):
     assert fast_behind >= 0.2 and fast_behind > 5 * fast_alone, (fast_alone, fast_behind)
 
 
-@pytest.mark.parametrize("routes", [
-    ["/browse"],
-    {"browse": ["inventory"]},
-    {"/browse": "inventory"},
-    {"/browse": ["payment"]},
-    {1: []},
-])
+@pytest.mark.parametrize(
+    "routes",
+    [
+        ["/browse"],
+        {"browse": ["inventory"]},
+        {"/browse": "inventory"},
+        {"/browse": ["payment"]},
+        {1: []},
+    ],
+)
 def test_bad_routes_name_the_argument(routes):
     with pytest.raises(ValueError, match="routes must be"):
         Service("order", downstream=["http://127.0.0.1:9/"], routes=routes)

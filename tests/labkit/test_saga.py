@@ -11,8 +11,12 @@ def test_a_fulfilled_order_needs_no_compensation():
     log.record("o1", "fulfilled", at=1.5)
     assert log.state("o1") == "fulfilled"
     assert log.timeline("o1") == [(0.0, "placed"), (0.5, "fulfilled")]
-    assert log.problems() == {"not compensated": [], "undone although fulfilled": [], "unfinished": [],
-                              "violations": []}
+    assert log.problems() == {
+        "not compensated": [],
+        "undone although fulfilled": [],
+        "unfinished": [],
+        "violations": [],
+    }
 
 
 def test_compensated_only_when_every_compensation_is_done_in_either_order():
@@ -29,13 +33,16 @@ def test_compensated_only_when_every_compensation_is_done_in_either_order():
     assert log.problems()["not compensated"] == []
 
 
-@pytest.mark.parametrize("history, bad", [
-    ((), "fulfilled"),                                     # never placed
-    (("placed",), "refunded"),                             # refund without a failure
-    (("placed", "fulfilled"), "fulfillment failed"),       # cannot both succeed and fail
-    (("placed", "fulfillment failed", "refunded"), "refunded"),  # refunded twice
-    (("placed",), "placed"),                               # placed twice
-])
+@pytest.mark.parametrize(
+    "history, bad",
+    [
+        ((), "fulfilled"),  # never placed
+        (("placed",), "refunded"),  # refund without a failure
+        (("placed", "fulfilled"), "fulfillment failed"),  # cannot both succeed and fail
+        (("placed", "fulfillment failed", "refunded"), "refunded"),  # refunded twice
+        (("placed",), "placed"),  # placed twice
+    ],
+)
 def test_transitions_the_saga_does_not_allow_are_kept_as_violations(history, bad):
     log = OrderLog()
     for state in history:

@@ -5,9 +5,11 @@ import random
 import statistics
 import time
 
+import aiohttp
 import pytest
 
 from labkit.lab import HTTPStatusError
+from labkit.lifecycle import wait_until
 from labkit.services import STORY, CircuitBreaker, Service, sampler, target_url
 
 
@@ -87,8 +89,7 @@ async def test_capacity_with_unbounded_line_queues_requests(http_lab):
 async def test_configure_live_resizes_capacity_and_failure_rate(http_lab):
     svc = await http_lab.service("payment", service_time=0.3, capacity=1)
     calls = [asyncio.ensure_future(_status(http_lab, svc)) for _ in range(4)]
-    while svc.waiting < 3:
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: svc.waiting >= 3, timeout=10, what="three requests waiting")
     svc.configure(capacity=4)  # the three waiting requests start at once
     assert svc.waiting == 0
     assert await asyncio.gather(*calls) == [200] * 4
@@ -170,8 +171,8 @@ async def test_stop_closes_the_port_and_reset_clears_records(http_lab):
     assert len(svc.records) == 0 and svc.in_flight_timeline() == ([], [])
     await svc.stop()
     with pytest.raises(RuntimeError, match="not running"):
-        svc.url
-    with pytest.raises(Exception):
+        _ = svc.url
+    with pytest.raises(aiohttp.ClientError):
         await http_lab.call(url)
 
 
@@ -231,8 +232,7 @@ async def test_a_rejected_configure_changes_nothing(http_lab):
 async def test_retries_hide_flaky_failures_but_multiply_downstream_load(http_lab):
     flaky = await http_lab.service("payment", service_time=0.0, failure_rate=0.5)
     plain = await http_lab.service("order", service_time=0.0, downstream=[flaky])
-    retrying = await http_lab.service("checkout", service_time=0.0, downstream=[flaky], retries=3,
-                                      backoff_base=0.001)
+    retrying = await http_lab.service("checkout", service_time=0.0, downstream=[flaky], retries=3, backoff_base=0.001)
     plain_ok = [await _status(http_lab, plain) for _ in range(40)].count(200)
     before = len(flaky.records)
     retry_ok = [await _status(http_lab, retrying) for _ in range(40)].count(200)
@@ -242,8 +242,9 @@ async def test_retries_hide_flaky_failures_but_multiply_downstream_load(http_lab
 
 async def test_circuit_breaker_fails_fast_then_probes_and_closes(http_lab):
     down = await http_lab.service("payment", service_time=0.0, failure_rate=1.0)
-    up = await http_lab.service("order", service_time=0.0, downstream=[down],
-                                breaker={"failure_threshold": 3, "reset_timeout": 0.2})
+    up = await http_lab.service(
+        "order", service_time=0.0, downstream=[down], breaker={"failure_threshold": 3, "reset_timeout": 0.2}
+    )
     statuses = [await _status(http_lab, up) for _ in range(8)]
     assert statuses == [502] * 8 and len(down.records) == 3  # after 3 failures it stopped calling
     assert "circuit open" in up.records[-1].error
@@ -278,3 +279,17 @@ async def test_a_service_can_answer_202_accepted_and_callers_count_it_as_success
     assert intake.records[0].ok and intake.records[0].info["status"] == 202
     with pytest.raises(ValueError, match="success_status"):
         Service("order", success_status=302)
+
+
+def test_breaker_states_follow_the_transition_table_and_ignore_late_results_while_open():
+    from labkit.resilience import BREAKER_TRANSITIONS, BreakerState
+
+    assert BREAKER_TRANSITIONS[BreakerState.OPEN] == {BreakerState.HALF_OPEN}
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=60)
+    assert breaker.allow()
+    breaker.record(False)
+    assert breaker.state is BreakerState.OPEN
+    breaker.record(True)  # a call that went out before it opened: no news about the downstream now
+    assert breaker.state == "open" and not breaker.allow()
+    with pytest.raises(RuntimeError, match="cannot go from open to closed"):
+        breaker._to(BreakerState.CLOSED)

@@ -64,13 +64,16 @@ async def test_wait_for_names_what_is_missing(lab, unique):
     await lab.delete_queue(queue)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"offset": "start"}, "offset must be one of first, last, next"),
-    ({"offset": -1}, "offset must be"),
-    ({"offset": datetime.datetime(2020, 1, 1)}, "timezone-aware"),
-    ({"prefetch": 0}, "prefetch"),
-    ({"on_entry": 3}, "on_entry"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"offset": "start"}, "offset must be one of first, last, next"),
+        ({"offset": -1}, "offset must be"),
+        ({"offset": datetime.datetime(2020, 1, 1)}, "timezone-aware"),
+        ({"prefetch": 0}, "prefetch"),
+        ({"on_entry": 3}, "on_entry"),
+    ],
+)
 def test_reader_arguments_are_validated(options, message):
     with pytest.raises(ValueError, match=message):
         StreamReader("amqp://guest:guest@127.0.0.1:5672/", "q", **options)

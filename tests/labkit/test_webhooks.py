@@ -37,9 +37,11 @@ def test_bad_arguments_are_named():
 
 
 async def test_retries_through_an_outage_deliver_every_event_once():
-    async with Receiver(SECRET, work_time=0.001) as receiver, \
-            FaultProxy("127.0.0.1", receiver.port, "receiver link") as link, \
-            Sender(SECRET, base=0.02, cap=0.2, timeout=0.5) as sender:
+    async with (
+        Receiver(SECRET, work_time=0.001) as receiver,
+        FaultProxy("127.0.0.1", receiver.port, "receiver link") as link,
+        Sender(SECRET, base=0.02, cap=0.2, timeout=0.5) as sender,
+    ):
         url = f"{link.url}/webhook"
         link.set(Down())
         events = [f"evt-{i}" for i in range(5)]
@@ -66,7 +68,9 @@ async def test_the_receiver_answers_before_it_works():
     async with Receiver(SECRET, work_time=0.3) as receiver, aiohttp.ClientSession() as session:
         body = json.dumps({"id": "evt-slow", "type": "t", "data": {}}).encode()
         started = time.monotonic()
-        async with session.post(receiver.url + "webhook", data=body, headers={SIGNATURE_HEADER: sign(SECRET, body)}) as r:
+        async with session.post(
+            receiver.url + "webhook", data=body, headers={SIGNATURE_HEADER: sign(SECRET, body)}
+        ) as r:
             assert r.status == 202
         assert time.monotonic() - started < 0.2 and "evt-slow" not in receiver.processed
         await asyncio.sleep(0.4)
@@ -74,8 +78,12 @@ async def test_the_receiver_answers_before_it_works():
 
 
 async def test_polling_makes_requests_a_callback_does_not():
-    async with Receiver(SECRET) as receiver, Sender(SECRET, base=0.01) as sender, \
-            JobService(job_time=0.3, sender=sender) as jobs, aiohttp.ClientSession() as session:
+    async with (
+        Receiver(SECRET) as receiver,
+        Sender(SECRET, base=0.01) as sender,
+        JobService(job_time=0.3, sender=sender) as jobs,
+        aiohttp.ClientSession() as session,
+    ):
         async with session.post(jobs.url + "jobs", json={}) as r:
             polled = await r.json()
         requests, _ = await poll_job(jobs.url.rstrip("/") + polled["status"], interval=0.05)

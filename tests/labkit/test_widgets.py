@@ -94,11 +94,14 @@ def test_a_click_in_a_real_kernel_runs_the_experiment():
     jupyter_client = pytest.importorskip("jupyter_client")
     km, kc = jupyter_client.manager.start_new_kernel(kernel_name="python3")
     try:
+
         def execute(code):
             out = []
             reply = kc.execute_interactive(
-                textwrap.dedent(code), timeout=60,
-                output_hook=lambda m: out.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None)
+                textwrap.dedent(code),
+                timeout=60,
+                output_hook=lambda m: out.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None,
+            )
             assert reply["content"]["status"] == "ok", reply["content"]
             return "".join(out)
 
@@ -113,8 +116,12 @@ def test_a_click_in_a_real_kernel_runs_the_experiment():
             print(panel.button.comm.comm_id)
         """).strip()
         # what JupyterLab sends when the button is clicked
-        kc.session.send(kc.shell_channel.socket, kc.session.msg(
-            "comm_msg", {"comm_id": comm_id, "data": {"method": "custom", "content": {"event": "click"}}}))
+        kc.session.send(
+            kc.shell_channel.socket,
+            kc.session.msg(
+                "comm_msg", {"comm_id": comm_id, "data": {"method": "custom", "content": {"event": "click"}}}
+            ),
+        )
         assert execute("""
             for _ in range(200):
                 if runs:
