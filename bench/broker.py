@@ -8,7 +8,12 @@ Workloads (aiormq client, 100-byte messages, loopback):
 - consume with a manual ack per message at prefetch 1, 10 and 100 from a pre-filled queue (msg/s);
 - round trip: publish -> consumer on another connection, one message at a time (p50/p99 ms);
 - broker RSS idle, and its growth with 100,000 queued messages (psutil on the broker's pid; for
-  RabbitMQ the beam.smp process, n/a if not visible).
+  RabbitMQ the beam.smp process, n/a if not visible);
+- durability: persistent messages (delivery_mode 2) to a durable queue with each confirm awaited and
+  per batch of 100, where the embedded broker writes and fsyncs its log (``--data-dir``) before each
+  confirm batch; and restart-to-ready: how long the embedded broker takes from SIGKILL to serving a
+  queue of 100,000 recovered persistent messages (RabbitMQ, shared, cannot be restarted from here).
+  Every other row runs the embedded broker with persistence off (no data directory).
 
 Fairness on a shared machine: each workload is cut into rounds and the brokers take turns round by
 round, so every column sees the same background load; a rate is total messages / total time.
@@ -36,6 +41,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+import tempfile
+
 import aiormq
 import psutil
 from pamqp import body as pbody, commands, frame, header
@@ -45,6 +52,8 @@ from labkit.broker.process import BrokerProcess
 from labkit.metrics import percentile
 
 BODY = b"x" * 100
+PERSISTENT = commands.Basic.Properties(delivery_mode=2)
+QUEUE_ARGS = {"x-expires": 600_000}  # durable + x-expires: declarable on RabbitMQ 4.3 and 3.10 alike
 MB = 1024 * 1024
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 
@@ -90,7 +99,7 @@ async def with_queue(url: str, body: Callable[[aiormq.Connection, str], Awaitabl
         setup = await connection.channel()
         # durable (RabbitMQ 4.3 refuses transient shared queues), x-expires in case the delete is missed
         queue = (await setup.queue_declare(f"bench-{uuid.uuid4().hex[:8]}", durable=True,
-                                           arguments={"x-expires": 600_000})).queue
+                                           arguments=QUEUE_ARGS)).queue
         try:
             return await body(connection, queue)
         finally:
@@ -99,7 +108,7 @@ async def with_queue(url: str, body: Callable[[aiormq.Connection, str], Awaitabl
         await connection.close()
 
 
-async def blast(url: str, queue: str, n: int) -> None:
+async def blast(url: str, queue: str, n: int, persistent: bool = False) -> None:
     """Queue ``n`` messages fast: pre-built publish frames written straight to a socket.
 
     Only for filling queues (consume workloads, RSS): the aiormq client would be the bottleneck and
@@ -127,7 +136,8 @@ async def blast(url: str, queue: str, n: int) -> None:
         writer.write(frame.marshal(commands.Channel.Open(), 1))
         await expect(commands.Channel.OpenOk)
         one = b"".join((frame.marshal(commands.Basic.Publish(routing_key=queue), 1),
-                        frame.marshal(header.ContentHeader(body_size=len(BODY)), 1),
+                        frame.marshal(header.ContentHeader(body_size=len(BODY),
+                                                           properties=PERSISTENT if persistent else None), 1),
                         frame.marshal(pbody.ContentBody(BODY), 1)))
         for start in range(0, n, 1000):
             writer.write(one * min(1000, n - start))
@@ -159,22 +169,22 @@ def publish_no_confirms(n: int):
     return body
 
 
-def publish_confirm_each(n: int):
+def publish_confirm_each(n: int, properties: commands.Basic.Properties | None = None):
     async def body(connection, queue):
         channel = await connection.channel()
         t0 = time.perf_counter()
         for _ in range(n):
-            await channel.basic_publish(BODY, routing_key=queue)
+            await channel.basic_publish(BODY, routing_key=queue, properties=properties)
         return time.perf_counter() - t0
     return body
 
 
-def publish_confirm_batches(n: int, batch: int = 100):
+def publish_confirm_batches(n: int, batch: int = 100, properties: commands.Basic.Properties | None = None):
     async def body(connection, queue):
         channel = await connection.channel()
         t0 = time.perf_counter()
         for start in range(0, n, batch):
-            await asyncio.gather(*(channel.basic_publish(BODY, routing_key=queue)
+            await asyncio.gather(*(channel.basic_publish(BODY, routing_key=queue, properties=properties)
                                    for _ in range(min(batch, n - start))))
         return time.perf_counter() - t0
     return body
@@ -274,6 +284,31 @@ async def measure_rss(target: Target, n: int) -> None:
     target.results["rss_idle"], target.results["rss_fill"] = idle, await with_queue(target.url, body)
 
 
+async def restart_to_ready(process: BrokerProcess, n: int) -> tuple[float, int]:
+    """Fill a durable queue with ``n`` persistent messages, SIGKILL the broker, restart it: seconds from
+    the restart call until the queue serves all ``n`` again, and how many came back."""
+    connection = await aiormq.connect(process.url)
+    channel = await connection.channel()
+    queue = (await channel.queue_declare(f"bench-restart-{uuid.uuid4().hex[:8]}", durable=True,
+                                         arguments=QUEUE_ARGS)).queue
+    await blast(process.url, queue, n, persistent=True)
+    await wait_depth(channel, queue, n)
+    await connection.close()
+    await asyncio.sleep(0.5)  # the log has been handed to the OS (it survives a process kill)
+    await process.crash()
+    t0 = time.perf_counter()
+    await process.restart()
+    connection = await aiormq.connect(process.url)
+    try:
+        channel = await connection.channel()
+        back = (await channel.queue_declare(queue, passive=True)).message_count
+        seconds = time.perf_counter() - t0
+        await channel.queue_delete(queue)
+    finally:
+        await connection.close()
+    return seconds, back
+
+
 # --- the blocked loop ---------------------------------------------------------------------------------
 
 
@@ -300,15 +335,20 @@ async def blocked_answer_ms(url: str, block_s: float) -> float:
 # --- driver -------------------------------------------------------------------------------------------
 
 
-async def run_workloads(targets: list[Target], in_loop: Target, sizes: Sizes) -> None:
-    """Every workload in rounds, the brokers taking turns; the in-loop broker only where it tells."""
+async def run_workloads(targets: list[Target], in_loop: Target, durable: Target, sizes: Sizes) -> None:
+    """Every workload in rounds, the brokers taking turns; the in-loop broker only where it tells; the
+    persistent ones on ``durable`` (the embedded broker with a data directory) instead of the embedded one."""
     per_round = sizes.messages // sizes.rounds
     workloads = [("pub", publish_no_confirms), ("pub_each", publish_confirm_each),
                  ("pub_batch", publish_confirm_batches), ("con1", lambda n: consume(n, 1)),
-                 ("con10", lambda n: consume(n, 10)), ("con100", lambda n: consume(n, 100))]
+                 ("con10", lambda n: consume(n, 10)), ("con100", lambda n: consume(n, 100)),
+                 ("ppub_each", lambda n: publish_confirm_each(n, PERSISTENT)),
+                 ("ppub_batch", lambda n: publish_confirm_batches(n, properties=PERSISTENT))]
     in_loop_keys = {"pub", "pub_batch", "con100"}  # enough to show the cost of sharing one loop
     for key, make in workloads:
         runners = targets + ([in_loop] if key in in_loop_keys else [])
+        if key.startswith("ppub"):
+            runners = [durable] + targets[1:]
         elapsed = dict.fromkeys((t.name for t in runners), 0.0)
         for _ in range(sizes.rounds):
             for target in runners:
@@ -340,6 +380,9 @@ ROWS = [  # key, label, unit, kind of target, limit
     ("rt99", "round trip p99", "ms", None, None),
     ("rss_idle", "broker RSS idle", "MB", "MB", 40.0),
     ("rss_fill", "broker RSS growth, 100k queued", "MB", "MB", 60.0),
+    ("ppub_each", "persistent, confirm each", "msg/s", None, None),
+    ("ppub_batch", "persistent, confirms per 100", "msg/s", None, None),
+    ("restart", "restart to ready, 100k persistent", "s", None, None),
 ]
 
 
@@ -372,6 +415,8 @@ def report(sizes: Sizes, embedded: Target, rabbit: Target | None, in_loop: Targe
     for key, label, unit, kind, limit in ROWS:
         if key == "rss_fill" and sizes.fill != 100_000:  # scale the budget with the fill
             label, limit = f"broker RSS growth, {sizes.fill // 1000}k queued", 60.0 * sizes.fill / 100_000
+        if key == "restart" and sizes.fill != 100_000:
+            label = f"restart to ready, {sizes.fill // 1000}k persistent"
         mine = embedded.results.get(key)
         theirs = rabbit.results.get(key) if rabbit else None
         ratio = mine / theirs if mine is not None and theirs else None
@@ -380,6 +425,10 @@ def report(sizes: Sizes, embedded: Target, rabbit: Target | None, in_loop: Targe
                      f"{'n/a' if ratio is None else f'{ratio:.2f}':>6}  {target:14} {mark:4}  "
                      f"{fmt(in_loop.results.get(key), unit):>8}")
     lines.append("")
+    if embedded.results.get("restarted") is not None:
+        lines.append(f"restart to ready: SIGKILL, restart, then {embedded.results['restarted']:,.0f} of {sizes.fill:,} "
+                     "persistent messages served again; persistent rows: embedded with --data-dir (fsync per "
+                     "confirm batch), all other embedded rows without")
     for t in (embedded, rabbit):
         if t is not None and t.pid is not None and t.cpu_client:
             lines.append(f"CPU over the throughput workloads, {t.name}: broker {t.cpu_broker:.1f} s, aiormq clients "
@@ -395,6 +444,8 @@ def report(sizes: Sizes, embedded: Target, rabbit: Target | None, in_loop: Targe
 async def main(sizes: Sizes, output: str | None) -> None:
     t0, load = time.perf_counter(), os.getloadavg()[0]
     process = await BrokerProcess.start()
+    data_dir = tempfile.TemporaryDirectory(prefix="bench-broker-")
+    disk = await BrokerProcess.start(data_dir=data_dir.name)
     broker = await Broker().start()
     try:
         await asyncio.sleep(1.0)  # idle means idle: let the fresh process settle
@@ -403,17 +454,21 @@ async def main(sizes: Sizes, output: str | None) -> None:
         rabbit = Target("rabbitmq", rabbit_url, rabbitmq_pid()) if rabbit_url else None
         in_loop = Target("in-loop", broker.url, None)
         targets = [embedded] + ([rabbit] if rabbit else [])
+        durable = Target("embedded+fsync", disk.url, disk.pid, embedded.results)  # its rows: the embedded column
         for target in targets:
             await measure_rss(target, sizes.fill)
             print(f"  RSS       {target.name:9} idle {fmt(target.results['rss_idle'], 'MB')} MB, "
                   f"+{fmt(target.results['rss_fill'], 'MB')} MB with {sizes.fill:,} queued ({time.perf_counter() - t0:.0f} s)",
                   file=sys.stderr)
-        await run_workloads(targets, in_loop, sizes)
+        await run_workloads(targets, in_loop, durable, sizes)
+        embedded.results["restart"], embedded.results["restarted"] = await restart_to_ready(disk, sizes.fill)
         blocked = {"process": await blocked_answer_ms(process.url, sizes.block_s),
                    "in-loop": await blocked_answer_ms(broker.url, sizes.block_s)}
     finally:
         await broker.stop()
         await process.stop()
+        await disk.stop()
+        data_dir.cleanup()
     text = report(sizes, embedded, rabbit, in_loop, blocked, load, time.perf_counter() - t0)
     print(text)
     if output:

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from labkit._validate import integer, one_of, positive
 from labkit.consumers import publish
+from labkit.history.events import KEY_HEADER
 from labkit.idempotency import Ledger
 from labkit.lab import Lab
 from labkit.lifecycle import wait_until
@@ -32,16 +33,17 @@ SETUPS = ("one consumer", "competing", "requeue", "partitioned")
 
 
 async def publish_all(
-    lab: Lab, messages: Sequence[tuple[str, str, bytes]], *, wait: bool = True, timeout: float = 30.0
+    lab: Lab, messages: Sequence[tuple[Any, ...]], *, wait: bool = True, timeout: float = 30.0
 ) -> None:
-    """Publish ``(queue, message_id, body)`` triples in order, fast (no confirms). With ``wait``, return
-    only once the broker holds them all (a backlog for consumers that start next)."""
+    """Publish ``(queue, message_id, body)`` triples in order, fast (no confirms); a fourth element is the
+    key order is kept per (a customer: the ``x-order-key`` header a recorded history reads). With ``wait``,
+    return only once the broker holds them all (a backlog for consumers that start next)."""
     channel = await lab.channel(publisher_confirms=False)
     try:
-        for queue, message_id, body in messages:
-            await publish(channel, queue, body, message_id=message_id)
-        for queue in {q for q, _, _ in messages} if wait else ():
-            expected = sum(q == queue for q, _, _ in messages)
+        for queue, message_id, body, *key in messages:
+            await publish(channel, queue, body, message_id=message_id, headers={KEY_HEADER: key[0]} if key else None)
+        for queue in {q for q, *_ in messages} if wait else ():
+            expected = sum(m[0] == queue for m in messages)
 
             async def arrived(queue: str = queue, expected: int = expected) -> bool:
                 return await lab.queue_depth(queue) >= expected
@@ -164,7 +166,7 @@ async def run_ordering(
         customer = f"customer-{n % customers}"
         target = queues[partition(customer, partitions)] if setup == "partitioned" else base
         backlog.append(
-            (target, f"event-{n}", json.dumps({"customer": customer, "seq": n // customers, "n": n}).encode())
+            (target, f"event-{n}", json.dumps({"customer": customer, "seq": n // customers, "n": n}).encode(), customer)
         )
     options = {"declare": False, "prefetch": 10, "work_time": 0.003, "distribution": "exponential", "handler": apply}
     started = [await lab.consumer(w.pop("queue"), name=f"{setup}-{i}", **options, **w) for i, w in enumerate(workers)]

@@ -25,7 +25,10 @@ import asyncio
 import html
 import json
 import os
+import shutil
+import tempfile
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -116,6 +119,7 @@ class Lab(LabMessaging):
         self.broker_kind: str | None = None
         self.http: aiohttp.ClientSession | None = None
         self._broker: Any = None
+        self._data_dir: Any = None  # weakref.finalize removing the embedded broker's data directory
         self._connection: aiormq.abc.AbstractConnection | None = None
         self._default_channel: aiormq.abc.AbstractChannel | None = None
         # Concurrent first uses (e.g. many publishes at once) must share one connection and one default
@@ -196,8 +200,24 @@ class Lab(LabMessaging):
             return
         from labkit.broker.process import BrokerProcess  # imported late: HTTP-only labs never need it
 
-        self._broker = await BrokerProcess.start(**self.broker_options)
+        options = dict(self.broker_options)
+        if "data_dir" not in options:  # the lab's own, removed on stop() (or at exit) with everything in it
+            options["data_dir"] = tempfile.mkdtemp(prefix="labkit-broker-")
+            self._data_dir = weakref.finalize(self, shutil.rmtree, options["data_dir"], True)
+        self._broker = await BrokerProcess.start(**options)
         self.amqp_url, self.broker_kind = self._broker.url, "embedded"
+
+    @property
+    def broker(self) -> Any:
+        """The embedded broker's process, to put a broker crash on an experiment's timeline:
+        ``await lab.broker.crash()`` kills it (SIGKILL: clients see their connections drop),
+        ``await lab.broker.restart()`` starts it on the same URL, with the durable queues, exchanges,
+        bindings and persistent messages it had logged in the lab's data directory."""
+        if self._broker is None:
+            reason = ("the lab uses the RabbitMQ at AMQP_URL, which it cannot crash or restart"
+                      if self.broker_kind == "rabbitmq" else "this lab runs no embedded broker")
+            raise RuntimeError(reason)
+        return self._broker
 
     async def stop(self) -> None:
         """Stop everything this lab started, newest first; safe to call twice."""
@@ -229,6 +249,9 @@ class Lab(LabMessaging):
                 await close()
             except Exception as exc:  # keep stopping the rest, then say what went wrong
                 errors.append(f"{getattr(close, '__self__', close)!r}: {exc!r}")
+        if self._data_dir is not None:
+            self._data_dir()  # the broker has stopped: remove its data directory
+            self._data_dir = None
         # Closing spawns clean-up tasks of its own (aiormq finishes a connection in a fire-and-forget task):
         # wait for them, so that when stop() returns nothing of the lab is still running.
         stragglers = asyncio.all_tasks() - existing

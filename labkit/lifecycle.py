@@ -166,11 +166,19 @@ async def publish_message(
     that wait (``asyncio.TimeoutError``).
     """
     sending = channel.basic_publish(bytes(body), exchange=exchange, routing_key=routing_key, properties=properties)
+    if timeout is not None:
+        sending = asyncio.wait_for(sending, timeout)
     if recorder.active is None:  # the history recorder is off: nothing else happens here
-        return await (sending if timeout is None else asyncio.wait_for(sending, timeout))
-    return await recorder.published(
-        sending if timeout is None else asyncio.wait_for(sending, timeout), process, routing_key, properties, exchange
-    )
+        return await sending
+    process = recorder.lane(process, "publisher")
+    recorder.on_publish(process, routing_key, properties, exchange)
+    try:
+        outcome = await sending
+    except BaseException as exc:
+        recorder.on_published(process, routing_key, properties, exc)
+        raise
+    recorder.on_published(process, routing_key, properties, outcome)
+    return outcome
 
 
 class AmqpWorker(Part):

@@ -65,9 +65,10 @@ class Publisher(AmqpWorker):
         max_attempts: int = 100,
         backoff: float = 0.02,
         timeout: float = 2.0,
+        persistent: bool = True,
     ):
         """``max_attempts`` per message; ``backoff`` seconds between attempts; ``timeout`` per attempt
-        (and per connect)."""
+        (and per connect); ``persistent``: delivery_mode 2 (kept on disk by a durable queue) or 1."""
         super().__init__(
             amqp_url,
             name=f"publisher (confirms {'on' if confirms else 'off'})",
@@ -77,6 +78,7 @@ class Publisher(AmqpWorker):
         self.max_attempts = integer("max_attempts", max_attempts, 1)
         self.backoff = non_negative("backoff", backoff)
         self.timeout = positive("timeout", timeout)
+        self.delivery_mode = 2 if persistent else 1
         #: message ids whose publish returned without error, in order
         self.sent: list[str] = []
         #: failed attempts (each followed by a reconnect and a retry) and connections opened
@@ -112,7 +114,7 @@ class Publisher(AmqpWorker):
             raise ValueError(f"routing_key must be a str and body bytes, got {routing_key!r} and {type(body).__name__}")
         if not isinstance(message_id, str) or not message_id:
             raise ValueError(f"message_id must be a non-empty string, got {message_id!r}")
-        props = Basic.Properties(message_id=message_id, delivery_mode=2)
+        props = Basic.Properties(message_id=message_id, delivery_mode=self.delivery_mode)
         for attempt in range(1, self.max_attempts + 1):
             try:
                 if self._channel is None or self._channel.is_closed:

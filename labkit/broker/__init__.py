@@ -16,7 +16,7 @@ Modules, one protocol concern each: ``frames`` (stream framing, hot-path codecs)
 ``vhost`` (exchanges, queues, bindings, dead-lettering, direct reply-to), ``exchange`` (routing),
 ``queue`` (classic/priority/quorum semantics), ``stream`` (x-queue-type stream), ``declare`` (the
 checks of a new queue, in RabbitMQ's order), ``tx`` (transactions), ``profiles`` (3.10 / 4.3), ``message``,
-``flow`` (memory alarm), ``errors`` (reply codes), ``server`` (``Broker``).
+``flow`` (memory alarm), ``store`` (the durability log), ``errors`` (reply codes), ``server`` (``Broker``).
 
 Profiles (``labkit.broker.profiles``): ``Broker(rabbitmq="4.3")`` (the default; also ``--rabbitmq``,
 ``Lab(rabbitmq=...)`` and ``$LABKIT_RABBITMQ``) behaves like RabbitMQ 4.3 with a default configuration;
@@ -61,9 +61,19 @@ Same in both profiles (checked against 3.10.8, read in the 4.3.0 code): transact
 delete of missing entities answer -ok, channel_max limits how many channels are open (not their numbers),
 exclusive access is checked before equivalence (405 before 406), reply texts cut to 252 characters + "...".
 
-Where it knowingly differs from RabbitMQ: nothing is persisted (durable only affects equivalence
-checks); the memory alarm counts stored message bytes, not process
-memory; one virtual host ("/") and one user; no CC/BCC headers; argument *values* are checked after the
+Durability (``store``, with ``Broker(data_dir=...)`` / ``--data-dir``; the Lab always gives its broker one):
+durable exchanges, queues and bindings and persistent messages in durable queues of the vhost "/" survive
+a crash (kill -9) and a restart; transient ones vanish; a persistent message is confirmed (and tx.commit
+answered) only after its log record is fsynced. Without a data directory nothing is persisted.
+
+Recovered messages come back redelivered=True (RabbitMQ flags them so after a crash). A killed broker's
+connections are reset (SO_LINGER 0, like RabbitMQ's default listener options).
+
+Where it knowingly differs from RabbitMQ: stream contents, vhosts other than "/", users and permissions
+are not persisted; after a clean stop every recovered message is flagged redelivered (RabbitMQ: only
+those delivered before); the memory alarm counts stored message bytes, not process
+memory; vhosts, users and permissions (``auth``) without topic permissions or per-user connection
+limits; no CC/BCC headers; argument *values* are checked after the
 declaration checks above (RabbitMQ checks them first; only the order of two refusals of one
 declaration differs). Texts that cannot match are listed in tests/conformance/README.md.
 """

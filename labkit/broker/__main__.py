@@ -43,6 +43,8 @@ OPTIONS: dict[str, tuple[str, type, str]] = {
     "rabbitmq": ("--rabbitmq", str, "RabbitMQ release to behave like: 4.3 or 3.10 "
                                     "(default $LABKIT_RABBITMQ, else 4.3)"),
     "history": ("--history", str, "append routing, drops and dead-letters to this file (labkit.broker.tap; default off)"),
+    "data_dir": ("--data-dir", str, "keep durable queues and persistent messages here across restarts "
+                                    "(default: in memory only)"),
 }
 
 

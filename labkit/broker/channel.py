@@ -457,6 +457,8 @@ class Channel:
 
     def _on_tx_commit(self, m: spec.Tx.Commit) -> None:
         self._transaction().commit()
+        if self.conn.broker.store is not None:
+            self.conn.broker.store.commit()  # like RabbitMQ: persistent messages are on disk before commit-ok
         self._send(spec.Tx.CommitOk())
 
     def _on_tx_rollback(self, m: spec.Tx.Rollback) -> None:

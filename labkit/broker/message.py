@@ -22,7 +22,7 @@ HEADERS_FLAG, PRIORITY_FLAG, REPLY_TO_FLAG, EXPIRATION_FLAG, USER_ID_FLAG = 8192
 
 class Message:
     __slots__ = ("exchange", "routing_key", "header", "body", "seq", "redelivered", "expires_at",
-                 "returns", "failures", "deaths", "_props")
+                 "returns", "failures", "deaths", "store_id", "_props")
 
     def __init__(self, exchange: str, routing_key: str, header: bytes, body: bytes) -> None:
         self.exchange = exchange
@@ -35,6 +35,7 @@ class Message:
         self.returns = 0  # times handed back unacknowledged (quorum delivery limit)
         self.failures = 0  # of those, failed deliveries: reject with requeue, consumer gone (RabbitMQ 4.3)
         self.deaths: list[dict] | None = None  # the broker's own x-death history (RabbitMQ 4.x keeps one)
+        self.store_id = 0  # its record in the broker's log (store.py); 0 = not persisted
         self._props: commands.Basic.Properties | None = None
 
     def copy(self) -> Message:

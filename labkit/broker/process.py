@@ -62,7 +62,12 @@ def _stderr_tail(errlog: IO[bytes], limit: int = 2000) -> str:
 class BrokerProcess:
     """A running ``python -m labkit.broker`` child. Create it with ``await BrokerProcess.start(...)``."""
 
-    def __init__(self, proc: subprocess.Popen, errlog: IO[bytes], url: str, admin_url: str) -> None:
+    def __init__(self, proc: subprocess.Popen, errlog: IO[bytes], url: str, admin_url: str,
+                 options: dict[str, Any] | None = None) -> None:
+        self._adopt(proc, errlog, url, admin_url)
+        self._options = dict(options or {})
+
+    def _adopt(self, proc: subprocess.Popen, errlog: IO[bytes], url: str, admin_url: str) -> None:
         self._proc = proc
         self._errlog = errlog
         self.url = url
@@ -74,26 +79,31 @@ class BrokerProcess:
         """Spawn the broker (Broker keyword arguments, default port 0) and wait for its two URLs."""
         positive("startup_timeout", startup_timeout)
         options = {"port": 0, **broker_options}
-        flags = argv(**options)
+        argv(**options)  # unknown options: a ValueError naming them
         Broker(**options)  # validate here, so a bad option is a ValueError naming it, not a child's exit status
-        cmd = [sys.executable, "-m", "labkit.broker", *flags, "--admin-port", "0", "--exit-with-parent"]
-        errlog = tempfile.TemporaryFile()
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog,
-                                start_new_session=True)
-        try:
-            lines = await asyncio.wait_for(
-                asyncio.get_running_loop().run_in_executor(None, _read_urls, proc), startup_timeout)
-            if lines is None:
-                await _exited(proc, timeout=5.0)
-                raise RuntimeError(f"broker process exited with status {proc.poll()} before it was ready: "
-                                   f"{_stderr_tail(errlog)}")
-        except BaseException as exc:
-            detail = _stderr_tail(errlog)
-            _reap(proc, errlog)  # also ends the reader thread: the child's stdout closes
-            if isinstance(exc, asyncio.TimeoutError):
-                raise RuntimeError(f"broker process printed no URLs within {startup_timeout} s: {detail}") from None
-            raise
-        return cls(proc, errlog, *lines)
+        return cls(*await _spawn(options, startup_timeout), options=options)
+
+    async def crash(self) -> None:
+        """Kill the broker with SIGKILL, as a crash would: no connection.close, no final write; clients
+        see their sockets closed. With a ``data_dir``, :meth:`restart` recovers what was on disk."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+            await _exited(self._proc, 10.0)
+        self._finalizer()
+
+    async def restart(self, startup_timeout: float = 20.0) -> None:
+        """Start the broker again on the same port (stopping it first if it still runs), so clients
+        reconnect to the same URL; durable state comes back from its ``data_dir``, if it has one."""
+        positive("startup_timeout", startup_timeout)
+        if self._finalizer.alive:
+            await self.stop()
+        options = {**self._options, "port": urlsplit(self.url).port}
+        self._adopt(*await _spawn(options, startup_timeout))
+
+    @property
+    def data_dir(self) -> str | None:
+        """Where the broker keeps its durable state (None: in memory only, lost on crash or restart)."""
+        return self._options.get("data_dir")
 
     @property
     def pid(self) -> int:
@@ -158,3 +168,26 @@ def _read_urls(proc: subprocess.Popen) -> tuple[str, str] | None:
     if not url.startswith("amqp://") or not admin.startswith("admin http://"):
         return None
     return url, admin.removeprefix("admin ")
+
+
+async def _spawn(options: dict[str, Any], startup_timeout: float) -> tuple[subprocess.Popen, IO[bytes], str, str]:
+    """Start ``python -m labkit.broker`` with ``options``; return the process, its stderr log and its URLs."""
+    flags = argv(**options)
+    cmd = [sys.executable, "-m", "labkit.broker", *flags, "--admin-port", "0", "--exit-with-parent"]
+    errlog = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog,
+                            start_new_session=True)
+    try:
+        lines = await asyncio.wait_for(
+            asyncio.get_running_loop().run_in_executor(None, _read_urls, proc), startup_timeout)
+        if lines is None:
+            await _exited(proc, timeout=5.0)
+            raise RuntimeError(f"broker process exited with status {proc.poll()} before it was ready: "
+                               f"{_stderr_tail(errlog)}")
+    except BaseException as exc:
+        detail = _stderr_tail(errlog)
+        _reap(proc, errlog)  # also ends the reader thread: the child's stdout closes
+        if isinstance(exc, asyncio.TimeoutError):
+            raise RuntimeError(f"broker process printed no URLs within {startup_timeout} s: {detail}") from None
+        raise
+    return (proc, errlog, *lines)

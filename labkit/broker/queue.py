@@ -20,6 +20,7 @@ from pamqp import commands
 
 from . import errors
 from .message import Message, clone_properties
+from .store import is_persistent
 
 if TYPE_CHECKING:  # pragma: no cover
     from .vhost import VHost
@@ -230,6 +231,9 @@ class Queue:
         self.ready.append(msg)
         self.ready_bytes += msg.size
         self.vhost.memory.add(msg.size)
+        store = self.vhost.store
+        if store is not None and self.durable and not msg.store_id and is_persistent(msg.header):
+            store.add(self.name, msg)
         self.dispatch(now)  # first: a message a consumer takes at once never counts against x-max-length
         if self.overflow == "drop-head":
             while self._over_limit():
@@ -246,10 +250,16 @@ class Queue:
         return ((self.max_length is not None and len(self.ready) > self.max_length)
                 or (self.max_bytes is not None and self.ready_bytes > self.max_bytes))
 
+    def _release(self, msg: Message) -> None:
+        """A message leaves this queue for good: its bytes, and its record in the log if persisted."""
+        self.vhost.memory.add(-msg.size)
+        if msg.store_id and self.vhost.store is not None:
+            self.vhost.store.remove(self.name, msg)
+
     def _drop(self, msg: Message, reason: str | None) -> None:
         """Remove a message that was ready for good, dead-lettering it when there is a reason."""
         self.ready_bytes -= msg.size
-        self.vhost.memory.add(-msg.size)
+        self._release(msg)
         if reason:
             self.vhost.dead_letter(self, msg, reason)
 
@@ -289,7 +299,7 @@ class Queue:
             msg = ready.popleft()
             self.ready_bytes -= msg.size
             if msg.expires_at is not None and msg.expires_at < now:
-                self.vhost.memory.add(-msg.size)
+                self._release(msg)
                 self.vhost.dead_letter(self, msg, "expired")
                 continue
             self.stats[1] += 1
@@ -299,7 +309,7 @@ class Queue:
                 self.unacked_bytes += msg.size
             consumer.channel.deliver(consumer, msg)
             if consumer.no_ack:
-                self.vhost.memory.add(-msg.size)
+                self._release(msg)
             if not consumers:  # the delivery closed the channel (e.g. a write failure)
                 return
 
@@ -313,7 +323,7 @@ class Queue:
         self.ready_bytes -= msg.size
         self.stats[1] += 1
         if no_ack:
-            self.vhost.memory.add(-msg.size)
+            self._release(msg)
         else:
             self.unacked += 1
             self.unacked_bytes += msg.size
@@ -329,7 +339,7 @@ class Queue:
         self.unacked -= 1
         self.unacked_bytes -= msg.size
         if not self.deleted:  # a deleted queue released its unacked bytes when it was deleted
-            self.vhost.memory.add(-msg.size)
+            self._release(msg)
 
     def ack(self, msg: Message) -> None:
         self.settle(msg)
@@ -354,7 +364,7 @@ class Queue:
             if self.deleted:
                 continue
             if self.delivery_limit is not None and self._deliveries_counted(msg) > self.delivery_limit:
-                self.vhost.memory.add(-msg.size)
+                self._release(msg)
                 self.vhost.dead_letter(self, msg, "delivery_limit")
             else:
                 back.append(msg)
@@ -443,7 +453,7 @@ class Queue:
     def purge(self) -> int:
         msgs = self.ready.clear()
         for msg in msgs:
-            self.vhost.memory.add(-msg.size)
+            self._release(msg)
         self.ready_bytes = 0
         return len(msgs)
 

@@ -18,6 +18,7 @@ from . import errors, frames, profiles
 from .auth import Auth
 from .connection import Connection
 from .flow import MemoryAlarm
+from .store import Store, restore
 from .tap import Tap
 from .vhost import VHost
 
@@ -46,7 +47,9 @@ class Broker:
                  heartbeat: int = 60, frame_max: int = 131072, channel_max: int = 2047,
                  memory_limit: int | None = None, handshake_timeout: float = 10.0,
                  rabbitmq: str | None = None, max_message_size: int | None = None,
-                 history: str | None = None) -> None:
+                 history: str | None = None, data_dir: str | None = None) -> None:
+        """``data_dir``: where durable queues, exchanges, bindings and persistent messages of the vhost "/"
+        are logged (store.py) and recovered from on start; None keeps everything in memory only."""
         self.host = _loopback(host)
         self.port = v.port("port", port, allow_zero=True)
         for name, value in (("user", user), ("password", password)):
@@ -66,6 +69,10 @@ class Broker:
         if history is not None and (not isinstance(history, str) or not history):
             raise ValueError(f"history must be a file path for the broker's events (labkit.broker.tap), got {history!r}")
         self.history = history  # off (None) by default
+        if data_dir is not None and (not isinstance(data_dir, str) or not data_dir or "\x00" in data_dir):
+            raise ValueError(f"data_dir must be a directory path (str) or None, got {data_dir!r}")
+        self.data_dir = data_dir
+        self.store: Store | None = None
         self.cluster_name = "labkit"
         self.connections: set[Connection] = set()
         self._pending: list[Connection] = []  # connections with unflushed output
@@ -81,8 +88,15 @@ class Broker:
         if self._server is not None:
             raise RuntimeError("broker already started")
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: Connection(self), self.host, self.port,
-                                                reuse_address=True)
+        if self.data_dir is not None:
+            self.store = Store(self.data_dir)
+            restore(self.vhost, self.store)
+        try:
+            self._server = await loop.create_server(lambda: Connection(self), self.host, self.port,
+                                                    reuse_address=True)
+        except BaseException:
+            self._close_store()
+            raise
         self.port = self._server.sockets[0].getsockname()[1]
         if self.history is not None:
             self.vhost.tap = Tap(self.history)
@@ -113,6 +127,7 @@ class Broker:
             await asyncio.sleep(0.01)
         for conn in list(self.connections):
             conn._abort()
+        self._close_store()  # first: clearing the vhosts below must not log durable things as deleted
         for vhost in self.auth.vhosts.values():
             vhost.clear()
         self.flush_pending()
@@ -120,6 +135,12 @@ class Broker:
             self.vhost.tap.close()
             self.vhost.tap = None
         await server.wait_closed()
+
+    def _close_store(self) -> None:
+        store, self.store = self.store, None
+        self.vhost.store = None
+        if store is not None:
+            store.close()
 
     async def __aenter__(self) -> Broker:
         return await self.start()

@@ -66,9 +66,12 @@ class Tap:
         events, self._events = self._events, []
         # One tab-separated line per event: cheaper than JSON by several microseconds an event. Exchange and
         # queue names cannot hold a tab or "|" (AMQP name rules); the routing key can hold anything: hex.
-        self._file.write("".join(
-            f"{t:.6f}\t{kind}\t{exchange}\t{rk.encode().hex()}\t{'|'.join(queues)}\t{reason or ''}\t{header.hex()}\n"
-            for t, kind, exchange, rk, queues, reason, header in events))
+        self._file.write(
+            "".join(
+                f"{t:.6f}\t{kind}\t{exchange}\t{rk.encode().hex()}\t{'|'.join(queues)}\t{reason or ''}\t{header.hex()}\n"
+                for t, kind, exchange, rk, queues, reason, header in events
+            )
+        )
         self._file.flush()
 
     def close(self) -> None:
@@ -80,8 +83,7 @@ class Tap:
 
 def read(path: str) -> Any:
     """The broker's events in ``path`` as a :class:`labkit.history.History` (process "broker")."""
-    from labkit.history.events import History
-    from labkit.history.recorder import KEY_HEADER
+    from labkit.history.events import History, message_key
 
     history = History()
     with open(path, encoding="utf-8") as f:
@@ -94,10 +96,17 @@ def read(path: str) -> Any:
             except ValueError as exc:
                 raise ValueError(f"line {n} of {path} is not a broker event: {exc}") from None
             props = header.properties
-            key = (props.headers or {}).get(KEY_HEADER) or routing_key or None
+            key = message_key(props, routing_key)
             attrs = {"exchange": exchange, "routing_key": routing_key, "queues": queues.split("|") if queues else []}
             if reason:
                 attrs["reason"] = reason
-            history.add(kind, "broker", t=float(t), message_id=props.message_id, correlation_id=props.correlation_id,
-                        key=None if key is None else str(key), **attrs)
+            history.add(
+                kind,
+                "broker",
+                t=float(t),
+                message_id=props.message_id,
+                correlation_id=props.correlation_id,
+                key=key,
+                **attrs,
+            )
     return history

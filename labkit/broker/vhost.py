@@ -51,6 +51,7 @@ class VHost:
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         self.reply_consumers: dict[str, Any] = {}
+        self.store: Any = None  # store.Store when the broker has a data directory: durable things are logged
         self.tap: Any = None  # a labkit.broker.tap.Tap while the broker records its side of a history
         for name, kind in PREDECLARED:
             self.exchanges[name] = Exchange(name, kind)
@@ -75,6 +76,8 @@ class VHost:
         existing = self.exchanges.get(name)
         if existing is None:
             existing = self.exchanges[name] = Exchange(name, kind, durable, auto_delete, internal, arguments)
+            if durable and self.store is not None:
+                self.store.exchange_declared(existing)
             return existing
         for field, got, have in zip(("type", "durable", "auto_delete", "internal"),
                                     (kind, durable, auto_delete, internal), existing.declaration()):
@@ -98,6 +101,8 @@ class VHost:
 
     def _remove_exchange(self, ex: Exchange) -> None:
         del self.exchanges[ex.name]
+        if self.store is not None:
+            self.store.exchange_deleted(ex.name)
         for other in list(self.exchanges.values()):
             if other.unbind_all(ex):
                 self._auto_delete_exchange(other)
@@ -112,11 +117,17 @@ class VHost:
         if unbind and (destination not in self.exchanges or source not in self.exchanges):
             return  # RabbitMQ 3.10.8 answers unbind-ok when either side is gone (observed)
         dest, src = self.exchange(destination), self.exchange(source)
+        self._persist_binding(src, dest, routing_key, arguments, unbind)
         if unbind:
             if src.unbind(dest, routing_key, arguments):
                 self._auto_delete_exchange(src)
         else:
             src.bind(dest, routing_key, arguments)
+
+    def _persist_binding(self, src: Exchange, dest: Any, routing_key: str, arguments: dict, unbind: bool) -> None:
+        """Log a binding whose two ends are durable (RabbitMQ's rule for durable bindings)."""
+        if self.store is not None and src.durable and dest.durable and getattr(dest, "owner", None) is None:
+            self.store.binding(src.name, dest, routing_key, arguments, unbind)
 
     # -- queues ---------------------------------------------------------------------------------
     def queue(self, name: str, conn: Any) -> Queue:
@@ -151,6 +162,8 @@ class VHost:
         check_new_queue(self.profile, name, kind, durable, exclusive, auto_delete, arguments)
         q = _QUEUE_CLASSES[kind](self, name, durable, conn if exclusive else None, auto_delete, arguments)
         self.queues[name] = q
+        if durable and not exclusive and self.store is not None:
+            self.store.queue_declared(q)
         return q
 
     @staticmethod
@@ -186,6 +199,7 @@ class VHost:
             return  # RabbitMQ 3.10.8 answers unbind-ok for a queue or exchange that is gone (observed)
         q = self.queue(queue, conn)
         ex = self.exchange(exchange)
+        self._persist_binding(ex, q, routing_key, arguments, unbind)
         if unbind:
             if ex.unbind(q, routing_key, arguments):
                 self._auto_delete_exchange(ex)
@@ -210,6 +224,8 @@ class VHost:
         if self.queues.get(q.name) is not q:
             return
         del self.queues[q.name]
+        if self.store is not None:
+            self.store.queue_deleted(q.name)
         for ex in list(self.exchanges.values()):
             if ex.unbind_all(q):
                 self._auto_delete_exchange(ex)

@@ -25,13 +25,31 @@ from typing import Any
 # Where each public name lives. Loaded on first use: labkit's publishers and consumers import the recorder
 # (tiny) on every kernel start, and must not pull in plotly with it.
 _HOME = {
-    "load": "bundle", "save": "bundle",
-    "GUARANTEES": "checker", "AtLeastOnce": "checker", "AtMostOnce": "checker", "EffectivelyOnce": "checker",
-    "NoConfirmedLoss": "checker", "PerKeyOrder": "checker", "ProcessedWithin": "checker", "Property": "checker",
-    "Report": "checker", "SagasComplete": "checker", "Verdict": "checker", "check": "checker", "guarantee": "checker",
-    "SpaceTime": "spacetime", "diagram": "spacetime",
-    "KINDS": "events", "Event": "events", "History": "events",
-    "effect": "recorder", "record": "recorder", "saga": "recorder", "start": "recorder", "stop": "recorder",
+    "load": "bundle",
+    "save": "bundle",
+    "GUARANTEES": "checker",
+    "AtLeastOnce": "checker",
+    "AtMostOnce": "checker",
+    "EffectivelyOnce": "checker",
+    "NoConfirmedLoss": "checker",
+    "PerKeyOrder": "checker",
+    "ProcessedWithin": "checker",
+    "Property": "checker",
+    "Report": "checker",
+    "SagasComplete": "checker",
+    "Verdict": "checker",
+    "check": "checker",
+    "guarantee": "checker",
+    "SpaceTime": "spacetime",
+    "diagram": "spacetime",
+    "KINDS": "events",
+    "Event": "events",
+    "History": "events",
+    "effect": "recorder",
+    "record": "recorder",
+    "saga": "recorder",
+    "start": "recorder",
+    "stop": "recorder",
 }
 
 __all__ = list(_HOME)

@@ -15,8 +15,9 @@ import os
 from typing import Any
 
 from labkit.history.checker import Report, Verdict
-from labkit.history.spacetime import SpaceTime, diagram as draw
 from labkit.history.events import History
+from labkit.history.spacetime import SpaceTime
+from labkit.history.spacetime import diagram as draw
 
 __all__ = ["HISTORY_FILE", "VERDICTS_FILE", "DIAGRAM_FILE", "save", "load"]
 

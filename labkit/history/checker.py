@@ -27,8 +27,21 @@ from typing import Any
 from labkit._validate import positive
 from labkit.history.events import Event, History
 
-__all__ = ["Verdict", "Report", "Property", "AtMostOnce", "AtLeastOnce", "EffectivelyOnce", "NoConfirmedLoss",
-           "PerKeyOrder", "ProcessedWithin", "SagasComplete", "GUARANTEES", "guarantee", "check"]
+__all__ = [
+    "Verdict",
+    "Report",
+    "Property",
+    "AtMostOnce",
+    "AtLeastOnce",
+    "EffectivelyOnce",
+    "NoConfirmedLoss",
+    "PerKeyOrder",
+    "ProcessedWithin",
+    "SagasComplete",
+    "GUARANTEES",
+    "guarantee",
+    "check",
+]
 
 
 @dataclass
@@ -48,18 +61,30 @@ class Verdict:
 
     def __str__(self) -> str:
         scope = f" ({self.scope})" if self.scope else ""
-        head = (f"[{'PASS' if self.held else 'FAIL'}] {self.property}{scope}: {self.violations} of {self.checked} "
-                f"violate it")
+        head = (
+            f"[{'PASS' if self.held else 'FAIL'}] {self.property}{scope}: {self.violations} of {self.checked} "
+            f"violate it"
+        )
         if self.held:
             return head
         origin = self.counterexample[0].t if self.counterexample else 0.0
-        return head + f"\n  smallest counterexample, {self.subject}: {self.reason}\n" + "\n".join(
-            "    " + e.describe(origin) for e in self.counterexample)
+        return (
+            head
+            + f"\n  smallest counterexample, {self.subject}: {self.reason}\n"
+            + "\n".join("    " + e.describe(origin) for e in self.counterexample)
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"property": self.property, "held": self.held, "checked": self.checked, "violations": self.violations,
-                "subject": self.subject, "reason": self.reason, "scope": self.scope,
-                "counterexample": [e.to_dict() for e in self.counterexample]}
+        return {
+            "property": self.property,
+            "held": self.held,
+            "checked": self.checked,
+            "violations": self.violations,
+            "subject": self.subject,
+            "reason": self.reason,
+            "scope": self.scope,
+            "counterexample": [e.to_dict() for e in self.counterexample],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Verdict:
@@ -96,11 +121,15 @@ class Report:
         for v in self.verdicts:
             why = "" if v.held else f"{html.escape(str(v.subject))}: {html.escape(v.reason)}"
             name = v.property + (f" ({v.scope})" if v.scope else "")
-            rows.append(f"<tr><td>{'✅ holds' if v.held else '❌ fails'}</td><td>{html.escape(name)}</td>"
-                        f"<td style='text-align:right'>{v.checked}</td><td style='text-align:right'>{v.violations}</td>"
-                        f"<td>{why}</td></tr>")
-        return ("<table><tr><th>verdict</th><th>property</th><th>checked</th><th>violations</th>"
-                "<th>smallest counterexample</th></tr>" + "".join(rows) + "</table>")
+            rows.append(
+                f"<tr><td>{'✅ holds' if v.held else '❌ fails'}</td><td>{html.escape(name)}</td>"
+                f"<td style='text-align:right'>{v.checked}</td><td style='text-align:right'>{v.violations}</td>"
+                f"<td>{why}</td></tr>"
+            )
+        return (
+            "<table><tr><th>verdict</th><th>property</th><th>checked</th><th>violations</th>"
+            "<th>smallest counterexample</th></tr>" + "".join(rows) + "</table>"
+        )
 
     def to_dict(self) -> list[dict[str, Any]]:
         return [v.to_dict() for v in self.verdicts]
@@ -121,9 +150,17 @@ def _accepted(events: list[Event]) -> Event | None:
     first = next((e for e in events if e.kind == "request"), None)
     if first is None:
         return None
-    return next((e for e in events if e.kind == "response" and e.process == first.process
-                 and e.attrs.get("target") == first.attrs.get("target")
-                 and 200 <= e.attrs.get("status", 0) < 300), None)
+    return next(
+        (
+            e
+            for e in events
+            if e.kind == "response"
+            and e.process == first.process
+            and e.attrs.get("target") == first.attrs.get("target")
+            and 200 <= e.attrs.get("status", 0) < 300
+        ),
+        None,
+    )
 
 
 def _sent(events: list[Event]) -> bool:
@@ -170,7 +207,7 @@ class Property:
                 failures.append((len(shown), shown[0].t, subject, why, shown))
         if not failures:
             return Verdict(self.name, True, checked, 0, scope=self.scope)
-        size, _, subject, why, events = min(failures, key=lambda f: f[:2])
+        _, _, subject, why, events = min(failures, key=lambda f: f[:2])
         return Verdict(self.name, False, checked, len(failures), subject, why, list(events), self.scope)
 
 
@@ -209,7 +246,9 @@ class AtLeastOnce(_Guarantee):
         if not _sent(events):
             return None
         deliveries = sum(e.kind == "deliver" for e in events)
-        return not _processing(events, self.effect), f"taken on, then no {_what(self.effect)[:-1]} ({deliveries} deliveries)"
+        return not _processing(
+            events, self.effect
+        ), f"taken on, then no {_what(self.effect)[:-1]} ({deliveries} deliveries)"
 
 
 class EffectivelyOnce(_Guarantee):
@@ -261,8 +300,11 @@ class PerKeyOrder(Property):
             done.add(m)
             if latest is not None and published[m] < published[latest]:
                 pair = [x for x in events if x.message_id in (latest, m)]
-                return (True, f"{m} (published #{published[m] + 1}) processed after {latest} "
-                              f"(#{published[latest] + 1})", pair)
+                return (
+                    True,
+                    f"{m} (published #{published[m] + 1}) processed after {latest} (#{published[latest] + 1})",
+                    pair,
+                )
             if latest is None or published[m] > published[latest]:
                 latest = m
         return False, ""
@@ -310,8 +352,15 @@ class SagasComplete(Property):
         twice = sorted(s for s, n in undone.items() if n > 1)
         missing = sorted(s for s in done if s not in undone)
         if extra or twice or missing:
-            parts = [f"{label}: {', '.join(steps)}" for label, steps in (("not compensated", missing),
-                     ("compensated twice", twice), ("undone but never done", extra)) if steps]
+            parts = [
+                f"{label}: {', '.join(steps)}"
+                for label, steps in (
+                    ("not compensated", missing),
+                    ("compensated twice", twice),
+                    ("undone but never done", extra),
+                )
+                if steps
+            ]
             return True, "; ".join(parts)
         if not phases["abort"] and not undone:
             return True, "neither committed nor aborted"

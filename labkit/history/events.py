@@ -18,15 +18,44 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["KINDS", "Event", "History"]
+__all__ = ["KINDS", "KEY_HEADER", "Event", "History", "message_key"]
 
 #: Every kind of event, by who records it. Client side: publish, confirm (broker ack), return (unroutable,
-#: mandatory), publish-nack, deliver (attrs ``redelivered``), ack, nack/reject (attrs ``requeue``),
+#: mandatory), publish-nack, deliver (attrs ``redelivered``, ``dead_lettered``), ack, nack/reject (``requeue``),
 #: crash, effect (attrs ``name``, ``applied``), request/response/error (HTTP), saga (attrs ``phase``:
 #: do/undo/commit/abort, ``step``). Broker side (optional tap): route (attrs ``queues``), drop (attrs
 #: ``reason``), dead-letter (attrs ``reason``, ``queue``).
-KINDS = ("publish", "confirm", "return", "publish-nack", "deliver", "ack", "nack", "reject", "crash", "effect",
-         "request", "response", "error", "saga", "route", "drop", "dead-letter")
+KINDS = (
+    "publish",
+    "confirm",
+    "return",
+    "publish-nack",
+    "deliver",
+    "ack",
+    "nack",
+    "reject",
+    "crash",
+    "effect",
+    "request",
+    "response",
+    "error",
+    "saga",
+    "route",
+    "drop",
+    "dead-letter",
+)
+
+
+#: AMQP message header naming the key that order is kept per (a customer, an account); without it the
+#: routing key is the key (the order of one queue).
+KEY_HEADER = "x-order-key"
+
+
+def message_key(properties: Any, routing_key: str | None) -> str | None:
+    """The key of a message: its ``x-order-key`` header, else its routing key."""
+    headers = getattr(properties, "headers", None) or {}
+    key = headers.get(KEY_HEADER)
+    return str(key) if key is not None else (routing_key or None)
 
 
 @dataclass(frozen=True)
@@ -101,8 +130,17 @@ class History:
             raise ValueError(f"event must be a labkit.history.Event, got {event!r}")
         self.events.append(event)
 
-    def add(self, kind: str, process: str, *, t: float, message_id: str | None = None,
-            correlation_id: str | None = None, key: str | None = None, **attrs: Any) -> Event:
+    def add(
+        self,
+        kind: str,
+        process: str,
+        *,
+        t: float,
+        message_id: str | None = None,
+        correlation_id: str | None = None,
+        key: str | None = None,
+        **attrs: Any,
+    ) -> Event:
         """Append a new event and return it (for synthetic histories and rare events; hooks use ``raw``)."""
         event = Event(t, kind, process, message_id, correlation_id, key, attrs)
         self.events.append(event)

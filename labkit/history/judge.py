@@ -17,8 +17,11 @@ from labkit.history.events import History
 
 __all__ = ["judge_guarantee"]
 
-_UNANSWERED = ("Not answered yet: set the guarantee your design needs, by name (one of "
-               + ", ".join(repr(n) for n in GUARANTEES) + ") or as a property, and run the cell again.")
+_UNANSWERED = (
+    "Not answered yet: set the guarantee your design needs, by name (one of "
+    + ", ".join(repr(n) for n in GUARANTEES)
+    + ") or as a property, and run the cell again."
+)
 
 
 def _properties(stated: Any, effect: str | None) -> list[Property]:
@@ -34,8 +37,9 @@ def _properties(stated: Any, effect: str | None) -> list[Property]:
     return out
 
 
-def judge_guarantee(stated: Any, *, must_hold: Mapping[str, History], must_fail: Mapping[str, History],
-                    effect: str | None = None) -> Feedback:
+def judge_guarantee(
+    stated: Any, *, must_hold: Mapping[str, History], must_fail: Mapping[str, History], effect: str | None = None
+) -> Feedback:
     """Feedback on ``stated`` (a name from ``GUARANTEES``, a property, or a list): every property must hold
     on each run of ``must_hold``, and some property must fail on each run of ``must_fail`` (both keyed by
     a description of the run). A name is judged with ``effect`` as what counts as processing."""
@@ -49,15 +53,22 @@ def judge_guarantee(stated: Any, *, must_hold: Mapping[str, History], must_fail:
         report = check(h, *props)
         broken = next((v for v in report if not v.held), None)
         if broken is not None:
-            return Feedback("incorrect", f"Too strict: your guarantee rejects the {run}, which the design must "
-                            f"accept ({broken.property} fails on {broken.subject}: {broken.reason}).")
+            return Feedback(
+                "incorrect",
+                f"Too strict: your guarantee rejects the {run}, which the design must "
+                f"accept ({broken.property} fails on {broken.subject}: {broken.reason}).",
+            )
     for run, h in must_fail.items():
         report = check(h, *props)
         if report.passed:
-            hint = "" if any(getattr(p, "effect", 1) is not None for p in props) else \
-                " (A guarantee that counts acks cannot see a side effect done twice: count the effect.)"
-            return Feedback("incorrect", f"Too weak: your guarantee accepts the {run}, which the design must "
-                            f"reject.{hint}")
+            hint = (
+                ""
+                if any(getattr(p, "effect", 1) is not None for p in props)
+                else " (A guarantee that counts acks cannot see a side effect done twice: count the effect.)"
+            )
+            return Feedback(
+                "incorrect", f"Too weak: your guarantee accepts the {run}, which the design must reject.{hint}"
+            )
     return Feedback("correct", f"Your guarantee accepts {_join(must_hold)} and rejects {_join(must_fail)}.")
 
 

@@ -10,13 +10,21 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from labkit import history as H
 
 FATES = ("ok", "dup", "dedup", "lost", "unconfirmed lost", "refused")
-SAGA_FATES = ("committed", "compensated", "not compensated", "compensated twice", "committed and undone",
-              "unfinished", "aborted early")
+SAGA_FATES = (
+    "committed",
+    "compensated",
+    "not compensated",
+    "compensated twice",
+    "committed and undone",
+    "unfinished",
+    "aborted early",
+)
 
 
 @st.composite
@@ -81,8 +89,13 @@ def violators(prop: H.Property, h: H.History) -> set[str]:
 def test_each_delivery_violation_is_found_and_nothing_else(run):
     h = build(*run)
     want = expected(*run)
-    props = [H.AtMostOnce("charge"), H.AtLeastOnce("charge"), H.EffectivelyOnce("charge"), H.NoConfirmedLoss(),
-             H.PerKeyOrder("charge")]
+    props = [
+        H.AtMostOnce("charge"),
+        H.AtLeastOnce("charge"),
+        H.EffectivelyOnce("charge"),
+        H.NoConfirmedLoss(),
+        H.PerKeyOrder("charge"),
+    ]
     report = H.check(h, *props)
     for prop, verdict in zip(props, report):
         assert violators(prop, h) == want[verdict.property], verdict.property
@@ -109,7 +122,7 @@ def test_counterexample_is_the_smallest_failing_subject(run):
 @settings(max_examples=100, deadline=None)
 @given(delivery_runs())
 def test_per_key_order_counterexample_is_two_messages_out_of_order(run):
-    fates, keys, order = run
+    order = run[2]
     verdict = H.check(build(*run), H.PerKeyOrder("charge"))["per-key order"]
     if verdict.held:
         return
@@ -135,8 +148,12 @@ def build_saga(i: int, fate: str, h: H.History) -> None:
             return
     else:
         h.add("saga", "saga", t=t + 3, key=s, phase="abort", step=None)
-    undo = {"compensated": steps, "not compensated": steps[:1], "compensated twice": steps + steps[1:],
-            "committed and undone": steps[:1]}[fate]
+    undo = {
+        "compensated": steps,
+        "not compensated": steps[:1],
+        "compensated twice": steps + steps[1:],
+        "committed and undone": steps[:1],
+    }[fate]
     for k, step in enumerate(undo):
         h.add("saga", "refund" if step == "payment" else "release", t=t + 4 + k, key=s, phase="undo", step=step)
 
@@ -157,16 +174,26 @@ def test_each_broken_saga_is_found_and_nothing_else(fates):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([202, 200, 503]), st.one_of(st.none(), st.floats(0, 3))),
-                min_size=1, max_size=10))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([202, 200, 503]), st.one_of(st.none(), st.floats(0, 3))), min_size=1, max_size=10
+    )
+)
 def test_late_or_missing_processing_is_found_and_nothing_else(requests):
     limit = 1.0
     h = H.History()
     for i, (status, delay) in enumerate(requests):
         c, t = f"req-{i}", 10.0 * i
         h.add("request", "client", t=t, correlation_id=c, url="http://127.0.0.1:1/", target="upload")
-        h.add("response", "client", t=t + 0.01, correlation_id=c, status=status, url="http://127.0.0.1:1/",
-              target="upload")
+        h.add(
+            "response",
+            "client",
+            t=t + 0.01,
+            correlation_id=c,
+            status=status,
+            url="http://127.0.0.1:1/",
+            target="upload",
+        )
         if delay is not None:
             h.add("effect", "worker", t=t + 0.01 + delay, correlation_id=c, name="processed", applied=True)
     accepted = {f"req-{i}" for i, (status, _) in enumerate(requests) if status < 300}
@@ -255,9 +282,14 @@ def test_a_stated_guarantee_is_judged_on_runs_without_naming_the_answer():
     assert not weak.ok and "lost payment" in weak.message and "effectively" not in weak.message
     assert "double charge" in judge_guarantee("at-least-once", **runs).message
     assert "count the effect" in judge_guarantee(H.EffectivelyOnce(), **runs).message
-    assert "Too strict" in judge_guarantee([H.EffectivelyOnce("charge"), H.NoConfirmedLoss(),
-                                            H.PerKeyOrder("charge")], must_hold={"late run": build(
-                                                ["ok", "ok"], ["a", "a"], [1, 0])}, must_fail={}).message
+    assert (
+        "Too strict"
+        in judge_guarantee(
+            [H.EffectivelyOnce("charge"), H.NoConfirmedLoss(), H.PerKeyOrder("charge")],
+            must_hold={"late run": build(["ok", "ok"], ["a", "a"], [1, 0])},
+            must_fail={},
+        ).message
+    )
     assert "must be one of" in judge_guarantee("exactly-once", **runs).message
 
 

@@ -6,8 +6,6 @@ side, so both brokers must give the same verdicts.
 
 from __future__ import annotations
 
-import asyncio
-
 from labkit import history as H
 from labkit.consumers import Consumer, publish
 from labkit.history import recorder
@@ -29,13 +27,20 @@ async def crash_run(amqp_url: str, queue: str, dedupe: bool, n: int = 12) -> tup
     first = second = None
     try:
         with H.record() as h:
-            first = await Consumer(amqp_url, queue, prefetch=4, work_time=0.0, handler=charge, crash_after=5,
-                                   name="pay-0", arguments={"x-expires": 30_000}).start()
+            first = await Consumer(
+                amqp_url,
+                queue,
+                prefetch=4,
+                work_time=0.0,
+                handler=charge,
+                crash_after=5,
+                name="pay-0",
+                arguments={"x-expires": 30_000},
+            ).start()
             for i in range(n):
                 await publisher.publish(queue, b"{}", message_id=f"order-{i}")
             await wait_until(lambda: first.crashed, timeout=10, what="the first consumer's crash")
-            second = await Consumer(amqp_url, queue, declare=False, work_time=0.0, handler=charge,
-                                    name="pay-1").start()
+            second = await Consumer(amqp_url, queue, declare=False, work_time=0.0, handler=charge, name="pay-1").start()
             await wait_until(lambda: first.processed + second.processed >= n, timeout=10, what="all acks")
     finally:
         for part in (first, second, publisher):
@@ -96,10 +101,14 @@ async def test_http_calls_and_handler_publishes_are_recorded_in_their_lanes(uniq
             await lab.consumer(queue, declare=False, handler=forward, work_time=0.0, name="relay")
             await lab.publish(queue, b"x", message_id="in-1")
             await wait_until(lambda: any(e.message_id == "forwarded" and e.kind == "publish" for e in h), timeout=10)
-        assert [(e.process, e.kind, e.attrs.get("target"), e.attrs.get("status"))
-                for e in h.where(correlation_id="req-1")] == [
-            ("client", "request", "order", None), ("order", "request", "payment", None),
-            ("order", "response", "payment", 200), ("client", "response", "order", 200)]
+        assert [
+            (e.process, e.kind, e.attrs.get("target"), e.attrs.get("status")) for e in h.where(correlation_id="req-1")
+        ] == [
+            ("client", "request", "order", None),
+            ("order", "request", "payment", None),
+            ("order", "response", "payment", 200),
+            ("client", "response", "order", 200),
+        ]
         assert h.where(correlation_id="req-2")[0].attrs["target"] == "order-proxy"
         assert h.where(message_id="forwarded")[0].process == "relay"  # published from the handler's lane
 
@@ -107,9 +116,11 @@ async def test_http_calls_and_handler_publishes_are_recorded_in_their_lanes(uniq
 def test_saga_log_records_moves_the_checker_judges():
     log = OrderLog()
     with H.record() as h:
-        for order, states in {"o1": ["placed", "fulfilled"],
-                              "o2": ["placed", "fulfillment failed", "refunded", "stock released"],
-                              "o3": ["placed", "fulfillment failed", "refunded"]}.items():
+        for order, states in {
+            "o1": ["placed", "fulfilled"],
+            "o2": ["placed", "fulfillment failed", "refunded", "stock released"],
+            "o3": ["placed", "fulfillment failed", "refunded"],
+        }.items():
             for state in states:
                 log.record(order, state)
     verdict = H.check(h, H.SagasComplete())["every saga committed or compensated"]
@@ -121,8 +132,11 @@ async def test_capstone_reports_delivery_properties_through_the_checker(lab):
     from labkit.capstone import check_design
 
     async def notify_twice(workflow):
-        return await lab.service("upload-twice", downstream=[workflow.processor_url, workflow.notifier_url,
-                                                             workflow.notifier_url], timeout=2.0)
+        return await lab.service(
+            "upload-twice",
+            downstream=[workflow.processor_url, workflow.notifier_url, workflow.notifier_url],
+            timeout=2.0,
+        )
 
     report = await check_design(lab, notify_twice, seed=1)
     assert report.t0 > 0 and len(report.fault_bands) == 3  # the timeline fields keep their places
@@ -131,3 +145,33 @@ async def test_capstone_reports_delivery_properties_through_the_checker(lab):
     notified = [e for e in twice.counterexample if e.kind == "effect" and e.attrs["name"] == "notified"]
     assert len(notified) == 2 and {e.correlation_id for e in notified} == {twice.subject}
     assert any(e.kind == "response" and e.attrs["status"] == 200 for e in twice.counterexample)
+
+
+async def test_a_dead_lettered_delivery_says_why(amqp_url, unique):
+    work, parked = unique("hist-work"), unique("hist-parked")
+    catcher = await Consumer(amqp_url, parked, work_time=0.0, name="parked").start()
+    worker = None
+    try:
+        with H.record() as h:
+            worker = await Consumer(
+                amqp_url,
+                work,
+                work_time=0.0,
+                failure_rate=1.0,
+                requeue_failed=False,
+                name="work",
+                arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": parked},
+            ).start()
+            publisher = await Publisher(amqp_url).start()
+            await publisher.publish(work, b"x", message_id="poison")
+            await publisher.stop()
+            await wait_until(lambda: catcher.processed >= 1, timeout=10, what="the dead-lettered delivery")
+    finally:
+        for part in (worker, catcher):
+            if part is not None:
+                await part.stop()
+    assert [
+        (e.process, e.kind, e.attrs.get("dead_lettered"))
+        for e in h.where(message_id="poison")
+        if e.kind in ("deliver", "reject")
+    ] == [("work", "deliver", None), ("work", "reject", None), ("parked", "deliver", "rejected")]

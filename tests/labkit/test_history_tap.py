@@ -23,8 +23,11 @@ async def test_tap_records_routing_drops_and_dead_letters_and_merges_with_the_cl
         connection = await aiormq.connect(broker.url)
         channel = await connection.channel()
         await channel.queue_declare("parked", durable=True)
-        await channel.queue_declare("full", durable=True, arguments={"x-max-length": 1, "x-dead-letter-exchange": "",
-                                                                     "x-dead-letter-routing-key": "parked"})
+        await channel.queue_declare(
+            "full",
+            durable=True,
+            arguments={"x-max-length": 1, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "parked"},
+        )
         await channel.queue_declare("tiny", durable=True, arguments={"x-max-length": 1})
         with H.record() as client:
             for i in range(3):
