@@ -214,8 +214,11 @@ class Lab(LabMessaging):
         ``await lab.broker.restart()`` starts it on the same URL, with the durable queues, exchanges,
         bindings and persistent messages it had logged in the lab's data directory."""
         if self._broker is None:
-            reason = ("the lab uses the RabbitMQ at AMQP_URL, which it cannot crash or restart"
-                      if self.broker_kind == "rabbitmq" else "this lab runs no embedded broker")
+            reason = (
+                "the lab uses the RabbitMQ at AMQP_URL, which it cannot crash or restart"
+                if self.broker_kind == "rabbitmq"
+                else "this lab runs no embedded broker"
+            )
             raise RuntimeError(reason)
         return self._broker
 
