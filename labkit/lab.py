@@ -38,14 +38,14 @@ from yarl import URL
 
 from labkit import hints, tracing
 from labkit._validate import amqp_url as check_amqp_url
-from labkit._validate import integer, positive, queue_name
+from labkit._validate import integer, positive
 from labkit._validate import port as check_port
 from labkit.broker import profiles as broker_profiles
-from labkit.consumers import Consumer, publish
+from labkit.consumers import Consumer
 from labkit.history import recorder
+from labkit.lab_messaging import LabMessaging
 from labkit.lifecycle import unique
-from labkit.metrics import Clock, QueueDepthSampler
-from labkit.queues import declare_run_queue
+from labkit.metrics import Clock
 from labkit.services import Service, is_success, target_url
 
 __all__ = ["Lab", "HTTPStatusError"]
@@ -78,7 +78,7 @@ class HTTPStatusError(Exception):
         super().__init__(f"HTTP {status} from {url}: {detail}")
 
 
-class Lab:
+class Lab(LabMessaging):
     """Everything one experiment runs on. See the module docstring for a tour."""
 
     #: The running lab of this process (kernel), replaced when another one starts.
@@ -214,8 +214,11 @@ class Lab:
         ``await lab.broker.restart()`` starts it on the same URL, with the durable queues, exchanges,
         bindings and persistent messages it had logged in the lab's data directory."""
         if self._broker is None:
-            reason = ("the lab uses the RabbitMQ at AMQP_URL, which it cannot crash or restart"
-                      if self.broker_kind == "rabbitmq" else "this lab runs no embedded broker")
+            reason = (
+                "the lab uses the RabbitMQ at AMQP_URL, which it cannot crash or restart"
+                if self.broker_kind == "rabbitmq"
+                else "this lab runs no embedded broker"
+            )
             raise RuntimeError(reason)
         return self._broker
 
@@ -387,53 +390,6 @@ class Lab:
         port = URL(url).port
         return next((p.name for p in [*self.proxies, *self.services.values()] if p.port == port), url)
 
-    # -- messaging -----------------------------------------------------------------------------------
-
-    async def consumer(self, queue: str, **options: Any) -> Consumer:
-        """Start a consumer of ``queue`` on its own connection (see :class:`labkit.consumers.Consumer`
-        for ``options``: work_time, distribution, prefetch, concurrency, failure_rate, requeue_failed,
-        idempotent, seen, crash_after, handler, declare, arguments, bindings, name)."""
-        self._check_running()
-        self._check_amqp()
-        consumer = await self.start_part(Consumer(self.amqp_url, queue, seed=self.seed, tracer=self.tracer, **options))
-        self.consumers.append(consumer)
-        return consumer
-
-    async def channel(self, publisher_confirms: bool = True) -> aiormq.abc.AbstractChannel:
-        """A new channel on the lab's shared connection (closed with the lab)."""
-        connection = await self._shared_connection()
-        return await connection.channel(publisher_confirms=publisher_confirms)
-
-    async def publish(self, routing_key: str, body: bytes = b"", **options: Any) -> str:
-        """Publish on the lab's default channel with tracing; returns the correlation id. ``options``:
-        exchange, correlation_id, message_id, parent_id, headers, and AMQP properties."""
-        channel = await self._channel()
-        return await publish(channel, routing_key, body, tracer=self.tracer, **options)
-
-    async def queue_depth(self, queue: str) -> int:
-        """Messages ready in ``queue`` (a passive declare: works on both brokers; unacked not counted)."""
-        queue_name("queue", queue)
-        channel = await self._channel()
-        ok = await channel.queue_declare(queue, passive=True)
-        return ok.message_count
-
-    async def sample_queue(self, queue: str, interval: float = 0.1) -> QueueDepthSampler:
-        """Start sampling the depth of ``queue`` every ``interval`` seconds on a channel of its own, on
-        the lab's timeline; read ``sampler.timeseries()``. Stopped with the lab (or ``lab.remove``)."""
-        return await self.start_part(QueueDepthSampler(await self.channel(), queue, interval, t0=self.clock))
-
-    async def declare_queue(self, queue: str, arguments: dict[str, Any] | None = None) -> str:
-        """Declare ``queue`` for this run: durable, deleted by the broker once unused for a while
-        (``x-expires``, see :mod:`labkit.queues` for why every queue is one of four kinds). Returns the name."""
-        await declare_run_queue(await self._channel(), queue, arguments=arguments)
-        return queue
-
-    async def delete_queue(self, queue: str) -> None:
-        """Delete ``queue`` (for clean-up between experiments; missing queues are fine)."""
-        queue_name("queue", queue)
-        channel = await self._channel()
-        await channel.queue_delete(queue)
-
     # -- background work -----------------------------------------------------------------------------
 
     def spawn(self, coro: Awaitable[Any], name: str | None = None) -> asyncio.Task:
@@ -510,14 +466,6 @@ class Lab:
         if not self._running:
             raise RuntimeError("the lab is not running: start it with `lab = await Lab.start()`")
 
-    def _check_amqp(self) -> None:
-        if not self.amqp_url:
-            raise RuntimeError("this lab has no broker: start it with Lab.start(amqp=True)")
-
-    def _amqp_port(self) -> int:
-        self._check_amqp()
-        return URL(self.amqp_url).port or 5672
-
     async def _forget(self, thing: Any) -> None:
         self._owned.remove(thing)
         if thing in self.consumers:
@@ -528,23 +476,6 @@ class Lab:
             if svc is thing:
                 del self.services[name]
         await thing.stop()
-
-    async def _shared_connection(self) -> aiormq.abc.AbstractConnection:
-        self._check_running()
-        self._check_amqp()
-        async with self._amqp_lock:
-            if self._connection is None or self._connection.is_closed:
-                self._connection = await aiormq.connect(self.amqp_url)
-            return self._connection
-
-    async def _channel(self) -> aiormq.abc.AbstractChannel:
-        """The default channel, reopened if an error (e.g. a passive declare of a missing queue) closed it."""
-        if self._default_channel is None or self._default_channel.is_closed:
-            connection = await self._shared_connection()
-            async with self._amqp_lock:
-                if self._default_channel is None or self._default_channel.is_closed:
-                    self._default_channel = await connection.channel()
-        return self._default_channel
 
 
 def _without_password(url: str | None) -> str:
