@@ -36,8 +36,17 @@ HOST = "127.0.0.1"
 MAX_HEAD = 8192  # bytes of request line + headers we accept
 MAX_BODY = 65536  # POST /api/reset needs no body; anything bigger is not ours
 
-_REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            408: "Request Timeout", 413: "Payload Too Large", 500: "Internal Server Error"}
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+}
 
 
 class _HTTPError(Exception):
@@ -102,8 +111,7 @@ class AdminServer:
         return self.broker.queues()
 
     async def _overview(self) -> dict[str, Any]:
-        return {**self.broker.overview(), "pid": os.getpid(),
-                "uptime_s": round(time.monotonic() - self._started, 3)}
+        return {**self.broker.overview(), "pid": os.getpid(), "uptime_s": round(time.monotonic() - self._started, 3)}
 
     async def _reset(self) -> dict[str, bool]:
         await self.broker.reset()
@@ -156,8 +164,7 @@ class AdminServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             try:
-                (status, payload), headers = await asyncio.wait_for(
-                    self._respond(reader), self.request_timeout), {}
+                (status, payload), headers = await asyncio.wait_for(self._respond(reader), self.request_timeout), {}
             except _HTTPError as exc:
                 status, payload, headers = exc.status, {"error": exc.message}, exc.headers
             except asyncio.TimeoutError:
@@ -218,7 +225,11 @@ def _parse_head(head: bytes) -> tuple[str, str, int]:
 
 def _response(status: int, payload: Any, headers: dict[str, str]) -> bytes:
     body = b"" if status == 204 else json.dumps(payload).encode()
-    lines = [f"HTTP/1.1 {status} {_REASONS[status]}", "Content-Type: application/json",
-             f"Content-Length: {len(body)}", "Connection: close",
-             *(f"{k}: {v}" for k, v in headers.items())]
+    lines = [
+        f"HTTP/1.1 {status} {_REASONS[status]}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

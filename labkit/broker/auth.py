@@ -165,8 +165,10 @@ class Auth:
 
     @staticmethod
     def refuse_channel(user: str, limit: int) -> errors.NotAllowed:
-        return errors.NotAllowed(f"number of channels opened for user '{user}' has reached the maximum "
-                                 f"allowed user limit of ({limit})", method=(20, 10))
+        return errors.NotAllowed(
+            f"number of channels opened for user '{user}' has reached the maximum allowed user limit of ({limit})",
+            method=(20, 10),
+        )
 
 
 def method_checks(method: Any) -> list[tuple[str, str, str]]:

@@ -52,25 +52,37 @@ class Channel:
         self._body: list[bytes] = []
         self._remaining = 0
         self._handlers = {
-            spec.Basic.Nack: self._on_nack, spec.Basic.Reject: self._on_reject,
-            spec.Basic.Consume: self._on_consume, spec.Basic.Cancel: self._on_cancel,
-            spec.Basic.Get: self._on_get, spec.Basic.Qos: self._on_qos, spec.Basic.Recover: self._on_recover,
-            spec.Basic.RecoverAsync: self._on_recover, spec.Confirm.Select: self._on_confirm_select,
-            spec.Channel.Flow: self._on_flow, spec.Channel.FlowOk: lambda m: None,
-            spec.Exchange.Declare: self._on_exchange_declare, spec.Exchange.Delete: self._on_exchange_delete,
-            spec.Exchange.Bind: self._on_exchange_bind, spec.Exchange.Unbind: self._on_exchange_bind,
-            spec.Queue.Declare: self._on_queue_declare, spec.Queue.Bind: self._on_queue_bind,
-            spec.Queue.Unbind: self._on_queue_bind, spec.Queue.Purge: self._on_queue_purge,
+            spec.Basic.Nack: self._on_nack,
+            spec.Basic.Reject: self._on_reject,
+            spec.Basic.Consume: self._on_consume,
+            spec.Basic.Cancel: self._on_cancel,
+            spec.Basic.Get: self._on_get,
+            spec.Basic.Qos: self._on_qos,
+            spec.Basic.Recover: self._on_recover,
+            spec.Basic.RecoverAsync: self._on_recover,
+            spec.Confirm.Select: self._on_confirm_select,
+            spec.Channel.Flow: self._on_flow,
+            spec.Channel.FlowOk: lambda m: None,
+            spec.Exchange.Declare: self._on_exchange_declare,
+            spec.Exchange.Delete: self._on_exchange_delete,
+            spec.Exchange.Bind: self._on_exchange_bind,
+            spec.Exchange.Unbind: self._on_exchange_bind,
+            spec.Queue.Declare: self._on_queue_declare,
+            spec.Queue.Bind: self._on_queue_bind,
+            spec.Queue.Unbind: self._on_queue_bind,
+            spec.Queue.Purge: self._on_queue_purge,
             spec.Queue.Delete: self._on_queue_delete,
-            spec.Tx.Select: self._on_tx_select, spec.Tx.Commit: self._on_tx_commit,
+            spec.Tx.Select: self._on_tx_select,
+            spec.Tx.Commit: self._on_tx_commit,
             spec.Tx.Rollback: self._on_tx_rollback,
         }
 
     # -- incoming frames ------------------------------------------------------------------------
     def on_method(self, payload: bytes) -> None:
         if self._publish is not None:
-            raise errors.UnexpectedFrame("expected content header for class 60, got non content header frame "
-                                         "instead", method=(60, 40))
+            raise errors.UnexpectedFrame(
+                "expected content header for class 60, got non content header frame instead", method=(60, 40)
+            )
         kind = payload[:4]
         if kind == frames.PUBLISH_ID:
             if self.state is OPEN:  # while closing, publishes and their content frames are ignored
@@ -98,8 +110,7 @@ class Channel:
             raise errors.ChannelMisuse("second 'channel.open' seen", method=(20, 10))
         handler = self._handlers.get(type(method))
         if handler is None:
-            raise errors.CommandInvalid(f"unsupported method {method.name} on a channel",
-                                        method=_ids(method))
+            raise errors.CommandInvalid(f"unsupported method {method.name} on a channel", method=_ids(method))
         try:
             if self.conn.restricted:
                 self._authorize(method)
@@ -131,8 +142,7 @@ class Channel:
             raise errors.UnexpectedFrame("unexpected content body frame", method=(60, 40))
         self._remaining -= len(payload)
         if self._remaining < 0:
-            raise errors.FrameError("content body larger than announced in the content header",
-                                    method=(60, 40))
+            raise errors.FrameError("content body larger than announced in the content header", method=(60, 40))
         if self._oversized:
             if self._remaining == 0:
                 self._refuse_oversized()
@@ -193,8 +203,9 @@ class Channel:
                 conn.confirming.append(self)
             self.pending_confirms.append((self.publish_seq, accepted))
 
-    def _deliver(self, exchange: str, routing_key: str, mandatory: bool, msg: Message, queues: list[Queue],
-                 reply: bool) -> bool:
+    def _deliver(
+        self, exchange: str, routing_key: str, mandatory: bool, msg: Message, queues: list[Queue], reply: bool
+    ) -> bool:
         """Enqueue a routed publish (or return it if mandatory and unroutable); False if a queue refused it."""
         if reply:
             delivered = self.vhost.reply(routing_key, msg) or self.vhost.profile.reply_to_always_routed
@@ -207,16 +218,18 @@ class Channel:
         if not delivered and mandatory:
             conn = self.conn
             fields = frames.return_fields(312, "NO_ROUTE", exchange, routing_key)
-            conn.write_frames(frames.delivery_frames(self.number, frames.RETURN, fields, msg.header, msg.body,
-                                                     conn.frame_max))
+            conn.write_frames(
+                frames.delivery_frames(self.number, frames.RETURN, fields, msg.header, msg.body, conn.frame_max)
+            )
         return True
 
     def _check_properties(self, msg: Message) -> None:
         props = msg.properties
         validate_expiration(props)
         if props.user_id is not None and props.user_id != self.conn.user:
-            raise errors.PreconditionFailed(f"user_id property set to '{props.user_id}' but authenticated "
-                                            f"user was '{self.conn.user}'")
+            raise errors.PreconditionFailed(
+                f"user_id property set to '{props.user_id}' but authenticated user was '{self.conn.user}'"
+            )
         if props.reply_to == REPLY_TO:
             if self.reply_address is None:
                 raise errors.PreconditionFailed("fast reply consumer does not exist")
@@ -244,8 +257,11 @@ class Channel:
 
     # -- delivering -----------------------------------------------------------------------------
     def can_deliver(self, with_ack: bool) -> bool:
-        return (self.state is OPEN and self.conn.writable
-                and (not with_ack or not self.prefetch_global or self.global_unacked < self.prefetch_global))
+        return (
+            self.state is OPEN
+            and self.conn.writable
+            and (not with_ack or not self.prefetch_global or self.global_unacked < self.prefetch_global)
+        )
 
     def deliver(self, consumer: Consumer, msg: Message) -> None:
         """Push one message to a consumer (called by the queue, which already counted it)."""
@@ -258,8 +274,9 @@ class Channel:
         out = queue.outgoing(msg) if queue is not None else msg
         fields = frames.deliver_fields(consumer.tag_bytes, tag, msg.redelivered, out.exchange, out.routing_key)
         conn = self.conn
-        conn.write_frames(frames.delivery_frames(self.number, frames.DELIVER, fields, out.header, out.body,
-                                                 conn.frame_max))
+        conn.write_frames(
+            frames.delivery_frames(self.number, frames.DELIVER, fields, out.header, out.body, conn.frame_max)
+        )
 
     def cancelled_by_broker(self, consumer: Consumer) -> None:
         """The queue went away under a consumer: forget it and tell the client (basic.cancel)."""
@@ -289,8 +306,16 @@ class Channel:
         queue = self.vhost.queue(m.queue or "", self.conn)
         if self.prefetch_global and queue.kind == "quorum":
             raise errors.NotImplementedFeature(f"queue '{queue.name}' in vhost '/' does not support global qos")
-        consumer = queue.consumer_class(self, queue, tag, frames.shortstr(tag), m.no_ack, m.exclusive,
-                                        self.prefetch_consumer, dict(m.arguments or {}))
+        consumer = queue.consumer_class(
+            self,
+            queue,
+            tag,
+            frames.shortstr(tag),
+            m.no_ack,
+            m.exclusive,
+            self.prefetch_consumer,
+            dict(m.arguments or {}),
+        )
         queue.add_consumer(consumer)
         self.consumers[tag] = consumer
         if not m.nowait:
@@ -332,10 +357,10 @@ class Channel:
         if not m.no_ack:
             self.unacked[self.next_tag] = (queue, msg, None)
         out = queue.outgoing(msg, get=True)
-        fields = frames.get_ok_fields(self.next_tag, msg.redelivered, out.exchange, out.routing_key,
-                                      len(queue.ready))
-        self.conn.write_frames(frames.delivery_frames(self.number, frames.GET_OK, fields, out.header, out.body,
-                                                      self.conn.frame_max))
+        fields = frames.get_ok_fields(self.next_tag, msg.redelivered, out.exchange, out.routing_key, len(queue.ready))
+        self.conn.write_frames(
+            frames.delivery_frames(self.number, frames.GET_OK, fields, out.header, out.body, self.conn.frame_max)
+        )
 
     def _pop(self, tag: int, multiple: bool) -> dict[int, tuple[Queue | None, Message, Consumer | None]]:
         """Remove and return, by tag, the unacked deliveries an ack/nack/reject refers to."""
@@ -475,8 +500,9 @@ class Channel:
 
     # -- Exchange and Queue ---------------------------------------------------------------------
     def _on_exchange_declare(self, m: spec.Exchange.Declare) -> None:
-        self.vhost.exchange_declare(m.exchange, m.exchange_type, m.passive, m.durable, m.auto_delete, m.internal,
-                                    dict(m.arguments or {}))
+        self.vhost.exchange_declare(
+            m.exchange, m.exchange_type, m.passive, m.durable, m.auto_delete, m.internal, dict(m.arguments or {})
+        )
         if not m.nowait:
             self._send(spec.Exchange.DeclareOk())
 
@@ -492,8 +518,9 @@ class Channel:
             self._send(spec.Exchange.UnbindOk() if unbind else spec.Exchange.BindOk())
 
     def _on_queue_declare(self, m: spec.Queue.Declare) -> None:
-        q = self.vhost.queue_declare(self.conn, m.queue, m.passive, m.durable, m.exclusive, m.auto_delete,
-                                     dict(m.arguments or {}))
+        q = self.vhost.queue_declare(
+            self.conn, m.queue, m.passive, m.durable, m.exclusive, m.auto_delete, dict(m.arguments or {})
+        )
         if not m.nowait:
             self._send(spec.Queue.DeclareOk(q.name, q.declared_count(), len(q.consumers)))
 

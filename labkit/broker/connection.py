@@ -28,9 +28,15 @@ log = logging.getLogger(__name__)
 
 HEADER, START, TUNE, OPEN, RUNNING, CLOSING, CLOSED = range(7)
 CAPABILITIES = {
-    "publisher_confirms": True, "exchange_exchange_bindings": True, "basic.nack": True,
-    "consumer_cancel_notify": True, "connection.blocked": True, "consumer_priorities": True,
-    "authentication_failure_close": True, "per_consumer_qos": True, "direct_reply_to": True,
+    "publisher_confirms": True,
+    "exchange_exchange_bindings": True,
+    "basic.nack": True,
+    "consumer_cancel_notify": True,
+    "connection.blocked": True,
+    "consumer_priorities": True,
+    "authentication_failure_close": True,
+    "per_consumer_qos": True,
+    "direct_reply_to": True,
 }
 CLOSE_OK_TIMEOUT = 1.0
 # SO_LINGER on, 0 s: if the broker process dies, the OS resets its connections (a client sees "connection
@@ -42,10 +48,15 @@ _LINGER_RESET, _LINGER_OFF = struct.pack("ii", 1, 0), struct.pack("ii", 0, 0)
 def server_properties(cluster_name: str, version: str) -> dict:
     """What connection.start advertises: RabbitMQ's capability set, so clients enable the same features,
     and the version of the RabbitMQ release the broker's profile behaves like."""
-    return {"product": "labkit.broker", "version": version,
-            "platform": f"Python {platform.python_version()}", "cluster_name": cluster_name,
-            "copyright": "labkit", "information": "embedded AMQP 0-9-1 broker for the course",
-            "capabilities": dict(CAPABILITIES)}
+    return {
+        "product": "labkit.broker",
+        "version": version,
+        "platform": f"Python {platform.python_version()}",
+        "cluster_name": cluster_name,
+        "copyright": "labkit",
+        "information": "embedded AMQP 0-9-1 broker for the course",
+        "capabilities": dict(CAPABILITIES),
+    }
 
 
 class Connection(asyncio.Protocol):
@@ -162,9 +173,18 @@ class Connection(asyncio.Protocol):
             rest, self._head = self._head[8:], b""
             self.state = START
             broker = self.broker
-            self.write(frames.method_frame(0, spec.Connection.Start(
-                0, 9, server_properties=server_properties(broker.cluster_name, broker.profile.version),
-                mechanisms="PLAIN AMQPLAIN", locales="en_US")))
+            self.write(
+                frames.method_frame(
+                    0,
+                    spec.Connection.Start(
+                        0,
+                        9,
+                        server_properties=server_properties(broker.cluster_name, broker.profile.version),
+                        mechanisms="PLAIN AMQPLAIN",
+                        locales="en_US",
+                    ),
+                )
+            )
             return rest
         # Wrong protocol: answer with the one we speak, then close (AMQP 0-9-1 section 4.2.2).
         self.transport.write(frames.PROTOCOL_HEADER)
@@ -229,16 +249,19 @@ class Connection(asyncio.Protocol):
         elif state == RUNNING and isinstance(method, (spec.Connection.Blocked, spec.Connection.Unblocked)):
             return
         else:
-            raise errors.CommandInvalid(f"unexpected {method.name} in this connection state",
-                                        method=(method.index >> 16, method.index & 0xFFFF))
+            raise errors.CommandInvalid(
+                f"unexpected {method.name} in this connection state", method=(method.index >> 16, method.index & 0xFFFF)
+            )
 
     def _start_ok(self, method: spec.Connection.StartOk) -> None:
         self.client_properties = dict(method.client_properties or {})
         self.client_capabilities = dict(self.client_properties.get("capabilities") or {})
         user = self.broker.auth.authenticate(method.mechanism, method.response)
         if user is None:
-            text = (f"Login was refused using authentication mechanism {method.mechanism}. "
-                    "For details see the broker logfile.")
+            text = (
+                f"Login was refused using authentication mechanism {method.mechanism}. "
+                "For details see the broker logfile."
+            )
             if self.client_capabilities.get("authentication_failure_close"):
                 raise errors.ConnectionRefused(text, method=(10, 11))
             self._abort()
@@ -246,15 +269,16 @@ class Connection(asyncio.Protocol):
         self.user = user
         self.state = TUNE
         broker = self.broker
-        self.write(frames.method_frame(0, spec.Connection.Tune(broker.channel_max, broker.frame_max,
-                                                               broker.heartbeat)))
+        self.write(frames.method_frame(0, spec.Connection.Tune(broker.channel_max, broker.frame_max, broker.heartbeat)))
 
     def _tune_ok(self, method: spec.Connection.TuneOk) -> None:
         broker = self.broker
         frame_max = method.frame_max or broker.frame_max
         if frame_max < frames.FRAME_MIN_SIZE or frame_max > broker.frame_max:
-            raise errors.NotAllowed(f"negotiated frame_max = {frame_max} is outside "
-                                    f"[{frames.FRAME_MIN_SIZE}, {broker.frame_max}]", method=(10, 31))
+            raise errors.NotAllowed(
+                f"negotiated frame_max = {frame_max} is outside [{frames.FRAME_MIN_SIZE}, {broker.frame_max}]",
+                method=(10, 31),
+            )
         self.frame_max = self.reader.frame_max = frame_max
         self.channel_max = min(method.channel_max or broker.channel_max, broker.channel_max)
         self.heartbeat = method.heartbeat
@@ -269,16 +293,21 @@ class Connection(asyncio.Protocol):
         if channel is None:
             method = frames.decode_method(payload)
             if not isinstance(method, spec.Channel.Open):
-                raise errors.ChannelMisuse(f"expected 'channel.open' on channel {number}",
-                                           method=(method.index >> 16, method.index & 0xFFFF))
+                raise errors.ChannelMisuse(
+                    f"expected 'channel.open' on channel {number}", method=(method.index >> 16, method.index & 0xFFFF)
+                )
             if self.channel_max and len(self.channels) >= self.channel_max:
                 # RabbitMQ limits how many channels are open at once, not the channel number
                 # (rabbit_reader.erl, create_channel): 3.10.8 opens channel 65535 with channel_max 2047.
-                raise errors.NotAllowed(f"number of channels opened ({len(self.channels)}) has reached the "
-                                        f"negotiated channel_max ({self.channel_max})")
+                raise errors.NotAllowed(
+                    f"number of channels opened ({len(self.channels)}) has reached the "
+                    f"negotiated channel_max ({self.channel_max})"
+                )
             limit = self.broker.auth.channel_limit(self.user)
-            if limit is not None and sum(len(c.channels) for c in self.broker.connections
-                                         if c.user == self.user) >= limit:
+            if (
+                limit is not None
+                and sum(len(c.channels) for c in self.broker.connections if c.user == self.user) >= limit
+            ):
                 raise self.broker.auth.refuse_channel(self.user, limit)
             self.channels[number] = Channel(self, number)
             self.write(frames.method_frame(number, spec.Channel.OpenOk()))

@@ -61,8 +61,15 @@ class Exchange:
 
     _CACHE_LIMIT = 4096
 
-    def __init__(self, name: str, type: str, durable: bool = True, auto_delete: bool = False,
-                 internal: bool = False, arguments: dict | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        type: str,
+        durable: bool = True,
+        auto_delete: bool = False,
+        internal: bool = False,
+        arguments: dict | None = None,
+    ) -> None:
         self.name = name
         self.type = type
         self.durable = durable

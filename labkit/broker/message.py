@@ -21,8 +21,20 @@ HEADERS_FLAG, PRIORITY_FLAG, REPLY_TO_FLAG, EXPIRATION_FLAG, USER_ID_FLAG = 8192
 
 
 class Message:
-    __slots__ = ("exchange", "routing_key", "header", "body", "seq", "redelivered", "expires_at",
-                 "returns", "failures", "deaths", "store_id", "_props")
+    __slots__ = (
+        "exchange",
+        "routing_key",
+        "header",
+        "body",
+        "seq",
+        "redelivered",
+        "expires_at",
+        "returns",
+        "failures",
+        "deaths",
+        "store_id",
+        "_props",
+    )
 
     def __init__(self, exchange: str, routing_key: str, header: bytes, body: bytes) -> None:
         self.exchange = exchange

@@ -62,8 +62,9 @@ def _stderr_tail(errlog: IO[bytes], limit: int = 2000) -> str:
 class BrokerProcess:
     """A running ``python -m labkit.broker`` child. Create it with ``await BrokerProcess.start(...)``."""
 
-    def __init__(self, proc: subprocess.Popen, errlog: IO[bytes], url: str, admin_url: str,
-                 options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, proc: subprocess.Popen, errlog: IO[bytes], url: str, admin_url: str, options: dict[str, Any] | None = None
+    ) -> None:
         self._adopt(proc, errlog, url, admin_url)
         self._options = dict(options or {})
 
@@ -141,11 +142,12 @@ class BrokerProcess:
         if self.returncode is not None:
             raise RuntimeError(f"broker process has exited with status {self.returncode}")
         address = urlsplit(self.admin_url)
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(address.hostname, address.port), timeout)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(address.hostname, address.port), timeout)
         try:
-            writer.write(f"{method} {path} HTTP/1.1\r\nHost: {address.netloc}\r\nContent-Length: 0\r\n"
-                         f"Connection: close\r\n\r\n".encode())
+            writer.write(
+                f"{method} {path} HTTP/1.1\r\nHost: {address.netloc}\r\nContent-Length: 0\r\n"
+                f"Connection: close\r\n\r\n".encode()
+            )
             raw = await asyncio.wait_for(reader.read(), timeout)
         finally:
             writer.close()
@@ -175,15 +177,16 @@ async def _spawn(options: dict[str, Any], startup_timeout: float) -> tuple[subpr
     flags = argv(**options)
     cmd = [sys.executable, "-m", "labkit.broker", *flags, "--admin-port", "0", "--exit-with-parent"]
     errlog = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog,
-                            start_new_session=True)
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog, start_new_session=True)
     try:
         lines = await asyncio.wait_for(
-            asyncio.get_running_loop().run_in_executor(None, _read_urls, proc), startup_timeout)
+            asyncio.get_running_loop().run_in_executor(None, _read_urls, proc), startup_timeout
+        )
         if lines is None:
             await _exited(proc, timeout=5.0)
-            raise RuntimeError(f"broker process exited with status {proc.poll()} before it was ready: "
-                               f"{_stderr_tail(errlog)}")
+            raise RuntimeError(
+                f"broker process exited with status {proc.poll()} before it was ready: {_stderr_tail(errlog)}"
+            )
     except BaseException as exc:
         detail = _stderr_tail(errlog)
         _reap(proc, errlog)  # also ends the reader thread: the child's stdout closes

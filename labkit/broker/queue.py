@@ -113,11 +113,30 @@ class PriorityReady:
 class Consumer:
     """A basic.consume registration: the queue pushes to it while it has prefetch capacity."""
 
-    __slots__ = ("channel", "queue", "tag", "tag_bytes", "no_ack", "exclusive", "limit", "unacked",
-                 "arguments", "priority")
+    __slots__ = (
+        "channel",
+        "queue",
+        "tag",
+        "tag_bytes",
+        "no_ack",
+        "exclusive",
+        "limit",
+        "unacked",
+        "arguments",
+        "priority",
+    )
 
-    def __init__(self, channel: Any, queue: Queue, tag: str, tag_bytes: bytes, no_ack: bool,
-                 exclusive: bool, limit: int, arguments: dict) -> None:
+    def __init__(
+        self,
+        channel: Any,
+        queue: Queue,
+        tag: str,
+        tag_bytes: bytes,
+        no_ack: bool,
+        exclusive: bool,
+        limit: int,
+        arguments: dict,
+    ) -> None:
         self.channel = channel
         self.queue = queue
         self.tag = tag
@@ -142,7 +161,7 @@ def amqp_type(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
-        return "short" if -32768 <= value <= 32767 else "signedint" if -2**31 <= value < 2**31 else "long"
+        return "short" if -32768 <= value <= 32767 else "signedint" if -(2**31) <= value < 2**31 else "long"
     if isinstance(value, str):
         return "longstr"
     return type(value).__name__
@@ -170,8 +189,9 @@ class Queue:
     kind = "classic"
     consumer_class = Consumer
 
-    def __init__(self, vhost: VHost, name: str, durable: bool, exclusive_owner: Any, auto_delete: bool,
-                 arguments: dict) -> None:
+    def __init__(
+        self, vhost: VHost, name: str, durable: bool, exclusive_owner: Any, auto_delete: bool, arguments: dict
+    ) -> None:
         self.vhost = vhost
         self.name = name
         self.durable = durable
@@ -184,8 +204,9 @@ class Queue:
         self.max_bytes = _int_arg(args, "x-max-length-bytes", name, 0)
         self.overflow = args.get("x-overflow", "drop-head")
         if self.overflow not in OVERFLOW_MODES:
-            raise errors.PreconditionFailed(f"invalid arg 'x-overflow' for queue '{name}' in vhost '/': "
-                                            "invalid_overflow")
+            raise errors.PreconditionFailed(
+                f"invalid arg 'x-overflow' for queue '{name}' in vhost '/': invalid_overflow"
+            )
         self.dlx = args.get("x-dead-letter-exchange")
         self.dlrk = args.get("x-dead-letter-routing-key")
         self.delivery_limit = self._delivery_limit(args)
@@ -243,12 +264,14 @@ class Queue:
         return True
 
     def _full(self, size: int) -> bool:
-        return ((self.max_length is not None and len(self.ready) >= self.max_length)
-                or (self.max_bytes is not None and self.ready_bytes + size > self.max_bytes))
+        return (self.max_length is not None and len(self.ready) >= self.max_length) or (
+            self.max_bytes is not None and self.ready_bytes + size > self.max_bytes
+        )
 
     def _over_limit(self) -> bool:
-        return ((self.max_length is not None and len(self.ready) > self.max_length)
-                or (self.max_bytes is not None and self.ready_bytes > self.max_bytes))
+        return (self.max_length is not None and len(self.ready) > self.max_length) or (
+            self.max_bytes is not None and self.ready_bytes > self.max_bytes
+        )
 
     def _release(self, msg: Message) -> None:
         """A message leaves this queue for good: its bytes, and its record in the log if persisted."""

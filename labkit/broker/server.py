@@ -43,11 +43,22 @@ def _loopback(host: str) -> str:
 class Broker:
     """An AMQP 0-9-1 broker on the running event loop: ``await Broker().start()``, ``.url``, ``await .stop()``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, user: str = "guest", password: str = "guest",
-                 heartbeat: int = 60, frame_max: int = 131072, channel_max: int = 2047,
-                 memory_limit: int | None = None, handshake_timeout: float = 10.0,
-                 rabbitmq: str | None = None, max_message_size: int | None = None,
-                 history: str | None = None, data_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        user: str = "guest",
+        password: str = "guest",
+        heartbeat: int = 60,
+        frame_max: int = 131072,
+        channel_max: int = 2047,
+        memory_limit: int | None = None,
+        handshake_timeout: float = 10.0,
+        rabbitmq: str | None = None,
+        max_message_size: int | None = None,
+        history: str | None = None,
+        data_dir: str | None = None,
+    ) -> None:
         """``data_dir``: where durable queues, exchanges, bindings and persistent messages of the vhost "/"
         are logged (store.py) and recovered from on start; None keeps everything in memory only."""
         self.host = _loopback(host)
@@ -64,10 +75,15 @@ class Broker:
         #: which RabbitMQ release to behave like ("4.3" or "3.10"; default $LABKIT_RABBITMQ or 4.3)
         self.profile = profiles.resolve(rabbitmq)
         #: largest message body accepted (RabbitMQ's max_message_size: the profile's default, at most 512 MiB)
-        self.max_message_size = (self.profile.max_message_size if max_message_size is None else
-                                 v.integer("max_message_size", max_message_size, 1, profiles.MAX_MESSAGE_SIZE))
+        self.max_message_size = (
+            self.profile.max_message_size
+            if max_message_size is None
+            else v.integer("max_message_size", max_message_size, 1, profiles.MAX_MESSAGE_SIZE)
+        )
         if history is not None and (not isinstance(history, str) or not history):
-            raise ValueError(f"history must be a file path for the broker's events (labkit.broker.tap), got {history!r}")
+            raise ValueError(
+                f"history must be a file path for the broker's events (labkit.broker.tap), got {history!r}"
+            )
         self.history = history  # off (None) by default
         if data_dir is not None and (not isinstance(data_dir, str) or not data_dir or "\x00" in data_dir):
             raise ValueError(f"data_dir must be a directory path (str) or None, got {data_dir!r}")
@@ -92,8 +108,7 @@ class Broker:
             self.store = Store(self.data_dir)
             restore(self.vhost, self.store)
         try:
-            self._server = await loop.create_server(lambda: Connection(self), self.host, self.port,
-                                                    reuse_address=True)
+            self._server = await loop.create_server(lambda: Connection(self), self.host, self.port, reuse_address=True)
         except BaseException:
             self._close_store()
             raise
@@ -210,9 +225,18 @@ class Broker:
                 rates = [0.0, 0.0, 0.0]
             history.append((now, list(q.stats)))
             samples[name] = history
-            out.append({"name": name, "type": q.kind, "messages_ready": q.message_count(),
-                        "messages_unacknowledged": q.unacked, "consumers": len(q.consumers),
-                        "publish_rate": rates[0], "deliver_rate": rates[1], "ack_rate": rates[2]})
+            out.append(
+                {
+                    "name": name,
+                    "type": q.kind,
+                    "messages_ready": q.message_count(),
+                    "messages_unacknowledged": q.unacked,
+                    "consumers": len(q.consumers),
+                    "publish_rate": rates[0],
+                    "deliver_rate": rates[1],
+                    "ack_rate": rates[2],
+                }
+            )
         self._samples = samples
         return out
 

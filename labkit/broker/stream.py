@@ -39,8 +39,9 @@ class StreamQueue(Queue):
     kind = "stream"
     consumer_class = StreamConsumer
 
-    def __init__(self, vhost, name: str, durable: bool, exclusive_owner: Any, auto_delete: bool,
-                 arguments: dict) -> None:
+    def __init__(
+        self, vhost, name: str, durable: bool, exclusive_owner: Any, auto_delete: bool, arguments: dict
+    ) -> None:
         # properties and arguments of other queue types are refused before (labkit.broker.declare)
         super().__init__(vhost, name, durable, exclusive_owner, auto_delete, arguments)
         self.max_age = _max_age(self.arguments.get("x-max-age"), name)
@@ -70,8 +71,9 @@ class StreamQueue(Queue):
     def _trim(self) -> None:
         cutoff = time.time() - self.max_age if self.max_age is not None else None
         while len(self.log) > 1 and (
-                (self.max_bytes is not None and self.log_bytes > self.max_bytes)
-                or (cutoff is not None and self.times[0] < cutoff)):
+            (self.max_bytes is not None and self.log_bytes > self.max_bytes)
+            or (cutoff is not None and self.times[0] < cutoff)
+        ):
             msg = self.log.popleft()
             self.times.popleft()
             self.first_offset += 1
@@ -95,8 +97,9 @@ class StreamQueue(Queue):
         if isinstance(spec, int) and not isinstance(spec, bool):
             return min(max(spec, self.first_offset), self.end)
         if isinstance(spec, str) and _AGE.match(spec):  # an interval such as "10m": that long ago
-            return self.start_position(datetime.datetime.fromtimestamp(time.time() - _max_age(spec, self.name),
-                                                                       datetime.timezone.utc))
+            return self.start_position(
+                datetime.datetime.fromtimestamp(time.time() - _max_age(spec, self.name), datetime.timezone.utc)
+            )
         raise errors.PreconditionFailed(f"invalid x-stream-offset {spec!r}")
 
     def dispatch(self) -> None:
@@ -132,10 +135,12 @@ class StreamQueue(Queue):
     def add_consumer(self, consumer: Consumer) -> None:
         if consumer.no_ack:
             raise errors.NotImplementedFeature(
-                f"automatic acknowledgement not supported by stream queues queue '{self.name}' in vhost '/'")
+                f"automatic acknowledgement not supported by stream queues queue '{self.name}' in vhost '/'"
+            )
         if not consumer.limit:
             raise errors.PreconditionFailed(
-                f"consumer prefetch count is not set for 'queue '{self.name}' in vhost '/''")
+                f"consumer prefetch count is not set for 'queue '{self.name}' in vhost '/''"
+            )
         consumer.position = self.start_position(consumer.arguments.get("x-stream-offset"))
         super().add_consumer(consumer)
 

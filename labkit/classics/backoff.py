@@ -28,8 +28,13 @@ __all__ = ["KINDS", "LABELS", "OccScenario", "OccRow", "lockstep_calls", "schedu
 
 #: The four schedules the chapter compares, and their names in Brooker's post.
 KINDS = ("capped", "full_jitter", "equal_jitter", "decorrelated_jitter")
-LABELS = {"capped": "no jitter", "full_jitter": "full jitter", "equal_jitter": "equal jitter",
-          "decorrelated_jitter": "decorrelated jitter", "none": "no backoff"}
+LABELS = {
+    "capped": "no jitter",
+    "full_jitter": "full jitter",
+    "equal_jitter": "equal jitter",
+    "decorrelated_jitter": "decorrelated jitter",
+    "none": "no backoff",
+}
 
 
 @dataclass(frozen=True)
@@ -141,8 +146,7 @@ async def live(lab: Any, kind: str, scenario: OccScenario) -> dict[str, float]:
 
     try:
         start = loop.time()
-        await asyncio.gather(*(writer(schedule(kind, scenario, rng.getrandbits(32)))
-                               for _ in range(scenario.clients)))
+        await asyncio.gather(*(writer(schedule(kind, scenario, rng.getrandbits(32))) for _ in range(scenario.clients)))
         return {"calls": float(row.writes), "time": loop.time() - start}
     finally:
         await lab.remove(service)

@@ -104,8 +104,14 @@ class Classroom(Part):
             raise ValueError("amqp_url is needed when the classroom is not started with lab.start(classroom)")
         self.backend, amqp_url = backend_for(self._source, self.management_url)
         parts = urlsplit(amqp_url)
-        self.code = JoinCode(parts.hostname or "127.0.0.1", parts.port or 5672, self.vhost, self.class_id,
-                             f"{self.class_id}-join", secrets.token_urlsafe(12))
+        self.code = JoinCode(
+            parts.hostname or "127.0.0.1",
+            parts.port or 5672,
+            self.vhost,
+            self.class_id,
+            f"{self.class_id}-join",
+            secrets.token_urlsafe(12),
+        )
         try:
             await self._open()
         except BaseException:
@@ -120,15 +126,22 @@ class Classroom(Part):
     async def _open(self) -> None:
         b = self.backend
         await b.add_vhost(self.vhost)
-        for user, password, perms in ((self.instructor_user, self._password, t.FULL_PERMISSIONS),
-                                      (self.code.user, self.code.password, t.JOIN_PERMISSIONS)):
+        for user, password, perms in (
+            (self.instructor_user, self._password, t.FULL_PERMISSIONS),
+            (self.code.user, self.code.password, t.JOIN_PERMISSIONS),
+        ):
             await b.add_user(user, password)
             self._users.append(user)
             await b.set_permissions(self.vhost, user, **perms)
         self.conn = await aiormq.connect(self.url)
         self.channel = ch = await self.conn.channel()
-        for exchange, kind in ((t.CONTROL, "fanout"), (t.FANOUT, "fanout"), (t.INBOX, "direct"),
-                               (t.SERVICE, "direct"), (t.JOIN, "direct")):
+        for exchange, kind in (
+            (t.CONTROL, "fanout"),
+            (t.FANOUT, "fanout"),
+            (t.INBOX, "direct"),
+            (t.SERVICE, "direct"),
+            (t.JOIN, "direct"),
+        ):
             await ch.exchange_declare(exchange, exchange_type=kind, durable=True)
         await ch.queue_declare(t.WORK, durable=True, arguments=t.durable_args())
         await ch.queue_declare(t.JOIN, durable=True, arguments=t.durable_args(max_length=200))
@@ -165,8 +178,9 @@ class Classroom(Part):
         await self.backend.set_max_channels(user, t.LEARNER_MAX_CHANNELS)
         inbox = t.inbox(name)
         if name not in self.members:
-            await self.channel.queue_declare(inbox, durable=True, arguments=t.durable_args(
-                t.INBOX_MAX_LENGTH, t.INBOX_MAX_BYTES))
+            await self.channel.queue_declare(
+                inbox, durable=True, arguments=t.durable_args(t.INBOX_MAX_LENGTH, t.INBOX_MAX_BYTES)
+            )
             await self.channel.queue_bind(inbox, t.INBOX, routing_key=name)
             await self._inbox_ch.basic_consume(inbox, self._on_report)
             self.members[name] = Member(name, user, time.time())

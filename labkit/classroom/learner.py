@@ -41,8 +41,12 @@ async def request_account(code: str | JoinCode, name: str, timeout: float = 10.0
                 answer.set_result(json.loads(message.body))
 
         await ch.basic_consume(REPLY_TO, on_reply, no_ack=True)
-        await ch.basic_publish(json.dumps({"name": name}).encode(), exchange=t.JOIN, routing_key="join",
-                               properties=Basic.Properties(reply_to=REPLY_TO, expiration=str(int(timeout * 1000))))
+        await ch.basic_publish(
+            json.dumps({"name": name}).encode(),
+            exchange=t.JOIN,
+            routing_key="join",
+            properties=Basic.Properties(reply_to=REPLY_TO, expiration=str(int(timeout * 1000))),
+        )
         try:
             reply = await asyncio.wait_for(answer, timeout)
         except asyncio.TimeoutError:
@@ -103,8 +107,9 @@ class Learner:
     # -- reporting --------------------------------------------------------------------------------
     async def report(self, kind: str, **fields: Any) -> None:
         body = json.dumps({"t": kind, "name": self.name, "at": time.time(), **fields}).encode()
-        await self._report_ch.basic_publish(body, exchange=t.INBOX, routing_key=self.name,
-                                            properties=Basic.Properties(user_id=self.user))
+        await self._report_ch.basic_publish(
+            body, exchange=t.INBOX, routing_key=self.name, properties=Basic.Properties(user_id=self.user)
+        )
 
     # -- control ----------------------------------------------------------------------------------
     async def _on_control(self, message: aiormq.abc.DeliveredMessage) -> None:
@@ -177,8 +182,12 @@ class Learner:
             replies[call_id] = future = asyncio.get_running_loop().create_future()
             props.update(reply_to=REPLY_TO, expiration=str(int(timeout * 1000)))
         try:
-            await ch.basic_publish(json.dumps({"id": call_id, "mode": mode}).encode(), exchange=t.SERVICE,
-                                   routing_key="call", properties=Basic.Properties(**props))
+            await ch.basic_publish(
+                json.dumps({"id": call_id, "mode": mode}).encode(),
+                exchange=t.SERVICE,
+                routing_key="call",
+                properties=Basic.Properties(**props),
+            )
             if mode == "sync":
                 await asyncio.wait_for(future, timeout)
             ok = True
