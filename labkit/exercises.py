@@ -46,7 +46,7 @@ class Feedback:
     message: str
 
     @classmethod
-    def unanswered(cls) -> "Feedback":
+    def unanswered(cls) -> Feedback:
         return cls("unanswered", _UNANSWERED)
 
     @property

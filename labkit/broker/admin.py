@@ -28,7 +28,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
-from .._validate import port as check_port, positive
+from .._validate import port as check_port
+from .._validate import positive
 
 __all__ = ["AdminServer"]
 
@@ -117,25 +118,25 @@ class AdminServer:
         await self.broker.reset()
         return {"reset": True}
 
-    def _put_vhost(self, body: dict, name: str) -> None:
+    def _put_vhost(self, body: dict[str, Any], name: str) -> None:
         self.broker.auth.add_vhost(name)
 
-    def _delete_vhost(self, body: dict, name: str) -> None:
+    def _delete_vhost(self, body: dict[str, Any], name: str) -> None:
         self.broker.auth.delete_vhost(name)
 
-    def _put_user(self, body: dict, name: str) -> None:
+    def _put_user(self, body: dict[str, Any], name: str) -> None:
         self.broker.auth.add_user(name, body.get("password"), body.get("tags") or "")
 
-    def _delete_user(self, body: dict, name: str) -> None:
+    def _delete_user(self, body: dict[str, Any], name: str) -> None:
         self.broker.auth.delete_user(name)
 
-    def _put_permissions(self, body: dict, vhost: str, user: str) -> None:
+    def _put_permissions(self, body: dict[str, Any], vhost: str, user: str) -> None:
         self.broker.auth.set_permissions(vhost, user, *(body.get(k, "") for k in ("configure", "write", "read")))
 
-    def _delete_permissions(self, body: dict, vhost: str, user: str) -> None:
+    def _delete_permissions(self, body: dict[str, Any], vhost: str, user: str) -> None:
         self.broker.auth.clear_permissions(vhost, user)
 
-    def _put_user_limit(self, body: dict, user: str, limit: str) -> None:
+    def _put_user_limit(self, body: dict[str, Any], user: str, limit: str) -> None:
         self.broker.auth.set_user_limit(user, limit, body.get("value"))
 
     def _manage(self, method: str, path: str, body: bytes) -> bool:

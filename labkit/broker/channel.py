@@ -16,8 +16,8 @@ from pamqp import commands as spec
 from . import errors, frames
 from .auth import WRITE, method_checks
 from .message import EXPIRATION_FLAG, REPLY_TO_FLAG, USER_ID_FLAG, Message, clone_properties
-from .queue import Consumer, Queue, validate_expiration
 from .profiles import MAX_MESSAGE_SIZE
+from .queue import Consumer, Queue, validate_expiration
 from .tx import Transaction
 from .vhost import REPLY_PREFIX, REPLY_TO
 
@@ -382,7 +382,7 @@ class Channel:
         self._free(taken)
         return taken
 
-    def _free(self, taken: list) -> None:
+    def _free(self, taken: list[Any]) -> None:
         for _queue, _msg, consumer in taken:
             if consumer is not None:
                 consumer.unacked -= 1
@@ -399,7 +399,7 @@ class Channel:
         if not self._settle_later(tag, multiple, self._acked):
             self._acked(self._take(tag, multiple), freed=True)
 
-    def _acked(self, taken: list, freed: bool = False) -> None:
+    def _acked(self, taken: list[Any], freed: bool = False) -> None:
         if not freed:
             self._free(taken)
         for queue, msg, _consumer in taken:
@@ -417,7 +417,7 @@ class Channel:
         if not self._settle_later(m.delivery_tag, False, settle):
             self._settle(self._take(m.delivery_tag, False), m.requeue, freed=True)
 
-    def _settle(self, taken: list, requeue: bool, failed: bool = True, freed: bool = False) -> None:
+    def _settle(self, taken: list[Any], requeue: bool, failed: bool = True, freed: bool = False) -> None:
         if not freed:
             self._free(taken)
         if requeue:
@@ -428,14 +428,14 @@ class Channel:
         self._after_settle(taken)
 
     @staticmethod
-    def _requeue(taken: list, failed: bool = True) -> None:
+    def _requeue(taken: list[Any], failed: bool = True) -> None:
         by_queue: dict[Queue, list[Message]] = {}
         for queue, msg, _consumer in taken:
             by_queue.setdefault(queue, []).append(msg)
         for queue, msgs in by_queue.items():
             queue.requeue(msgs, failed)
 
-    def _after_settle(self, taken: list) -> None:
+    def _after_settle(self, taken: list[Any]) -> None:
         """Freed prefetch capacity: let the queues push more."""
         if self.prefetch_global:
             self._redispatch()

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands as spec
 
 from . import errors, frames
-from .channel import OPEN as CHANNEL_OPEN, Channel
+from .channel import OPEN as CHANNEL_OPEN
+from .channel import Channel
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Broker
@@ -45,7 +46,7 @@ CLOSE_OK_TIMEOUT = 1.0
 _LINGER_RESET, _LINGER_OFF = struct.pack("ii", 1, 0), struct.pack("ii", 0, 0)
 
 
-def server_properties(cluster_name: str, version: str) -> dict:
+def server_properties(cluster_name: str, version: str) -> dict[str, Any]:
     """What connection.start advertises: RabbitMQ's capability set, so clients enable the same features,
     and the version of the RabbitMQ release the broker's profile behaves like."""
     return {
@@ -70,8 +71,8 @@ class Connection(asyncio.Protocol):
         self.channel_max = broker.channel_max
         self.heartbeat = 0
         self.channels: dict[int, Channel] = {}
-        self.client_properties: dict = {}
-        self.client_capabilities: dict = {}
+        self.client_properties: dict[str, Any] = {}
+        self.client_capabilities: dict[str, Any] = {}
         self.user = ""
         self.vhost = broker.vhost  # the one connection.open names (see auth.py)
         self.restricted = False  # True when this user's permissions are not ".*" everywhere in that vhost
@@ -408,7 +409,7 @@ class Connection(asyncio.Protocol):
             self._tick = None
         self._release_channels()
         self.vhost.connection_closed(self)
-        self.broker.connections.discard(self)
+        self.broker.connection_gone(self)
 
     def __repr__(self) -> str:
         peer = self.transport.get_extra_info("peername") if self.transport else None

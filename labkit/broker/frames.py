@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import struct
 
-from pamqp import commands, frame as pframe
+from pamqp import commands
+from pamqp import frame as pframe
 from pamqp.exceptions import UnmarshalingException
 
 from . import errors

@@ -12,6 +12,7 @@ copies share the bytes.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from pamqp import commands
 from pamqp.header import ContentHeader
@@ -46,7 +47,7 @@ class Message:
         self.expires_at: float | None = None
         self.returns = 0  # times handed back unacknowledged (quorum delivery limit)
         self.failures = 0  # of those, failed deliveries: reject with requeue, consumer gone (RabbitMQ 4.3)
-        self.deaths: list[dict] | None = None  # the broker's own x-death history (RabbitMQ 4.x keeps one)
+        self.deaths: list[dict[str, Any]] | None = None  # the broker's own x-death history (RabbitMQ 4.x keeps one)
         self.store_id = 0  # its record in the broker's log (store.py); 0 = not persisted
         self._props: commands.Basic.Properties | None = None
 
@@ -70,7 +71,7 @@ class Message:
         return self._props
 
     @property
-    def headers(self) -> dict:
+    def headers(self) -> dict[str, Any]:
         if not self.flags & HEADERS_FLAG:
             return {}
         return self.properties.headers or {}

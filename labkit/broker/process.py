@@ -30,7 +30,7 @@ from .server import Broker
 __all__ = ["BrokerProcess"]
 
 
-def _reap(proc: subprocess.Popen, errlog: IO[bytes], timeout: float = 5.0) -> None:
+def _reap(proc: subprocess.Popen[bytes], errlog: IO[bytes], timeout: float = 5.0) -> None:
     """Terminate ``proc`` (SIGTERM, then SIGKILL after ``timeout``), wait for it and close its pipes."""
     if proc.poll() is None:
         proc.terminate()
@@ -46,12 +46,12 @@ def _reap(proc: subprocess.Popen, errlog: IO[bytes], timeout: float = 5.0) -> No
             pass
 
 
-async def _exited(proc: subprocess.Popen, timeout: float) -> None:
+async def _exited(proc: subprocess.Popen[bytes], timeout: float) -> None:
     """Wait up to ``timeout`` s for ``proc`` to exit without blocking the event loop."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while proc.poll() is None and loop.time() < deadline:
-        await asyncio.sleep(0.02)
+    try:
+        await asyncio.to_thread(proc.wait, timeout)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def _stderr_tail(errlog: IO[bytes], limit: int = 2000) -> str:
@@ -63,12 +63,17 @@ class BrokerProcess:
     """A running ``python -m labkit.broker`` child. Create it with ``await BrokerProcess.start(...)``."""
 
     def __init__(
-        self, proc: subprocess.Popen, errlog: IO[bytes], url: str, admin_url: str, options: dict[str, Any] | None = None
+        self,
+        proc: subprocess.Popen[bytes],
+        errlog: IO[bytes],
+        url: str,
+        admin_url: str,
+        options: dict[str, Any] | None = None,
     ) -> None:
         self._adopt(proc, errlog, url, admin_url)
         self._options = dict(options or {})
 
-    def _adopt(self, proc: subprocess.Popen, errlog: IO[bytes], url: str, admin_url: str) -> None:
+    def _adopt(self, proc: subprocess.Popen[bytes], errlog: IO[bytes], url: str, admin_url: str) -> None:
         self._proc = proc
         self._errlog = errlog
         self.url = url
@@ -163,7 +168,7 @@ class BrokerProcess:
         return f"<BrokerProcess pid={self.pid} {self.url} {state}>"
 
 
-def _read_urls(proc: subprocess.Popen) -> tuple[str, str] | None:
+def _read_urls(proc: subprocess.Popen[bytes]) -> tuple[str, str] | None:
     """Blocking: the AMQP URL and admin URL the child prints first; None if it exits before that."""
     url = proc.stdout.readline().decode().strip()
     admin = proc.stdout.readline().decode().strip()
@@ -172,12 +177,16 @@ def _read_urls(proc: subprocess.Popen) -> tuple[str, str] | None:
     return url, admin.removeprefix("admin ")
 
 
-async def _spawn(options: dict[str, Any], startup_timeout: float) -> tuple[subprocess.Popen, IO[bytes], str, str]:
+async def _spawn(
+    options: dict[str, Any], startup_timeout: float
+) -> tuple[subprocess.Popen[bytes], IO[bytes], str, str]:
     """Start ``python -m labkit.broker`` with ``options``; return the process, its stderr log and its URLs."""
     flags = argv(**options)
     cmd = [sys.executable, "-m", "labkit.broker", *flags, "--admin-port", "0", "--exit-with-parent"]
     errlog = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog, start_new_session=True)
+    # Popen returns once the child is forked; asyncio's subprocess would tie the broker to this event loop,
+    # and a notebook's broker must outlive the loop that started it.
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog, start_new_session=True)  # noqa: ASYNC220
     try:
         lines = await asyncio.wait_for(
             asyncio.get_running_loop().run_in_executor(None, _read_urls, proc), startup_timeout

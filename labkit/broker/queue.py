@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import deque
+from collections.abc import Iterable
 from heapq import merge
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
 
@@ -135,7 +136,7 @@ class Consumer:
         no_ack: bool,
         exclusive: bool,
         limit: int,
-        arguments: dict,
+        arguments: dict[str, Any],
     ) -> None:
         self.channel = channel
         self.queue = queue
@@ -167,7 +168,7 @@ def amqp_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _int_arg(args: dict, name: str, queue: str, lo: int, hi: int | None = None) -> int | None:
+def _int_arg(args: dict[str, Any], name: str, queue: str, lo: int, hi: int | None = None) -> int | None:
     """An integer queue argument, rejected with RabbitMQ's wording ({value_negative,-1} ...)."""
     value = args.get(name)
     if value is None:
@@ -190,7 +191,7 @@ class Queue:
     consumer_class = Consumer
 
     def __init__(
-        self, vhost: VHost, name: str, durable: bool, exclusive_owner: Any, auto_delete: bool, arguments: dict
+        self, vhost: VHost, name: str, durable: bool, exclusive_owner: Any, auto_delete: bool, arguments: dict[str, Any]
     ) -> None:
         self.vhost = vhost
         self.name = name
@@ -228,7 +229,7 @@ class Queue:
         self._loop = asyncio.get_running_loop()
         self.touch()
 
-    def _delivery_limit(self, args: dict) -> int | None:
+    def _delivery_limit(self, args: dict[str, Any]) -> int | None:
         """Only quorum queues count deliveries (vhost.declare refuses x-delivery-limit elsewhere)."""
         return None
 
@@ -500,7 +501,7 @@ class QuorumQueue(Queue):
 
     kind = "quorum"
 
-    def _delivery_limit(self, args: dict) -> int | None:
+    def _delivery_limit(self, args: dict[str, Any]) -> int | None:
         """x-delivery-limit, else the profile's default (20 since RabbitMQ 4.0, none in 3.10). RabbitMQ
         does not validate the argument (3.10.8 declares -1 and "abc"); a non-integer sets no limit of its
         own, and since 4.0 a negative limit disables the default (4.0.1 release notes, rabbit_fifo)."""

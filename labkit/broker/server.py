@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import socket
 import time
+from typing import Any
 from urllib.parse import quote
 
 from .. import _validate as v
@@ -91,6 +92,7 @@ class Broker:
         self.store: Store | None = None
         self.cluster_name = "labkit"
         self.connections: set[Connection] = set()
+        self._drained: asyncio.Event | None = None  # set when the last connection goes, while stop() waits
         self._pending: list[Connection] = []  # connections with unflushed output
         self._flush_handle: asyncio.Handle | None = None
         self.memory = MemoryAlarm(self.memory_limit, self._alarm)
@@ -137,9 +139,13 @@ class Broker:
         reason = errors.ConnectionForced("broker forced connection closure with reason 'shutdown'")
         for conn in list(self.connections):
             conn.close_with(reason)
-        deadline = time.monotonic() + STOP_GRACE
-        while self.connections and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        if self.connections:
+            self._drained = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._drained.wait(), STOP_GRACE)
+            except asyncio.TimeoutError:
+                pass  # clients that did not answer in time are cut off below
+            self._drained = None
         for conn in list(self.connections):
             conn._abort()
         self._close_store()  # first: clearing the vhosts below must not log durable things as deleted
@@ -184,6 +190,12 @@ class Broker:
                 conn.close_with(reason)
 
     # -- output coalescing ----------------------------------------------------------------------
+    def connection_gone(self, conn: Connection) -> None:
+        """A connection tore down: forget it, and wake a stop() that waits for the last one."""
+        self.connections.discard(conn)
+        if not self.connections and self._drained is not None:
+            self._drained.set()
+
     def queue_flush(self, conn: Connection) -> None:
         self._pending.append(conn)
         if self._flush_handle is None:
@@ -208,7 +220,7 @@ class Broker:
                 conn.unblock()
 
     # -- introspection --------------------------------------------------------------------------
-    def queues(self) -> list[dict]:
+    def queues(self) -> list[dict[str, Any]]:
         """Per queue: ready/unacked counts, consumers, and publish/deliver/ack rates in msg/s, averaged
         over the last RATE_WINDOW seconds of calls to this method (0.0 until a queue has been seen
         twice), so several pollers (a notebook, the admin API) do not disturb each other's rates."""
@@ -240,7 +252,7 @@ class Broker:
         self._samples = samples
         return out
 
-    def overview(self) -> dict:
+    def overview(self) -> dict[str, Any]:
         """Broker-wide totals (for the admin API)."""
         queues = self.vhost.queues.values()
         return {

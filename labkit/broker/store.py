@@ -38,7 +38,8 @@ import logging
 import os
 import struct
 import zlib
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from pamqp import decode, encode
 
@@ -98,11 +99,11 @@ class Topology:
     during replay, so deleting an exchange or queue drops its bindings both times."""
 
     def __init__(self) -> None:
-        self.exchanges: dict[str, dict] = {}
-        self.queues: dict[str, dict] = {}
-        self.bindings: dict[tuple, dict] = {}
+        self.exchanges: dict[str, dict[str, Any]] = {}
+        self.queues: dict[str, dict[str, Any]] = {}
+        self.bindings: dict[tuple[Any, ...], dict[str, Any]] = {}
 
-    def apply(self, record: dict) -> None:
+    def apply(self, record: dict[str, Any]) -> None:
         op = record["op"]
         if op == "exchange":
             self.exchanges[record["name"]] = record
@@ -124,13 +125,13 @@ class Topology:
         elif op == "unbind":
             self.bindings.pop(_binding_key(record), None)
 
-    def records(self) -> Iterator[dict]:
+    def records(self) -> Iterator[dict[str, Any]]:
         yield from self.exchanges.values()
         yield from self.queues.values()
         yield from self.bindings.values()
 
 
-def _binding_key(record: dict) -> tuple:
+def _binding_key(record: dict[str, Any]) -> tuple[Any, ...]:
     return (
         record["source"],
         record["kind"],
@@ -232,7 +233,7 @@ class Store:
         return msg
 
     # -- topology -------------------------------------------------------------------------------
-    def _apply(self, record: dict) -> None:
+    def _apply(self, record: dict[str, Any]) -> None:
         self.topology.apply(record)
         op = record["op"]
         if op == "queue":
@@ -241,7 +242,7 @@ class Store:
             for _offset, length in self.live.pop(record["name"], {}).values():
                 self.live_bytes -= length
 
-    def _topology(self, record: dict) -> None:
+    def _topology(self, record: dict[str, Any]) -> None:
         self._apply(record)
         self._append(TOPOLOGY + encode.field_table(record))
 
@@ -268,7 +269,7 @@ class Store:
         if name in self.topology.queues:
             self._topology({"op": "queue-delete", "name": name})
 
-    def binding(self, source: str, destination: Any, routing_key: str, arguments: dict, unbind: bool) -> None:
+    def binding(self, source: str, destination: Any, routing_key: str, arguments: dict[str, Any], unbind: bool) -> None:
         """A binding between durable ends changed (``destination`` is an Exchange or a Queue)."""
         kind = "q" if hasattr(destination, "consumers") else "e"
         record = {

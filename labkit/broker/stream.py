@@ -40,7 +40,7 @@ class StreamQueue(Queue):
     consumer_class = StreamConsumer
 
     def __init__(
-        self, vhost, name: str, durable: bool, exclusive_owner: Any, auto_delete: bool, arguments: dict
+        self, vhost, name: str, durable: bool, exclusive_owner: Any, auto_delete: bool, arguments: dict[str, Any]
     ) -> None:
         # properties and arguments of other queue types are refused before (labkit.broker.declare)
         super().__init__(vhost, name, durable, exclusive_owner, auto_delete, arguments)
@@ -54,7 +54,7 @@ class StreamQueue(Queue):
     def end(self) -> int:
         return self.first_offset + len(self.log)
 
-    def _delivery_limit(self, args: dict) -> None:
+    def _delivery_limit(self, args: dict[str, Any]) -> None:
         return None
 
     def publish(self, msg: Message) -> bool:

@@ -83,7 +83,14 @@ class VHost:
         return ex
 
     def exchange_declare(
-        self, name: str, kind: str, passive: bool, durable: bool, auto_delete: bool, internal: bool, arguments: dict
+        self,
+        name: str,
+        kind: str,
+        passive: bool,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: dict[str, Any],
     ) -> Exchange:
         if passive:
             return self.exchange(name)
@@ -138,7 +145,9 @@ class VHost:
         if ex.auto_delete and not ex.bindings and self.exchanges.get(ex.name) is ex:
             self._remove_exchange(ex)
 
-    def exchange_bind(self, destination: str, source: str, routing_key: str, arguments: dict, unbind: bool) -> None:
+    def exchange_bind(
+        self, destination: str, source: str, routing_key: str, arguments: dict[str, Any], unbind: bool
+    ) -> None:
         if "" in (destination, source):
             raise errors.AccessRefused("operation not permitted on the default exchange")
         if unbind and (destination not in self.exchanges or source not in self.exchanges):
@@ -151,7 +160,9 @@ class VHost:
         else:
             src.bind(dest, routing_key, arguments)
 
-    def _persist_binding(self, src: Exchange, dest: Any, routing_key: str, arguments: dict, unbind: bool) -> None:
+    def _persist_binding(
+        self, src: Exchange, dest: Any, routing_key: str, arguments: dict[str, Any], unbind: bool
+    ) -> None:
         """Log a binding whose two ends are durable (RabbitMQ's rule for durable bindings)."""
         if self.store is not None and src.durable and dest.durable and getattr(dest, "owner", None) is None:
             self.store.binding(src.name, dest, routing_key, arguments, unbind)
@@ -167,7 +178,14 @@ class VHost:
         return q
 
     def queue_declare(
-        self, conn: Any, name: str, passive: bool, durable: bool, exclusive: bool, auto_delete: bool, arguments: dict
+        self,
+        conn: Any,
+        name: str,
+        passive: bool,
+        durable: bool,
+        exclusive: bool,
+        auto_delete: bool,
+        arguments: dict[str, Any],
     ) -> Queue:
         if passive:
             q = self.queue(name, conn)
@@ -197,7 +215,7 @@ class VHost:
 
     @staticmethod
     def _check_equivalent(
-        q: Queue, conn: Any, durable: bool, exclusive: bool, auto_delete: bool, arguments: dict
+        q: Queue, conn: Any, durable: bool, exclusive: bool, auto_delete: bool, arguments: dict[str, Any]
     ) -> None:
         """RabbitMQ's assert_equivalence: exclusive access first (405, strict: the exclusive flag must match
         too), then durable, auto_delete and the arguments (406)."""
@@ -220,7 +238,9 @@ class VHost:
                     detail = f"received {_describe(got)} but current is {_describe(have)}"
                 raise errors.PreconditionFailed(f"inequivalent arg '{arg}' for queue '{q.name}' in vhost '/': {detail}")
 
-    def queue_bind(self, conn: Any, queue: str, exchange: str, routing_key: str, arguments: dict, unbind: bool) -> None:
+    def queue_bind(
+        self, conn: Any, queue: str, exchange: str, routing_key: str, arguments: dict[str, Any], unbind: bool
+    ) -> None:
         if exchange == "":
             raise errors.AccessRefused("operation not permitted on the default exchange")
         if unbind and (queue not in self.queues or exchange not in self.exchanges):
@@ -283,7 +303,7 @@ class VHost:
         self._follow(ex, routing_key, msg, out, {ex.name})
         return out
 
-    def _follow(self, ex: Exchange, routing_key: str, msg: Message, out: list, seen: set) -> None:
+    def _follow(self, ex: Exchange, routing_key: str, msg: Message, out: list[Any], seen: set[Any]) -> None:
         """Resolve exchange-to-exchange bindings; an exchange that routes nowhere hands the message
         to its alternate-exchange, if it has one."""
         dests = ex.route(routing_key, msg)

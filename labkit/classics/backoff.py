@@ -85,7 +85,7 @@ def simulate(kind: str, scenario: OccScenario, hops: tuple[float, ...]) -> dict[
         def one_way(request: bool) -> float:
             return rng.choice(hops) / 2 + (scenario.delay if request else 0.0)
 
-        def writer(delays: list[float]):
+        def writer(env: simpy.Environment, row: dict[str, int], delays: list[float]):
             attempt = 0
             while True:
                 yield env.timeout(one_way(True))
@@ -102,7 +102,7 @@ def simulate(kind: str, scenario: OccScenario, hops: tuple[float, ...]) -> dict[
                 attempt += 1
 
         for _ in range(scenario.clients):
-            env.process(writer(schedule(kind, scenario, rng.getrandbits(32))))
+            env.process(writer(env, row, schedule(kind, scenario, rng.getrandbits(32))))
         env.run()
         calls += row["writes"]
         elapsed += env.now

@@ -13,8 +13,9 @@ import json
 import statistics
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pamqp.commands import Basic
 
@@ -234,7 +235,9 @@ async def temporal_coupling(
             await ch.basic_cancel(consumer.consumer_tag)  # the service goes down
             await asyncio.sleep(outage[1] - outage[0])
             consumer = await ch.basic_consume(t.SERVICE, serve)  # and comes back
-            await wait_until(lambda: len(reports) >= count * len(names), timeout=30.0, what=f"every {mode} call")
+            await wait_until(
+                lambda reports=reports: len(reports) >= count * len(names), timeout=30.0, what=f"every {mode} call"
+            )
             if mode == "async":
                 await wait_until(
                     lambda: run.processed["async"] >= count * len(names), timeout=30.0, what="every queued call handled"

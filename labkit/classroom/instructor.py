@@ -18,10 +18,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiormq
-from pamqp.commands import Basic
 
-from . import topology as t
 from ..lifecycle import Part, wait_until
+from . import topology as t
 from .joincode import JoinCode, check_name
 from .provision import Backend, ManagementAPI, Rabbitmqctl
 

@@ -63,7 +63,7 @@ def test_sealed_source_runs_and_holds_no_answer():
     sealed = seal_source(source)
     assert "answer=" not in sealed and "email alone" not in sealed and "160" not in sealed
     namespace = {"Numeric": Numeric}
-    exec(sealed.replace(".check(x)", ".check(162)"), namespace)  # noqa: S102 - the sealed cell runs
+    exec(sealed.replace(".check(x)", ".check(162)"), namespace)
     checker = eval(sealed.split("\n", 2)[2].rsplit(".check", 1)[0], {**namespace, "SealedNumeric": SealedNumeric})
     assert checker.check(162).ok and not checker.check(100).ok
 
