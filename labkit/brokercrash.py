@@ -142,7 +142,7 @@ async def _stream(
 async def _drain(lab: Any, queue: str) -> list[int]:
     """Every message id in ``queue`` (taken, so the queue ends empty)."""
     channel = await lab.channel(publisher_confirms=False)
-    ids = []
+    ids: list[int] = []
     try:
         while True:
             got = await channel.basic_get(queue, no_ack=True)

@@ -68,7 +68,7 @@ class AdminServer:
         self.broker = broker
         self._requested_port = check_port("port", port, allow_zero=True)
         self.request_timeout = positive("request_timeout", request_timeout)
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._started = time.monotonic()
         self._routes: dict[str, dict[str, Callable[[], Awaitable[Any]]]] = {
             "/api/queues": {"GET": self._queues},
@@ -93,7 +93,8 @@ class AdminServer:
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("AdminServer not started")
-        return self._server.sockets[0].getsockname()[1]
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
 
     @property
     def url(self) -> str:
@@ -109,7 +110,8 @@ class AdminServer:
     # --- routes -------------------------------------------------------------------------------------
 
     async def _queues(self) -> list[dict[str, Any]]:
-        return self.broker.queues()
+        queues: list[dict[str, Any]] = self.broker.queues()
+        return queues
 
     async def _overview(self) -> dict[str, Any]:
         return {**self.broker.overview(), "pid": os.getpid(), "uptime_s": round(time.monotonic() - self._started, 3)}

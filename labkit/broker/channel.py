@@ -8,7 +8,9 @@ channel; its unacked messages go back to their queues at their original position
 
 from __future__ import annotations
 
+import enum
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pamqp import commands as spec
@@ -19,21 +21,43 @@ from .message import EXPIRATION_FLAG, REPLY_TO_FLAG, USER_ID_FLAG, Message, clon
 from .profiles import MAX_MESSAGE_SIZE
 from .queue import Consumer, Queue, validate_expiration
 from .tx import Transaction
-from .vhost import REPLY_PREFIX, REPLY_TO
+from .vhost import REPLY_PREFIX, REPLY_TO, VHost
 
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
 
-OPEN, CLOSING, CLOSED = "open", "closing", "closed"
+
+class ChannelState(enum.Enum):
+    OPEN = "open"  # methods and content are handled
+    CLOSING = "closing"  # the broker sent channel.close (a channel error) and waits for close-ok
+    CLOSED = "closed"  # closed by the client, by close-ok, or with its connection; its number is free again
+
+
+OPEN, CLOSING, CLOSED = ChannelState.OPEN, ChannelState.CLOSING, ChannelState.CLOSED
+# Which state may follow which. Leaving OPEN releases the channel's consumers and unacked messages once.
+CHANNEL_TRANSITIONS: dict[ChannelState, frozenset[ChannelState]] = {
+    OPEN: frozenset({CLOSING, CLOSED}),
+    CLOSING: frozenset({CLOSED}),
+    CLOSED: frozenset(),
+}
 
 
 class Channel:
+    """One numbered channel of a connection: what a client's channel sees of the broker.
+
+    It assembles publishes from their method, header and body frames and routes them through its vhost,
+    numbers deliveries with its own delivery tags, enforces prefetch (per consumer and, where the profile
+    allows it, global), settles acks/nacks/rejects (at once, or at tx.commit), and sends publisher confirms
+    once per batch of input. A channel error (403/404/405/406) closes only this channel (state CLOSING until
+    the client's close-ok); its unacked messages go back to their queues at their original positions.
+    """
+
     def __init__(self, conn: Connection, number: int) -> None:
         self.conn = conn
-        self.vhost = conn.vhost
+        self.vhost: VHost = conn.vhost
         self._writable: set[str] = set()  # exchanges this restricted user may publish to (checked once)
         self.number = number
-        self.state = OPEN
+        self.state: ChannelState = OPEN
         self.confirm = False
         self.tx: Transaction | None = None
         self.max_message_size = conn.broker.max_message_size
@@ -51,7 +75,7 @@ class Channel:
         self._header: bytes | None = None
         self._body: list[bytes] = []
         self._remaining = 0
-        self._handlers = {
+        self._handlers: dict[type, Callable[[Any], None]] = {
             spec.Basic.Nack: self._on_nack,
             spec.Basic.Reject: self._on_reject,
             spec.Basic.Consume: self._on_consume,
@@ -168,8 +192,9 @@ class Channel:
         raise errors.PreconditionFailed(f"message size {size} is larger than {which} {limit}", method=(60, 40))
 
     def _complete(self, body: bytes) -> None:
-        exchange, routing_key, mandatory = self._publish
-        header = self._header
+        publish, header = self._publish, self._header
+        assert publish is not None and header is not None  # on_method and on_header set both before
+        exchange, routing_key, mandatory = publish
         self._publish = self._header = None
         if self.state is not OPEN:
             return
@@ -334,7 +359,7 @@ class Channel:
             self._send(spec.Basic.ConsumeOk(tag))
 
     def _on_cancel(self, m: spec.Basic.Cancel) -> None:
-        consumer = self.consumers.pop(m.consumer_tag, None)
+        consumer = self.consumers.pop(m.consumer_tag or "", None)
         if consumer is not None:
             self._drop_consumer(consumer)
         if not m.nowait:
@@ -409,13 +434,13 @@ class Channel:
     def _on_nack(self, m: spec.Basic.Nack) -> None:
         # RabbitMQ 4.3: nack with requeue is an explicit return, not a failed delivery
         settle = lambda taken: self._settle(taken, m.requeue, failed=False)  # noqa: E731
-        if not self._settle_later(m.delivery_tag, m.multiple, settle):
-            self._settle(self._take(m.delivery_tag, m.multiple), m.requeue, failed=False, freed=True)
+        if not self._settle_later(m.delivery_tag or 0, m.multiple, settle):
+            self._settle(self._take(m.delivery_tag or 0, m.multiple), m.requeue, failed=False, freed=True)
 
     def _on_reject(self, m: spec.Basic.Reject) -> None:
         settle = lambda taken: self._settle(taken, m.requeue)  # noqa: E731
-        if not self._settle_later(m.delivery_tag, False, settle):
-            self._settle(self._take(m.delivery_tag, False), m.requeue, freed=True)
+        if not self._settle_later(m.delivery_tag or 0, False, settle):
+            self._settle(self._take(m.delivery_tag or 0, False), m.requeue, freed=True)
 
     def _settle(self, taken: list[Any], requeue: bool, failed: bool = True, freed: bool = False) -> None:
         if not freed:
@@ -527,7 +552,7 @@ class Channel:
     def _on_queue_bind(self, m: spec.Queue.Bind | spec.Queue.Unbind) -> None:
         unbind = isinstance(m, spec.Queue.Unbind)
         self.vhost.queue_bind(self.conn, m.queue, m.exchange, m.routing_key, dict(m.arguments or {}), unbind)
-        if unbind:
+        if isinstance(m, spec.Queue.Unbind):  # queue.unbind has no nowait bit
             self._send(spec.Queue.UnbindOk())
         elif not m.nowait:
             self._send(spec.Queue.BindOk())
@@ -553,18 +578,27 @@ class Channel:
         if self.vhost.name != "/":  # the vhost's own texts name '/'; a channel elsewhere names its vhost
             exc.text = exc.text.replace("in vhost '/'", f"in vhost '{self.vhost.name}'")
         self._send(spec.Channel.Close(exc.code, exc.reply_text, *exc.method))
-        self.release()
-        self.state = CLOSING
+        self._enter(CLOSING)
 
     def _finish(self) -> None:
         self.release()
         self.conn.channel_closed(self)
 
     def release(self) -> None:
-        """Cancel consumers and requeue unacked deliveries (channel or connection going away)."""
-        if self.state is CLOSED:
-            return
-        self.state = CLOSED
+        """The channel or its connection is going away: CLOSED (a no-op when it already is)."""
+        if self.state is not CLOSED:
+            self._enter(CLOSED)
+
+    def _enter(self, state: ChannelState) -> None:
+        """Move to ``state`` along CHANNEL_TRANSITIONS; leaving OPEN releases the channel's resources."""
+        if state not in CHANNEL_TRANSITIONS[self.state]:
+            raise RuntimeError(f"channel {self.number} cannot go from {self.state.value} to {state.value}")
+        previous, self.state = self.state, state
+        if previous is OPEN:
+            self._release_resources()
+
+    def _release_resources(self) -> None:
+        """Cancel consumers and requeue unacked deliveries (no more deliveries: the state is not OPEN)."""
         self.pending_confirms = []
         if self.tx is not None:  # settlements held by an open transaction are undone: requeue those too
             self.unacked.update(self.tx.rollback())

@@ -10,6 +10,7 @@ must be the bottleneck.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import platform
 import socket
@@ -19,15 +20,37 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands as spec
 
 from . import errors, frames
-from .channel import OPEN as CHANNEL_OPEN
-from .channel import Channel
+from .channel import Channel, ChannelState
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Broker
 
 log = logging.getLogger(__name__)
 
-HEADER, START, TUNE, OPEN, RUNNING, CLOSING, CLOSED = range(7)
+
+class ConnectionState(enum.IntEnum):
+    """The phases of a connection, in order: ``state < RUNNING`` means the handshake is not complete."""
+
+    HEADER = 0  # waiting for the 8-byte protocol header
+    START = 1  # connection.start sent, waiting for start-ok (authentication)
+    TUNE = 2  # connection.tune sent, waiting for tune-ok
+    OPEN = 3  # tuned, waiting for connection.open (the vhost)
+    RUNNING = 4  # open: channels may be used
+    CLOSING = 5  # the broker sent connection.close and waits for close-ok (or CLOSE_OK_TIMEOUT)
+    CLOSED = 6  # the socket is closed or closing; channels released
+
+
+HEADER, START, TUNE, OPEN, RUNNING, CLOSING, CLOSED = ConnectionState
+# Which state may follow which: the handshake goes forward one step at a time, any state may close.
+CONNECTION_TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
+    HEADER: frozenset({START, CLOSED}),
+    START: frozenset({TUNE, CLOSING, CLOSED}),
+    TUNE: frozenset({OPEN, CLOSING, CLOSED}),
+    OPEN: frozenset({RUNNING, CLOSING, CLOSED}),
+    RUNNING: frozenset({CLOSING, CLOSED}),
+    CLOSING: frozenset({CLOSED}),
+    CLOSED: frozenset(),
+}
 CAPABILITIES = {
     "publisher_confirms": True,
     "exchange_exchange_bindings": True,
@@ -61,10 +84,20 @@ def server_properties(cluster_name: str, version: str) -> dict[str, Any]:
 
 
 class Connection(asyncio.Protocol):
+    """One client's TCP connection, from its protocol header to its close.
+
+    It runs the handshake (header, start/start-ok with PLAIN or AMQPLAIN, tune/tune-ok, open) as the
+    ConnectionState machine, owns the connection's channels and routes channel frames to them, checks
+    heartbeats, applies memory-alarm flow control (connection.blocked) to publishers, and coalesces its
+    output into one socket write per batch of input. A connection error closes it with the AMQP reply
+    code (connection.close, then the socket on close-ok or after CLOSE_OK_TIMEOUT); a bug in the broker
+    closes only this connection, never the server.
+    """
+
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.loop = asyncio.get_running_loop()
-        self.state = HEADER
+        self.state: ConnectionState = HEADER
         self.transport: asyncio.Transport | None = None
         self.reader = frames.FrameReader(frames.FRAME_MIN_SIZE)
         self.frame_max = frames.FRAME_MIN_SIZE
@@ -172,7 +205,7 @@ class Connection(asyncio.Protocol):
                 return b""
         elif self._head[:8] == frames.PROTOCOL_HEADER:
             rest, self._head = self._head[8:], b""
-            self.state = START
+            self._enter(START)
             broker = self.broker
             self.write(
                 frames.method_frame(
@@ -188,8 +221,8 @@ class Connection(asyncio.Protocol):
             )
             return rest
         # Wrong protocol: answer with the one we speak, then close (AMQP 0-9-1 section 4.2.2).
-        self.transport.write(frames.PROTOCOL_HEADER)
-        self._abort()
+        self._out.append(frames.PROTOCOL_HEADER)
+        self._abort()  # flushes the header first
         return b""
 
     def _frame(self, ftype: int, number: int, payload: bytes) -> None:
@@ -209,7 +242,7 @@ class Connection(asyncio.Protocol):
             channel = self.channels.get(number)
             if number == 0 or channel is None or self.state != RUNNING:
                 raise errors.UnexpectedFrame(f"content frame on channel {number} without basic.publish")
-            if channel.state is not CHANNEL_OPEN:
+            if channel.state is not ChannelState.OPEN:
                 return  # content of a publish sent before the client saw our channel.close
             try:
                 if ftype == frames.HEADER:
@@ -242,7 +275,7 @@ class Connection(asyncio.Protocol):
             auth = self.broker.auth
             self.vhost = auth.open_vhost(self.user, method.virtual_host)
             self.restricted = not auth.full_access(self.user, self.vhost.name)
-            self.state = RUNNING
+            self._enter(RUNNING)
             self.write(frames.method_frame(0, spec.Connection.OpenOk()))
 
         elif state == RUNNING and isinstance(method, spec.Connection.UpdateSecret):
@@ -268,7 +301,7 @@ class Connection(asyncio.Protocol):
             self._abort()
             return
         self.user = user
-        self.state = TUNE
+        self._enter(TUNE)
         broker = self.broker
         self.write(frames.method_frame(0, spec.Connection.Tune(broker.channel_max, broker.frame_max, broker.heartbeat)))
 
@@ -283,7 +316,7 @@ class Connection(asyncio.Protocol):
         self.frame_max = self.reader.frame_max = frame_max
         self.channel_max = min(method.channel_max or broker.channel_max, broker.channel_max)
         self.heartbeat = method.heartbeat
-        self.state = OPEN
+        self._enter(OPEN)
         if self.heartbeat:
             interval = self.heartbeat / 2
             self._tick = self.loop.call_later(interval, self._heartbeat_tick, interval)
@@ -377,8 +410,14 @@ class Connection(asyncio.Protocol):
         self.write(frames.method_frame(0, spec.Connection.Close(exc.code, exc.reply_text, *exc.method)))
         self._flush()
         self._release_channels()
-        self.state = CLOSING
+        self._enter(CLOSING)
         self._timers.append(self.loop.call_later(CLOSE_OK_TIMEOUT, self._abort))
+
+    def _enter(self, state: ConnectionState) -> None:
+        """Move to ``state`` along CONNECTION_TRANSITIONS (a wrong step is a broker bug, closing this connection)."""
+        if state not in CONNECTION_TRANSITIONS[self.state]:
+            raise RuntimeError(f"connection cannot go from {self.state.name} to {state.name}")
+        self.state = state
 
     def _abort(self, graceful: bool = False) -> None:
         if self.transport is not None:
@@ -400,7 +439,7 @@ class Connection(asyncio.Protocol):
     def _teardown(self) -> None:
         if self.state == CLOSED:
             return
-        self.state = CLOSED
+        self._enter(CLOSED)
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()

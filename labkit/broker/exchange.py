@@ -8,6 +8,7 @@ routing key until the bindings change, so the hot path is a dict lookup.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 TYPES = ("direct", "fanout", "topic", "headers")
@@ -119,7 +120,7 @@ class Exchange:
         """Destinations (queues or exchanges) for a message, without duplicates."""
         kind = self.type
         if kind == "direct":
-            return self._direct.get(routing_key, ())
+            return self._direct.get(routing_key) or []
         if kind == "headers":
             headers = message.headers
             return self._unique(b for b in self.bindings.values() if headers_match(b.arguments, headers))
@@ -136,7 +137,7 @@ class Exchange:
         return cached
 
     @staticmethod
-    def _unique(bindings) -> list[Any]:
+    def _unique(bindings: Iterable[Binding]) -> list[Any]:
         out: list[Any] = []
         for b in bindings:
             if b.destination not in out:

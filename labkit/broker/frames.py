@@ -123,7 +123,8 @@ def header_body_size(payload: bytes) -> int:
     """Body size announced by a content-header payload."""
     if len(payload) < 14:
         raise errors.FrameError("content header too short")
-    return _U64.unpack_from(payload, 4)[0]
+    size: int = _U64.unpack_from(payload, 4)[0]
+    return size
 
 
 _ACK_FRAME = struct.Struct(">BHIHHQBB")

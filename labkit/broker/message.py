@@ -60,7 +60,8 @@ class Message:
 
     @property
     def flags(self) -> int:
-        return _FLAGS.unpack_from(self.header, 12)[0]
+        flags: int = _FLAGS.unpack_from(self.header, 12)[0]
+        return flags
 
     @property
     def properties(self) -> commands.Basic.Properties:
@@ -99,6 +100,13 @@ class Message:
         other.redelivered = self.redelivered
         other.rewrite(properties)
         return other
+
+
+def writable_headers(props: commands.Basic.Properties) -> dict[str, Any]:
+    """The headers table of ``props`` (from clone_properties), created if it has none, to write to."""
+    if props.headers is None:
+        props.headers = {}
+    return props.headers
 
 
 def clone_properties(props: commands.Basic.Properties) -> commands.Basic.Properties:

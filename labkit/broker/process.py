@@ -40,9 +40,11 @@ def _reap(proc: subprocess.Popen[bytes], errlog: IO[bytes], timeout: float = 5.0
             proc.kill()
             proc.wait()
     for stream in (proc.stdin, proc.stdout, errlog):
+        if stream is None:
+            continue
         try:
             stream.close()
-        except (OSError, AttributeError):
+        except OSError:
             pass
 
 
@@ -122,11 +124,13 @@ class BrokerProcess:
 
     async def queues(self) -> list[dict[str, Any]]:
         """Every queue as a dict: name, type, messages_ready, messages_unacknowledged, consumers, rates."""
-        return await self._call("GET", "/api/queues")
+        queues: list[dict[str, Any]] = await self._call("GET", "/api/queues")
+        return queues
 
     async def overview(self) -> dict[str, Any]:
         """Totals over all queues plus the broker's pid and uptime."""
-        return await self._call("GET", "/api/overview")
+        overview: dict[str, Any] = await self._call("GET", "/api/overview")
+        return overview
 
     async def reset(self) -> None:
         """Delete every queue, exchange and binding the lab declared (a clean slate between runs)."""
@@ -170,6 +174,7 @@ class BrokerProcess:
 
 def _read_urls(proc: subprocess.Popen[bytes]) -> tuple[str, str] | None:
     """Blocking: the AMQP URL and admin URL the child prints first; None if it exits before that."""
+    assert proc.stdout is not None  # started with stdout=PIPE
     url = proc.stdout.readline().decode().strip()
     admin = proc.stdout.readline().decode().strip()
     if not url.startswith("amqp://") or not admin.startswith("admin http://"):

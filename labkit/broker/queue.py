@@ -13,17 +13,18 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from heapq import merge
 from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
 
 from . import errors
-from .message import Message, clone_properties
+from .message import Message, clone_properties, writable_headers
 from .store import is_persistent
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .channel import Channel
     from .vhost import VHost
 
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
@@ -41,7 +42,7 @@ class Ready:
     def __len__(self) -> int:
         return len(self._items)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Message]:
         return iter(self._items)
 
     def append(self, msg: Message) -> None:
@@ -82,7 +83,7 @@ class PriorityReady:
     def __len__(self) -> int:
         return sum(len(level) for level in self._levels)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Message]:
         for level in reversed(self._levels):
             yield from level
 
@@ -129,8 +130,8 @@ class Consumer:
 
     def __init__(
         self,
-        channel: Any,
-        queue: Queue,
+        channel: Channel,
+        queue: Queue | None,  # None: the direct reply-to consumer
         tag: str,
         tag_bytes: bytes,
         no_ack: bool,
@@ -304,12 +305,13 @@ class Queue:
                 if not consumer.can_take():
                     return
             elif self.prioritized:  # x-priority: highest priority with capacity, round-robin among equals
-                consumer = None
+                best: Consumer | None = None
                 for candidate in consumers:
-                    if (consumer is None or candidate.priority > consumer.priority) and candidate.can_take():
-                        consumer = candidate
-                if consumer is None:
+                    if (best is None or candidate.priority > best.priority) and candidate.can_take():
+                        best = candidate
+                if best is None:
                     return
+                consumer = best
                 consumers.remove(consumer)
                 consumers.append(consumer)
             else:
@@ -398,8 +400,7 @@ class Queue:
             self.dispatch()
             self._expire()
 
-    @staticmethod
-    def _deliveries_counted(msg: Message) -> int:
+    def _deliveries_counted(self, msg: Message) -> int:
         return msg.returns
 
     def _return(self, msgs: list[Message]) -> None:
@@ -529,14 +530,15 @@ class QuorumQueue(Queue):
             if not msg.returns:
                 return msg
             props = clone_properties(msg.properties)
-            props.headers["x-acquired-count"] = msg.returns
+            headers = writable_headers(props)
+            headers["x-acquired-count"] = msg.returns
             if msg.failures:
-                props.headers["x-delivery-count"] = msg.failures
+                headers["x-delivery-count"] = msg.failures
         else:
             if not msg.returns and not get:
                 return msg
             props = clone_properties(msg.properties)
-            props.headers["x-delivery-count"] = msg.returns
+            writable_headers(props)["x-delivery-count"] = msg.returns
         return msg.with_properties(props)
 
 

@@ -38,7 +38,7 @@ import logging
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pamqp import decode, encode
@@ -415,7 +415,7 @@ def restore(vhost: VHost, store: Store) -> None:
     log); it is attached to the store before the messages go back, so one a queue refuses or expires
     at once is logged as gone."""
     topology = store.topology
-    steps = [
+    steps: list[tuple[Callable[..., object], tuple[Any, ...]]] = [
         (vhost.exchange_declare, (r["name"], r["type"], False, True, r["auto_delete"], r["internal"], r["arguments"]))
         for r in topology.exchanges.values()
     ]

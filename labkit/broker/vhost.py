@@ -16,7 +16,7 @@ from . import errors
 from .declare import check_new_queue
 from .exchange import TYPES, Exchange
 from .flow import MemoryAlarm
-from .message import Message, clone_properties
+from .message import Message, clone_properties, writable_headers
 from .profiles import Profile
 from .queue import QUEUE_TYPES, Queue, QuorumQueue, amqp_type
 from .stream import StreamQueue
@@ -57,7 +57,7 @@ def _locked(name: str) -> str:
     )
 
 
-def _bool(value: bool) -> str:
+def _bool(value: object) -> str:
     return "true" if value else "false"
 
 
@@ -221,11 +221,11 @@ class VHost:
         too), then durable, auto_delete and the arguments (406)."""
         if q.owner is not (conn if exclusive else None):
             raise errors.ResourceLocked(_locked(q.name))
-        for field, got, have in zip(("durable", "auto_delete"), (durable, auto_delete), (q.durable, q.auto_delete)):
-            if got != have:
+        for field, flag, current in zip(("durable", "auto_delete"), (durable, auto_delete), (q.durable, q.auto_delete)):
+            if flag != current:
                 raise errors.PreconditionFailed(
                     f"inequivalent arg '{field}' for queue '{q.name}' in vhost '/': "
-                    f"received '{_bool(got)}' but current is '{_bool(have)}'"
+                    f"received '{_bool(flag)}' but current is '{_bool(current)}'"
                 )
         for arg in _EQUIV_ARGS:
             got, have = arguments.get(arg), q.arguments.get(arg)
@@ -337,9 +337,9 @@ class VHost:
         if queue.dlx is None or queue.dlx not in self.exchanges:
             return
         props = clone_properties(msg.properties)
-        headers = props.headers
+        headers = writable_headers(props)
         broker_side = self.profile.broker_side_deaths
-        earlier = msg.deaths if broker_side else headers.get("x-death")
+        earlier: list[dict[str, Any]] | None = msg.deaths if broker_side else headers.get("x-death")
         deaths = [dict(d) for d in earlier or []]
         entry = next((d for d in deaths if d.get("queue") == queue.name and d.get("reason") == reason), None)
         if entry is not None:
