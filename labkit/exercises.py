@@ -84,18 +84,21 @@ def parse_number(response: Any, unit: str = "") -> float | Feedback:
 
 def parse_picks(options: Sequence[str], response: Any) -> list[str] | Feedback:
     """The options ``response`` picks (one, or a list), or the Feedback for a blank or unknown pick."""
-    if unanswered(response) or (
-        not isinstance(response, str) and isinstance(response, Iterable) and not list(response)
-    ):
+    if unanswered(response):
         return Feedback.unanswered()
+    # read an iterable once: a generator of picks is as good an answer as a list
     picks = (
         [response] if isinstance(response, str) else list(response) if isinstance(response, Iterable) else [response]
     )
-    chosen = [resolve_option(options, p) for p in picks]
-    if None in chosen:
-        bad = picks[chosen.index(None)]
-        letters = ", ".join(f"{chr(97 + i)}) {k}" for i, k in enumerate(options))
-        return Feedback("incorrect", f"{bad!r} is not one of the options: {letters}.")
+    if not picks:
+        return Feedback.unanswered()
+    chosen = []
+    for pick in picks:
+        option = resolve_option(options, pick)
+        if option is None:
+            letters = ", ".join(f"{chr(97 + i)}) {k}" for i, k in enumerate(options))
+            return Feedback("incorrect", f"{pick!r} is not one of the options: {letters}.")
+        chosen.append(option)
     return chosen
 
 
@@ -139,23 +142,23 @@ class Numeric:
         mistakes: Iterable[tuple[float, str]] = (),
         hint: str | None = None,
         explanation: str | None = None,
-    ):
-        self.prompt = _text("prompt", prompt)
+    ) -> None:
+        self.prompt: str = _text("prompt", prompt)
         if isinstance(answer, bool) or not isinstance(answer, Real) or not math.isfinite(answer):
             raise ValueError(f"answer must be a finite number, got {answer!r}")
-        self.answer = float(answer)
-        self.rel_tol = non_negative("rel_tol", rel_tol)
-        self.abs_tol = non_negative("abs_tol", abs_tol)
-        self.unit = unit
-        self.mistakes = []
+        self.answer: float = float(answer)
+        self.rel_tol: float = non_negative("rel_tol", rel_tol)
+        self.abs_tol: float = non_negative("abs_tol", abs_tol)
+        self.unit: str = unit
+        self.mistakes: list[tuple[float, str]] = []
         for i, item in enumerate(mistakes):
             if not (
                 isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], Real) and isinstance(item[1], str)
             ):
                 raise ValueError(f"mistakes[{i}] must be a (wrong value, hint) tuple, got {item!r}")
             self.mistakes.append((float(item[0]), item[1]))
-        self.hint = hint
-        self.explanation = explanation
+        self.hint: str | None = hint
+        self.explanation: str | None = explanation
 
     def _close(self, value: float, target: float) -> bool:
         return math.isclose(value, target, rel_tol=self.rel_tol, abs_tol=self.abs_tol)

@@ -323,10 +323,9 @@ def seal_source(source: str, constants: dict[str, Any] | None = None) -> str:
     for call in question_calls(source):
         question = _constant_question(call, constants or {})
         if question is not None:
+            last = call.end_lineno or call.lineno  # ast.parse sets end positions; the type leaves them optional
             start = offsets[call.lineno - 1] + len(lines[call.lineno - 1].encode()[: call.col_offset].decode())
-            end = offsets[call.end_lineno - 1] + len(
-                lines[call.end_lineno - 1].encode()[: call.end_col_offset].decode()
-            )
+            end = offsets[last - 1] + len(lines[last - 1].encode()[: call.end_col_offset].decode())
             replacements.append((start, end, _source_of(seal(question))))
     if not replacements:
         return source

@@ -75,6 +75,8 @@ def test_multi_answer_choice_needs_the_exact_set():
     assert MULTI.check(["a", "c"]).ok
     assert MULTI.check(["AMQP publish"]).message.startswith("Partly")
     assert not MULTI.check(["a", "b"]).ok
+    assert MULTI.check(pick for pick in ["a", "c"]).ok  # a generator is read once, not emptied by a check
+    assert MULTI.check([]).status == "unanswered"
 
 
 def test_feedback_renders_as_text_and_html():
