@@ -22,6 +22,13 @@ HEADERS_FLAG, PRIORITY_FLAG, REPLY_TO_FLAG, EXPIRATION_FLAG, USER_ID_FLAG = 8192
 
 
 class Message:
+    """One message as one queue holds it: the publisher's exact header bytes and body, plus its state there.
+
+    Properties are decoded only on demand (``properties``) and re-encoded only by ``rewrite``; the per-queue
+    state (position ``seq``, ``redelivered``, ``expires_at``, return and failure counts, the store record)
+    lives on the object, so fan-out gives each queue its own ``copy`` sharing the bytes.
+    """
+
     __slots__ = (
         "exchange",
         "routing_key",

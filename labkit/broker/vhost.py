@@ -62,6 +62,14 @@ def _bool(value: object) -> str:
 
 
 class VHost:
+    """One virtual host: its exchanges, queues and bindings, and the rules that span them.
+
+    Channels call it to declare, bind, delete and route; it enforces exclusive ownership, RabbitMQ's
+    equivalence checks on redeclaration, auto-delete, exchange-to-exchange routing, dead-lettering (with
+    the x-death history of the broker's profile) and direct reply-to. Queues know nothing of exchanges;
+    the vhost connects them. A durable change is logged to the broker's store when one is attached.
+    """
+
     name = "/"
 
     def __init__(self, memory: MemoryAlarm, profile: Profile) -> None:
