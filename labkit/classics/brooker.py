@@ -181,7 +181,7 @@ def run(
     for _ in range(runs):
         net = _Net(net_mean, net_sd, rng)
         server = _OccServer(net, stats)
-        queue = []
+        queue: list[tuple] = []  # the simulation's event heap of _msg tuples
         for _ in range(clients):
             heapq.heappush(queue, _OccClient(server, net, cls(base, cap, rng)).start(0))
         tm += _run_sim(queue)

@@ -8,6 +8,7 @@ repeated in every cell. All figures are built on :func:`labkit.plots.figure` (ho
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import plotly.graph_objects as go
 
@@ -46,10 +47,10 @@ def overlay(
     for source, name, x, y in series:
         if source not in _STYLE:
             raise ValueError(f"source must be one of {sorted(_STYLE)}, got {source!r}")
-        style = dict(_STYLE[source])
+        style: dict[str, Any] = dict(_STYLE[source])
         if source == "closed form" and len([s for s in series if s[0] == "closed form"]) > 1:
             style = {**style, "line": {**style["line"], "color": None}}
-        extra = {}
+        extra: dict[str, Any] = {}
         if error_y and name in error_y:
             extra["error_y"] = dict(type="data", array=list(error_y[name]), visible=True)
         if source == "published":

@@ -229,6 +229,7 @@ def simulate_fanout(scenario: TailScenario, hops: tuple[float, ...], requests: i
         yield env.timeout(hop + (scenario.slow if slow else 0.0))
 
     def client():
+        flags: list[bool]
         for _ in range(requests or scenario.requests):
             start, flags = env.now, []
             yield env.all_of([env.process(reply(flags)) for _ in range(scenario.fanout)])

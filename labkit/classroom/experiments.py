@@ -20,7 +20,7 @@ from typing import Any
 from pamqp.commands import Basic
 
 from .. import theory
-from ..lifecycle import wait_until
+from ..lifecycle import started, wait_until
 from . import topology as t
 from .instructor import Classroom
 
@@ -98,7 +98,7 @@ async def run_work(
         persistent = Basic.Properties(delivery_mode=2)
         await asyncio.gather(
             *(
-                classroom.channel.basic_publish(
+                started(classroom.channel, "the classroom").basic_publish(
                     json.dumps({"id": f"{tag}-{k}"}).encode(), routing_key=t.WORK, properties=persistent
                 )
                 for k in range(count)
@@ -175,7 +175,9 @@ async def fanout(classroom: Classroom, count: int = 20, interval: float = 0.02, 
         for k in range(count):
             event = f"f{k}-{time.monotonic_ns() % 10**9}"
             sent_at[event] = time.time()
-            await classroom.channel.basic_publish(json.dumps({"id": event}).encode(), exchange=t.FANOUT)
+            await started(classroom.channel, "the classroom").basic_publish(
+                json.dumps({"id": event}).encode(), exchange=t.FANOUT
+            )
             await asyncio.sleep(interval)
         await wait_until(lambda: run.missing == 0, timeout=timeout, what="every event reaching every learner")
     finally:
@@ -208,7 +210,7 @@ async def temporal_coupling(
     ``outage[1]`` seconds into each phase. Queued calls wait and are all handled after recovery."""
     run = CouplingRun(outage=outage)
     names = set(classroom.present)
-    ch = await classroom.conn.channel(publisher_confirms=False)
+    ch = await started(classroom.conn, "the classroom").channel(publisher_confirms=False)
 
     async def serve(message: Any) -> None:
         props = message.header.properties
@@ -232,17 +234,19 @@ async def temporal_coupling(
             consumer = await ch.basic_consume(t.SERVICE, serve)
             await classroom.command("call", mode=mode, count=count, interval=interval, timeout=timeout)
             await asyncio.sleep(outage[0])
-            await ch.basic_cancel(consumer.consumer_tag)  # the service goes down
+            await ch.basic_cancel(consumer.consumer_tag or "")  # the service goes down
             await asyncio.sleep(outage[1] - outage[0])
             consumer = await ch.basic_consume(t.SERVICE, serve)  # and comes back
-            await wait_until(
-                lambda reports=reports: len(reports) >= count * len(names), timeout=30.0, what=f"every {mode} call"
-            )
+
+            def every_call_reported(reports: list = reports) -> bool:
+                return len(reports) >= count * len(names)
+
+            await wait_until(every_call_reported, timeout=30.0, what=f"every {mode} call")
             if mode == "async":
                 await wait_until(
                     lambda: run.processed["async"] >= count * len(names), timeout=30.0, what="every queued call handled"
                 )
-            await ch.basic_cancel(consumer.consumer_tag)
+            await ch.basic_cancel(consumer.consumer_tag or "")
             classroom.listeners.remove(on_call)
             run.calls[mode] = reports
     finally:
