@@ -17,7 +17,7 @@ import uuid
 import aio_pika
 import aiormq
 import pytest
-from aio_pika.patterns import Master, RPC
+from aio_pika.patterns import RPC, Master
 
 from labkit.broker import Broker
 

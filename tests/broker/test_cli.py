@@ -83,7 +83,7 @@ def test_argv_maps_every_broker_option_and_skips_none():
 
 
 def test_argv_rejects_unknown_options_by_name():
-    with pytest.raises(ValueError, match="broker option must be one of .*got bogus"):
+    with pytest.raises(ValueError, match=r"broker option must be one of .*got bogus"):
         argv(port=0, bogus=1)
 
 

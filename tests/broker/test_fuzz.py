@@ -18,7 +18,8 @@ import uuid
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pamqp import body, commands, frame, header
 from pamqp.exceptions import UnmarshalingException
 
@@ -102,7 +103,7 @@ class Raw:
                     return ("channel_close", value.reply_code)
         except (EOFError, ConnectionResetError, BrokenPipeError):
             return ("eof",)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return ("quiet",)
 
     def ping(self, channel: int = 1) -> bool:

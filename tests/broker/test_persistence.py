@@ -185,7 +185,7 @@ async def test_compaction_keeps_the_log_bounded_and_the_content(node, monkeypatc
     await channel.queue_declare("churn", durable=True)
     await channel.basic_publish(b"keeper", routing_key="churn", properties=PERSISTENT)
     keeper = await channel.basic_get("churn")  # held unacked through the churn: must survive compaction
-    for i in range(300):
+    for _ in range(300):
         await channel.basic_publish(b"x" * 500, routing_key="churn", properties=PERSISTENT)
         got = await channel.basic_get("churn", no_ack=True)
         assert got.body == b"x" * 500

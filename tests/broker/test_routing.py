@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from labkit.broker.exchange import headers_match, topic_matches
 from labkit.broker.message import Message

@@ -12,7 +12,8 @@ import asyncio
 
 import aiormq
 import pytest
-from pamqp import body, commands as spec, frame, header
+from pamqp import body, frame, header
+from pamqp import commands as spec
 from pamqp.heartbeat import Heartbeat
 
 from labkit.broker import Broker
