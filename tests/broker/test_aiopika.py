@@ -96,6 +96,7 @@ async def test_master_worker_shares_tasks_between_workers(connection):
             if len(done) == 10:
                 all_done.set()
             await asyncio.sleep(0.01)
+
         return work
 
     first = await master.create_worker(queue, handler("first"), durable=True, auto_delete=True)

@@ -103,8 +103,9 @@ async def test_closing_a_connection_does_not_bounce_messages_between_its_own_cha
         await conn.close()
         other = await aiormq.connect(broker.url)
         ch = await other.channel()
-        counts = [(await ch.basic_get("qq", no_ack=True)).header.properties.headers["x-delivery-count"]
-                  for _ in range(2)]
+        counts = [
+            (await ch.basic_get("qq", no_ack=True)).header.properties.headers["x-delivery-count"] for _ in range(2)
+        ]
         assert counts == [1, 1]
         await other.close()
     finally:
@@ -115,8 +116,11 @@ async def test_max_length_zero_still_feeds_a_waiting_consumer(channel):
     """RabbitMQ delivers to a waiting consumer before it enqueues, so x-max-length 0 (drop-head)
     makes a "deliver now or drop" queue: consumed messages arrive, the rest are dead-lettered."""
     await channel.queue_declare("dropped", durable=True)
-    await channel.queue_declare("zero", arguments={"x-max-length": 0, "x-dead-letter-exchange": "",
-                                                   "x-dead-letter-routing-key": "dropped"}, durable=True)
+    await channel.queue_declare(
+        "zero",
+        arguments={"x-max-length": 0, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dropped"},
+        durable=True,
+    )
     await channel.basic_publish(b"nobody-waiting", routing_key="zero")
     got: list = []
     await channel.basic_consume("zero", got.append, no_ack=True)
@@ -145,7 +149,9 @@ async def test_dead_lettering_may_use_an_internal_exchange(channel):
     await channel.exchange_declare("dlx-internal", exchange_type="fanout", internal=True)
     await channel.queue_declare("dead", durable=True)
     await channel.queue_bind("dead", "dlx-internal")
-    await channel.queue_declare("short", arguments={"x-message-ttl": 10, "x-dead-letter-exchange": "dlx-internal"}, durable=True)
+    await channel.queue_declare(
+        "short", arguments={"x-message-ttl": 10, "x-dead-letter-exchange": "dlx-internal"}, durable=True
+    )
     await channel.basic_publish(b"m", routing_key="short")
     async with asyncio.timeout(5):
         while True:
@@ -170,4 +176,7 @@ async def test_consumer_priority_serves_high_priority_consumers_first(channel):
         await channel.basic_publish(b"%d" % i, routing_key="cp")
     await wait_until(lambda: sum(map(len, got.values())) >= 6, timeout=5)
     assert {k: [m.body for m in v] for k, v in got.items()} == {
-        "low": [b"4", b"5"], "high1": [b"0", b"2"], "high2": [b"1", b"3"]}
+        "low": [b"4", b"5"],
+        "high1": [b"0", b"2"],
+        "high2": [b"1", b"3"],
+    }

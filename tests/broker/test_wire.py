@@ -35,8 +35,7 @@ class RawClient:
         client = cls(*await asyncio.open_connection("127.0.0.1", port))
         client.writer.write(b"AMQP\x00\x00\x09\x01")
         await client.expect(spec.Connection.Start)
-        client.send(0, spec.Connection.StartOk(client_properties={}, mechanism="PLAIN",
-                                               response="\0guest\0guest"))
+        client.send(0, spec.Connection.StartOk(client_properties={}, mechanism="PLAIN", response="\0guest\0guest"))
         tune = await client.expect(spec.Connection.Tune)
         client.send(0, spec.Connection.TuneOk(tune.channel_max, tune.frame_max, 0))
         client.send(0, spec.Connection.Open("/"))
@@ -88,15 +87,18 @@ async def test_a_message_above_max_message_size_is_refused_after_its_body_and_ne
     raw = await RawClient.connect(broker.port)
     try:
         await open_channel(raw, 1)
-        raw.send(1, spec.Basic.Publish(routing_key="q"), header.ContentHeader(0, 30_000),
-                 body.ContentBody(b"x" * 20_000))
+        raw.send(
+            1, spec.Basic.Publish(routing_key="q"), header.ContentHeader(0, 30_000), body.ContentBody(b"x" * 20_000)
+        )
         await open_channel(raw, 2)  # a round trip: the first two frames have been handled, no close yet
         [conn] = broker.connections
         assert conn.channels[1]._body == [] and 1 in conn.channels
         raw.send(1, body.ContentBody(b"x" * 10_000))
         close = await raw.expect(spec.Channel.Close)
         assert (close.reply_code, close.reply_text) == (
-            406, "PRECONDITION_FAILED - message size 30000 is larger than configured max size 10000")
+            406,
+            "PRECONDITION_FAILED - message size 30000 is larger than configured max size 10000",
+        )
         raw.send(1, spec.Channel.CloseOk())
         raw.send(2, spec.Queue.Declare(queue="after", durable=True))  # the connection is still usable
         assert (await raw.expect(spec.Queue.DeclareOk)).queue == "after"
@@ -183,7 +185,9 @@ async def test_a_channel_error_moves_the_channel_through_its_states_and_requeues
         raw.send(1, spec.Basic.Get(queue="missing"))  # 404: a channel error
         await raw.expect(spec.Channel.Close)
         assert channel.state is ChannelState.CLOSING and 1 in conn.channels
-        assert [(q["messages_ready"], q["messages_unacknowledged"]) for q in broker.queues() if q["name"] == "held"] == [(1, 0)]
+        assert [
+            (q["messages_ready"], q["messages_unacknowledged"]) for q in broker.queues() if q["name"] == "held"
+        ] == [(1, 0)]
         raw.send(1, spec.Channel.CloseOk())
         await open_channel(raw, 2)  # a round trip: the close-ok has been handled
         assert channel.state is ChannelState.CLOSED and 1 not in conn.channels

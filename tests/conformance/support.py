@@ -295,4 +295,3 @@ class Client:
             channel = await connection.channel(publisher_confirms=False)
             await operation(channel)
             await channel.close()
-
