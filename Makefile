@@ -27,7 +27,7 @@ book: install
 
 # ruff (lint and format) on the lab kit and its tests, mypy on labkit (strict on the broker and the theory, see
 # pyproject.toml), and notebooks committed without outputs. The same checks run as pre-commit hooks.
-LINT_PATHS := labkit bench/harness.py bench/history.py tests/labkit tests/conftest.py
+LINT_PATHS := labkit bench tests/labkit tests/broker tests/conformance tests/classroom tests/conftest.py
 lint: install
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
