@@ -34,6 +34,7 @@ import os
 import socket
 import struct
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -41,14 +42,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import tempfile
-
 import aiormq
 import psutil
-from pamqp import body as pbody, commands, frame, header
+from pamqp import body as pbody
+from pamqp import commands, frame, header
 
 from labkit.broker import Broker
 from labkit.broker.process import BrokerProcess
+from labkit.lifecycle import wait_until
 from labkit.metrics import percentile
 
 BODY = b"x" * 100
@@ -88,8 +89,11 @@ class Target:
 
 async def wait_depth(channel, queue: str, depth: int) -> None:
     """Until ``queue`` holds ``depth`` ready messages (RabbitMQ's queue process may lag its channel)."""
-    while (await channel.queue_declare(queue, passive=True)).message_count < depth:
-        await asyncio.sleep(0.002)
+
+    async def deep_enough() -> bool:
+        return (await channel.queue_declare(queue, passive=True)).message_count >= depth
+
+    await wait_until(deep_enough, timeout=60, interval=0.002, what=f"{depth} ready messages in {queue}")
 
 
 async def with_queue(url: str, body: Callable[[aiormq.Connection, str], Awaitable]):
@@ -98,8 +102,7 @@ async def with_queue(url: str, body: Callable[[aiormq.Connection, str], Awaitabl
     try:
         setup = await connection.channel()
         # durable (RabbitMQ 4.3 refuses transient shared queues), x-expires in case the delete is missed
-        queue = (await setup.queue_declare(f"bench-{uuid.uuid4().hex[:8]}", durable=True,
-                                           arguments=QUEUE_ARGS)).queue
+        queue = (await setup.queue_declare(f"bench-{uuid.uuid4().hex[:8]}", durable=True, arguments=QUEUE_ARGS)).queue
         try:
             return await body(connection, queue)
         finally:
@@ -127,18 +130,24 @@ async def blast(url: str, queue: str, n: int, persistent: bool = False) -> None:
     try:
         writer.write(PROTOCOL_HEADER)
         await expect(commands.Connection.Start)
-        writer.write(frame.marshal(commands.Connection.StartOk(
-            response=f"\0{address.username}\0{address.password}"), 0))
+        writer.write(
+            frame.marshal(commands.Connection.StartOk(response=f"\0{address.username}\0{address.password}"), 0)
+        )
         tune = await expect(commands.Connection.Tune)
         writer.write(frame.marshal(commands.Connection.TuneOk(tune.channel_max, tune.frame_max, 0), 0))
         writer.write(frame.marshal(commands.Connection.Open(), 0))
         await expect(commands.Connection.OpenOk)
         writer.write(frame.marshal(commands.Channel.Open(), 1))
         await expect(commands.Channel.OpenOk)
-        one = b"".join((frame.marshal(commands.Basic.Publish(routing_key=queue), 1),
-                        frame.marshal(header.ContentHeader(body_size=len(BODY),
-                                                           properties=PERSISTENT if persistent else None), 1),
-                        frame.marshal(pbody.ContentBody(BODY), 1)))
+        one = b"".join(
+            (
+                frame.marshal(commands.Basic.Publish(routing_key=queue), 1),
+                frame.marshal(
+                    header.ContentHeader(body_size=len(BODY), properties=PERSISTENT if persistent else None), 1
+                ),
+                frame.marshal(pbody.ContentBody(BODY), 1),
+            )
+        )
         for start in range(0, n, 1000):
             writer.write(one * min(1000, n - start))
             await writer.drain()
@@ -166,6 +175,7 @@ def publish_no_confirms(n: int):
             await channel.basic_publish(BODY, routing_key=queue)
         await wait_depth(channel, queue, n)  # done when the broker holds them all
         return time.perf_counter() - t0
+
     return body
 
 
@@ -176,6 +186,7 @@ def publish_confirm_each(n: int, properties: commands.Basic.Properties | None = 
         for _ in range(n):
             await channel.basic_publish(BODY, routing_key=queue, properties=properties)
         return time.perf_counter() - t0
+
     return body
 
 
@@ -184,9 +195,14 @@ def publish_confirm_batches(n: int, batch: int = 100, properties: commands.Basic
         channel = await connection.channel()
         t0 = time.perf_counter()
         for start in range(0, n, batch):
-            await asyncio.gather(*(channel.basic_publish(BODY, routing_key=queue, properties=properties)
-                                   for _ in range(min(batch, n - start))))
+            await asyncio.gather(
+                *(
+                    channel.basic_publish(BODY, routing_key=queue, properties=properties)
+                    for _ in range(min(batch, n - start))
+                )
+            )
         return time.perf_counter() - t0
+
     return body
 
 
@@ -213,6 +229,7 @@ def consume(n: int, prefetch: int):
             return time.perf_counter() - t0
         finally:
             await consumer.close()
+
     return body
 
 
@@ -239,6 +256,7 @@ def round_trips(n: int):
             return samples
         finally:
             await consumer.close()
+
     return body
 
 
@@ -266,8 +284,11 @@ def cpu_seconds(pid: int | None) -> float:
 
 def rabbitmq_pid() -> int | None:
     """The beam.smp process of a local RabbitMQ, if there is exactly one we can see."""
-    found = [p.pid for p in psutil.process_iter(["name", "cmdline"])
-             if p.info["name"] == "beam.smp" and "rabbit" in " ".join(p.info["cmdline"] or [])]
+    found = [
+        p.pid
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "beam.smp" and "rabbit" in " ".join(p.info["cmdline"] or [])
+    ]
     return found[0] if len(found) == 1 else None
 
 
@@ -289,8 +310,9 @@ async def restart_to_ready(process: BrokerProcess, n: int) -> tuple[float, int]:
     the restart call until the queue serves all ``n`` again, and how many came back."""
     connection = await aiormq.connect(process.url)
     channel = await connection.channel()
-    queue = (await channel.queue_declare(f"bench-restart-{uuid.uuid4().hex[:8]}", durable=True,
-                                         arguments=QUEUE_ARGS)).queue
+    queue = (
+        await channel.queue_declare(f"bench-restart-{uuid.uuid4().hex[:8]}", durable=True, arguments=QUEUE_ARGS)
+    ).queue
     await blast(process.url, queue, n, persistent=True)
     await wait_depth(channel, queue, n)
     await connection.close()
@@ -326,9 +348,8 @@ async def blocked_answer_ms(url: str, block_s: float) -> float:
     out: list[float] = []
     thread = threading.Thread(target=_answer_ms, args=(urlsplit(url).port, out))
     thread.start()
-    time.sleep(block_s)  # the notebook cell that blocks the kernel
-    while thread.is_alive():  # an in-loop broker answers only now that the loop runs again
-        await asyncio.sleep(0.001)
+    time.sleep(block_s)  # noqa: ASYNC251 -- on purpose: the notebook cell that blocks the kernel
+    await asyncio.to_thread(thread.join)  # an in-loop broker answers only now that the loop runs again
     return out[0]
 
 
@@ -339,11 +360,16 @@ async def run_workloads(targets: list[Target], in_loop: Target, durable: Target,
     """Every workload in rounds, the brokers taking turns; the in-loop broker only where it tells; the
     persistent ones on ``durable`` (the embedded broker with a data directory) instead of the embedded one."""
     per_round = sizes.messages // sizes.rounds
-    workloads = [("pub", publish_no_confirms), ("pub_each", publish_confirm_each),
-                 ("pub_batch", publish_confirm_batches), ("con1", lambda n: consume(n, 1)),
-                 ("con10", lambda n: consume(n, 10)), ("con100", lambda n: consume(n, 100)),
-                 ("ppub_each", lambda n: publish_confirm_each(n, PERSISTENT)),
-                 ("ppub_batch", lambda n: publish_confirm_batches(n, properties=PERSISTENT))]
+    workloads = [
+        ("pub", publish_no_confirms),
+        ("pub_each", publish_confirm_each),
+        ("pub_batch", publish_confirm_batches),
+        ("con1", lambda n: consume(n, 1)),
+        ("con10", lambda n: consume(n, 10)),
+        ("con100", lambda n: consume(n, 100)),
+        ("ppub_each", lambda n: publish_confirm_each(n, PERSISTENT)),
+        ("ppub_batch", lambda n: publish_confirm_batches(n, properties=PERSISTENT)),
+    ]
     in_loop_keys = {"pub", "pub_batch", "con100"}  # enough to show the cost of sharing one loop
     for key, make in workloads:
         runners = targets + ([in_loop] if key in in_loop_keys else [])
@@ -358,8 +384,10 @@ async def run_workloads(targets: list[Target], in_loop: Target, durable: Target,
                 target.cpu_client += time.process_time() - client0
         for target in runners:
             target.results[key] = per_round * sizes.rounds / elapsed[target.name]
-            print(f"  {key:10} {target.name:9} {target.results[key]:>10,.0f} msg/s  ({elapsed[target.name]:.1f} s)",
-                  file=sys.stderr)
+            print(
+                f"  {key:10} {target.name:9} {target.results[key]:>10,.0f} msg/s  ({elapsed[target.name]:.1f} s)",
+                file=sys.stderr,
+            )
     samples: dict[str, list[float]] = {t.name: [] for t in targets + [in_loop]}
     for _ in range(sizes.rounds):
         for target in targets + [in_loop]:
@@ -403,14 +431,25 @@ def verdict(kind: str | None, limit: float | None, mine: float | None, ratio: fl
     return f"ratio {kind} {limit:g}", "PASS" if (ratio >= limit if kind == ">=" else ratio <= limit) else "MISS"
 
 
-def report(sizes: Sizes, embedded: Target, rabbit: Target | None, in_loop: Target, blocked: dict[str, float],
-           load: float, seconds: float) -> str:
-    lines = [f"# bench/broker.py: {sizes.messages:,} x {len(BODY)} B messages per throughput workload in "
-             f"{sizes.rounds} interleaved rounds, {sizes.round_trips:,} round trips, {sizes.fill:,} queued for RSS",
-             f"# load average at start {load:.2f} on {os.cpu_count()} cores; RabbitMQ: "
-             f"{urlsplit(rabbit.url).netloc.split('@')[-1] if rabbit else 'not measured (set AMQP_URL)'}", ""]
-    head = (f"{'workload':31} {'unit':5} {'embedded':>9} {'rabbitmq':>9} {'ratio':>6}  {'target':14} "
-            f"{'':4}  {'in-loop':>8}")
+def report(
+    sizes: Sizes,
+    embedded: Target,
+    rabbit: Target | None,
+    in_loop: Target,
+    blocked: dict[str, float],
+    load: float,
+    seconds: float,
+) -> str:
+    lines = [
+        f"# bench/broker.py: {sizes.messages:,} x {len(BODY)} B messages per throughput workload in "
+        f"{sizes.rounds} interleaved rounds, {sizes.round_trips:,} round trips, {sizes.fill:,} queued for RSS",
+        f"# load average at start {load:.2f} on {os.cpu_count()} cores; RabbitMQ: "
+        f"{urlsplit(rabbit.url).netloc.split('@')[-1] if rabbit else 'not measured (set AMQP_URL)'}",
+        "",
+    ]
+    head = (
+        f"{'workload':31} {'unit':5} {'embedded':>9} {'rabbitmq':>9} {'ratio':>6}  {'target':14} {'':4}  {'in-loop':>8}"
+    )
     lines += [head, "-" * len(head)]
     for key, label, unit, kind, limit in ROWS:
         if key == "rss_fill" and sizes.fill != 100_000:  # scale the budget with the fill
@@ -421,23 +460,33 @@ def report(sizes: Sizes, embedded: Target, rabbit: Target | None, in_loop: Targe
         theirs = rabbit.results.get(key) if rabbit else None
         ratio = mine / theirs if mine is not None and theirs else None
         target, mark = verdict(kind, limit, mine, ratio)
-        lines.append(f"{label:31} {unit:5} {fmt(mine, unit):>9} {fmt(theirs, unit):>9} "
-                     f"{'n/a' if ratio is None else f'{ratio:.2f}':>6}  {target:14} {mark:4}  "
-                     f"{fmt(in_loop.results.get(key), unit):>8}")
+        lines.append(
+            f"{label:31} {unit:5} {fmt(mine, unit):>9} {fmt(theirs, unit):>9} "
+            f"{'n/a' if ratio is None else f'{ratio:.2f}':>6}  {target:14} {mark:4}  "
+            f"{fmt(in_loop.results.get(key), unit):>8}"
+        )
     lines.append("")
     if embedded.results.get("restarted") is not None:
-        lines.append(f"restart to ready: SIGKILL, restart, then {embedded.results['restarted']:,.0f} of {sizes.fill:,} "
-                     "persistent messages served again; persistent rows: embedded with --data-dir (fsync per "
-                     "confirm batch), all other embedded rows without")
+        lines.append(
+            f"restart to ready: SIGKILL, restart, then {embedded.results['restarted']:,.0f} of {sizes.fill:,} "
+            "persistent messages served again; persistent rows: embedded with --data-dir (fsync per "
+            "confirm batch), all other embedded rows without"
+        )
     for t in (embedded, rabbit):
         if t is not None and t.pid is not None and t.cpu_client:
-            lines.append(f"CPU over the throughput workloads, {t.name}: broker {t.cpu_broker:.1f} s, aiormq clients "
-                         f"{t.cpu_client:.1f} s (broker/client {t.cpu_broker / t.cpu_client:.2f})")
-    lines += ["", f"another client's wait for connection.start while the loop that owns the broker is blocked "
-                  f"{sizes.block_s:g} s:",
-              f"  broker in its own process (BrokerProcess) {blocked['process']:9.1f} ms",
-              f"  broker in the blocked event loop          {blocked['in-loop']:9.1f} ms",
-              "", f"# total {seconds:.0f} s"]
+            lines.append(
+                f"CPU over the throughput workloads, {t.name}: broker {t.cpu_broker:.1f} s, aiormq clients "
+                f"{t.cpu_client:.1f} s (broker/client {t.cpu_broker / t.cpu_client:.2f})"
+            )
+    lines += [
+        "",
+        f"another client's wait for connection.start while the loop that owns the broker is blocked "
+        f"{sizes.block_s:g} s:",
+        f"  broker in its own process (BrokerProcess) {blocked['process']:9.1f} ms",
+        f"  broker in the blocked event loop          {blocked['in-loop']:9.1f} ms",
+        "",
+        f"# total {seconds:.0f} s",
+    ]
     return "\n".join(lines)
 
 
@@ -457,13 +506,17 @@ async def main(sizes: Sizes, output: str | None) -> None:
         durable = Target("embedded+fsync", disk.url, disk.pid, embedded.results)  # its rows: the embedded column
         for target in targets:
             await measure_rss(target, sizes.fill)
-            print(f"  RSS       {target.name:9} idle {fmt(target.results['rss_idle'], 'MB')} MB, "
-                  f"+{fmt(target.results['rss_fill'], 'MB')} MB with {sizes.fill:,} queued ({time.perf_counter() - t0:.0f} s)",
-                  file=sys.stderr)
+            print(
+                f"  RSS       {target.name:9} idle {fmt(target.results['rss_idle'], 'MB')} MB, "
+                f"+{fmt(target.results['rss_fill'], 'MB')} MB with {sizes.fill:,} queued ({time.perf_counter() - t0:.0f} s)",
+                file=sys.stderr,
+            )
         await run_workloads(targets, in_loop, durable, sizes)
         embedded.results["restart"], embedded.results["restarted"] = await restart_to_ready(disk, sizes.fill)
-        blocked = {"process": await blocked_answer_ms(process.url, sizes.block_s),
-                   "in-loop": await blocked_answer_ms(broker.url, sizes.block_s)}
+        blocked = {
+            "process": await blocked_answer_ms(process.url, sizes.block_s),
+            "in-loop": await blocked_answer_ms(broker.url, sizes.block_s),
+        }
     finally:
         await broker.stop()
         await process.stop()

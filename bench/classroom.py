@@ -19,7 +19,8 @@ import time
 
 from pamqp.commands import Basic
 
-from labkit.classroom import Classroom, Learner, SimulatedClass, experiments as ex, topology
+from labkit.classroom import Classroom, Learner, SimulatedClass, topology
+from labkit.classroom import experiments as ex
 from labkit.lab import Lab
 from labkit.lifecycle import wait_until
 
@@ -50,8 +51,14 @@ async def measure(n: int, amqp_url: str | None) -> dict:
         finally:
             flooder.kill()
             flooder.wait()
-        return {"n": n, "join_s": joined, "msg_per_s": run.sent / run.makespan, "lost": run.lost,
-                "idle": idle, "flood": flooded}
+        return {
+            "n": n,
+            "join_s": joined,
+            "msg_per_s": run.sent / run.makespan,
+            "lost": run.lost,
+            "idle": idle,
+            "flood": flooded,
+        }
     finally:
         await lab.stop()
 
@@ -80,13 +87,18 @@ async def main(sizes: list[int]) -> None:
     brokers = [("embedded", None)]
     if _listening(5672) and _listening(15672):
         brokers.append(("rabbitmq", RABBITMQ))
-    print(f"{'broker':9} {'N':>3} {'join s':>7} {'msg/s':>7} {'lost':>4} {'ping p50/max ms':>16} "
-          f"{'under flood p50/max':>20}")
+    print(
+        f"{'broker':9} {'N':>3} {'join s':>7} {'msg/s':>7} {'lost':>4} {'ping p50/max ms':>16} "
+        f"{'under flood p50/max':>20}"
+    )
     for name, url in brokers:
         for n in sizes:
             r = await measure(n, url)
-            print(f"{name:9} {n:>3} {r['join_s']:7.1f} {r['msg_per_s']:7.0f} {r['lost']:>4} "
-                  f"{r['idle'][0]:8.1f}/{r['idle'][1]:<7.1f} {r['flood'][0]:11.1f}/{r['flood'][1]:<8.1f}", flush=True)
+            print(
+                f"{name:9} {n:>3} {r['join_s']:7.1f} {r['msg_per_s']:7.0f} {r['lost']:>4} "
+                f"{r['idle'][0]:8.1f}/{r['idle'][1]:<7.1f} {r['flood'][0]:11.1f}/{r['flood'][1]:<8.1f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

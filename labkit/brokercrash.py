@@ -52,8 +52,11 @@ STREAMS: dict[str, tuple[bool, bool, bool]] = {
     "fire-and-forget": (True, False, False),
     "confirmed": (True, True, True),
 }
-LABELS = {"transient": "transient + confirms + retry", "fire-and-forget": "persistent, no confirms, no retry",
-          "confirmed": "persistent + confirms + retry"}
+LABELS = {
+    "transient": "transient + confirms + retry",
+    "fire-and-forget": "persistent, no confirms, no retry",
+    "confirmed": "persistent + confirms + retry",
+}
 BODY = b'{"amount": 20}'
 
 
@@ -83,8 +86,10 @@ class _QuietReconnects(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not (record.getMessage().startswith("error when creating transport")
-                    or isinstance(exc, aiormq.exceptions.AMQPConnectionError))
+        return not (
+            record.getMessage().startswith("error when creating transport")
+            or isinstance(exc, aiormq.exceptions.AMQPConnectionError)
+        )
 
 
 @contextlib.contextmanager
@@ -112,12 +117,14 @@ async def _outage(lab: Any, proxy: Any, at: float, down_for: float) -> tuple[flo
     return down, time.monotonic()
 
 
-async def _stream(url: str, queue: str, spec: tuple[bool, bool, bool], n: int, rate: float,
-                  t0: float) -> dict[int, float | None]:
+async def _stream(
+    url: str, queue: str, spec: tuple[bool, bool, bool], n: int, rate: float, t0: float
+) -> dict[int, float | None]:
     """Publish message i at t0 + i/rate; returns {i: when its publish returned, None if it failed}."""
     persistent, confirms, retry = spec
-    publisher = await Publisher(url, confirms=confirms, persistent=persistent, backoff=0.02,
-                                max_attempts=100_000 if retry else 1).start()
+    publisher = await Publisher(
+        url, confirms=confirms, persistent=persistent, backoff=0.02, max_attempts=100_000 if retry else 1
+    ).start()
     outcome: dict[int, float | None] = {}
     try:
         for i in range(n):
@@ -135,7 +142,7 @@ async def _stream(url: str, queue: str, spec: tuple[bool, bool, bool], n: int, r
 async def _drain(lab: Any, queue: str) -> list[int]:
     """Every message id in ``queue`` (taken, so the queue ends empty)."""
     channel = await lab.channel(publisher_confirms=False)
-    ids = []
+    ids: list[int] = []
     try:
         while True:
             got = await channel.basic_get(queue, no_ack=True)
@@ -146,8 +153,9 @@ async def _drain(lab: Any, queue: str) -> list[int]:
         await channel.close()
 
 
-async def run(lab: Any, *, rate: float = 150.0, duration: float = 2.0, crash_at: float = 0.6,
-              down_for: float = 0.3) -> CrashRun:
+async def run(
+    lab: Any, *, rate: float = 150.0, duration: float = 2.0, crash_at: float = 0.6, down_for: float = 0.3
+) -> CrashRun:
     """Publish the three streams for ``duration`` s at ``rate`` msg/s each; the broker goes down at
     ``crash_at`` s for ``down_for`` s (plus its restart time); then count what each queue kept."""
     positive("rate", rate)
@@ -161,15 +169,18 @@ async def run(lab: Any, *, rate: float = 150.0, duration: float = 2.0, crash_at:
     proxy, note = None, ""
     if not crashed:
         proxy = await lab.proxy("amqp", name="publishers -> RabbitMQ")
-        note = ("The lab cannot crash the RabbitMQ at AMQP_URL: a proxy dropped every publisher connection "
-                "instead. RabbitMQ kept running, so it kept its transient messages too.")
+        note = (
+            "The lab cannot crash the RabbitMQ at AMQP_URL: a proxy dropped every publisher connection "
+            "instead. RabbitMQ kept running, so it kept its transient messages too."
+        )
     url = lab.amqp_url if proxy is None else proxy.via(lab.amqp_url)
     t0 = time.monotonic() + 0.05
     try:
         with _quiet_reconnects():
             outage = asyncio.ensure_future(_outage(lab, proxy, t0 + crash_at, down_for))
-            outcomes = await asyncio.gather(*(_stream(url, queues[name], spec, n, rate, t0)
-                                              for name, spec in STREAMS.items()))
+            outcomes = await asyncio.gather(
+                *(_stream(url, queues[name], spec, n, rate, t0) for name, spec in STREAMS.items())
+            )
             down, up = await outage
     finally:
         if proxy is not None:
@@ -180,9 +191,14 @@ async def run(lab: Any, *, rate: float = 150.0, duration: float = 2.0, crash_at:
         await lab.delete_queue(queue)
         kept = set(ids)
         before = [i for i, done in outcome.items() if done is not None and done < down]
-        streams[name] = {"published": sum(done is not None for done in outcome.values()), "kept": len(kept),
-                         "lost": n - len(kept), "duplicates": len(ids) - len(kept),
-                         "published_before_crash": len(before), "kept_of_those": sum(i in kept for i in before)}
+        streams[name] = {
+            "published": sum(done is not None for done in outcome.values()),
+            "kept": len(kept),
+            "lost": n - len(kept),
+            "duplicates": len(ids) - len(kept),
+            "published_before_crash": len(before),
+            "kept_of_those": sum(i in kept for i in before),
+        }
         fates[name] = [(i / rate, "kept" if i in kept else "lost") for i in range(n)]
     return CrashRun(streams, fates, (down - t0, up - t0), crashed, note, time.monotonic() - t0)
 
@@ -204,16 +220,25 @@ async def confirm_cost(lab: Any, n: int = 200) -> dict[str, dict[str, float]]:
     finally:
         await channel.close()
         await lab.delete_queue(queue)
-    return {kind: {"p50_ms": percentile(values, 50) * 1e3, "p90_ms": percentile(values, 90) * 1e3,
-                   "rate": len(values) / sum(values)} for kind, values in latencies.items()}
+    return {
+        kind: {
+            "p50_ms": percentile(values, 50) * 1e3,
+            "p90_ms": percentile(values, 90) * 1e3,
+            "rate": len(values) / sum(values),
+        }
+        for kind, values in latencies.items()
+    }
 
 
 def figure(run: CrashRun):
     """Every message of every stream on the timeline, kept or lost, with the outage shaded."""
-    fig = plots.figure("The broker crashes mid-stream: which messages survive?", "time the message was due (s)",
-                       "stream")
-    for fate, color, symbol in (("kept", plots.OKABE_ITO["bluish green"], "circle"),
-                                 ("lost", plots.OKABE_ITO["black"], "x")):
+    fig = plots.figure(
+        "The broker crashes mid-stream: which messages survive?", "time the message was due (s)", "stream"
+    )
+    for fate, color, symbol in (
+        ("kept", plots.OKABE_ITO["bluish green"], "circle"),
+        ("lost", plots.OKABE_ITO["black"], "x"),
+    ):
         xs, ys = [], []
         for name, fates in run.fates.items():
             for t, f in fates:

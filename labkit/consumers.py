@@ -29,7 +29,7 @@ from labkit import tracing
 from labkit._validate import integer, probability, queue_name
 from labkit.draws import rng_for, sampler
 from labkit.history import recorder
-from labkit.lifecycle import AmqpWorker, publish_message, wait_until
+from labkit.lifecycle import AmqpWorker, delivery_tag, publish_message, wait_until
 from labkit.metrics import Record
 from labkit.queues import declare_run_queue
 
@@ -86,7 +86,7 @@ async def publish(
         await publish_message(channel, body, exchange=exchange, routing_key=routing_key, properties=props)
         ok = True
     finally:
-        if span is not None:
+        if span is not None and tracer is not None:
             tracer.finish(span, ok)
     return correlation_id
 
@@ -196,7 +196,7 @@ class Consumer(AmqpWorker):
                     ok, error, info = await self._process(message)
             finally:
                 self.in_flight -= 1
-        if span is not None:
+        if span is not None and self.tracer is not None:
             self.tracer.finish(span, ok is True, crashed=ok is None)
         if ok is None:
             return  # crashed before the ack: the broker will redeliver
@@ -211,13 +211,13 @@ class Consumer(AmqpWorker):
             "consumer": self.name,
             "message_id": props.message_id,
             "correlation_id": props.correlation_id,
-            "redelivered": bool(message.delivery.redelivered),
+            "redelivered": bool(message.redelivered),
         }
-        if message.delivery.redelivered:
+        if message.redelivered:
             self.redelivered += 1
         if self.idempotent and props.message_id in self.seen:
             self.duplicates += 1
-            await message.channel.basic_ack(message.delivery.delivery_tag)
+            await message.channel.basic_ack(delivery_tag(message))
             recorder.on_settle("ack", self.name, message)
             return True, None, {**info, "duplicate": True}
         await asyncio.sleep(self._sample())
@@ -233,7 +233,7 @@ class Consumer(AmqpWorker):
             self.failed += 1
             # basic.reject, not basic.nack: since RabbitMQ 4.3 only a reject says "processing failed" and
             # counts toward a quorum queue's delivery limit (a nack returns the message uncounted).
-            await message.channel.basic_reject(message.delivery.delivery_tag, requeue=self.requeue_failed)
+            await message.channel.basic_reject(delivery_tag(message), requeue=self.requeue_failed)
             recorder.on_settle("reject", self.name, message, requeue=self.requeue_failed)
             return False, error, info
         if self.crash_after is not None and self.processed + 1 >= self.crash_after:
@@ -243,7 +243,7 @@ class Consumer(AmqpWorker):
             return None, None, info
         if props.message_id:
             self.seen.add(props.message_id)
-        await message.channel.basic_ack(message.delivery.delivery_tag)
+        await message.channel.basic_ack(delivery_tag(message))
         recorder.on_settle("ack", self.name, message)
         self.processed += 1
         return True, None, info
@@ -253,7 +253,8 @@ class Consumer(AmqpWorker):
         props = message.header.properties
         if self.tracer is None or not props.correlation_id:
             return None
-        parent = (props.headers or {}).get(tracing.PARENT_AMQP_HEADER)
+        header = (props.headers or {}).get(tracing.PARENT_AMQP_HEADER)
+        parent = header if isinstance(header, str) else None
         published = _published_at(message)
         if published is not None:
             queued = tracing.Span(

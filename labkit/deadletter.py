@@ -31,6 +31,7 @@ from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
 from labkit._validate import integer, queue_name
+from labkit.lifecycle import delivery_tag
 from labkit.queues import declare_run_queue
 
 __all__ = [
@@ -63,7 +64,7 @@ _name = queue_name
 
 def deaths(message: DeliveredMessage) -> dict[tuple[str, str], int]:
     """The message's ``x-death`` header as ``{(queue, reason): count}`` (empty if it never died)."""
-    headers = message.header.properties.headers or {}
+    headers: dict[str, Any] = message.header.properties.headers or {}
     return {(str(d.get("queue")), str(d.get("reason"))): int(d.get("count", 1)) for d in headers.get("x-death") or ()}
 
 
@@ -207,7 +208,7 @@ async def inspect(channel: aiormq.abc.AbstractChannel, dlq: str, limit: int = 10
     messages = await take_all(channel, dlq, ack=False, limit=limit)
     letters = []
     for m in messages:
-        headers = dict(m.header.properties.headers or {})
+        headers: dict[str, Any] = dict(m.header.properties.headers or {})
         first = headers.get("x-first-death-reason")
         letters.append(
             DeadLetter(
@@ -219,7 +220,7 @@ async def inspect(channel: aiormq.abc.AbstractChannel, dlq: str, limit: int = 10
             )
         )
     if messages:
-        await channel.basic_nack(messages[-1].delivery.delivery_tag, multiple=True, requeue=True)
+        await channel.basic_nack(delivery_tag(messages[-1]), multiple=True, requeue=True)
     return letters
 
 
@@ -239,10 +240,10 @@ async def replay(
     for m in await take_all(channel, dlq, ack=False, limit=limit):
         if select is None or select(m):
             await _publish_copy(channel, m, queue, {}, keep_deaths=False)
-            await channel.basic_ack(m.delivery.delivery_tag)
+            await channel.basic_ack(delivery_tag(m))
             moved += 1
         else:
-            await channel.basic_nack(m.delivery.delivery_tag, requeue=True)
+            await channel.basic_nack(delivery_tag(m), requeue=True)
     return moved
 
 

@@ -46,7 +46,7 @@ class Feedback:
     message: str
 
     @classmethod
-    def unanswered(cls) -> "Feedback":
+    def unanswered(cls) -> Feedback:
         return cls("unanswered", _UNANSWERED)
 
     @property
@@ -58,8 +58,10 @@ class Feedback:
 
     def _repr_html_(self) -> str:
         color = _COLORS[self.status]
-        return (f"<div style='border-left:4px solid {color};padding:4px 10px;margin:4px 0'>"
-                f"<b style='color:{color}'>{_SYMBOLS[self.status]}</b> {html.escape(self.message)}</div>")
+        return (
+            f"<div style='border-left:4px solid {color};padding:4px 10px;margin:4px 0'>"
+            f"<b style='color:{color}'>{_SYMBOLS[self.status]}</b> {html.escape(self.message)}</div>"
+        )
 
 
 def unanswered(response: Any) -> bool:
@@ -82,16 +84,21 @@ def parse_number(response: Any, unit: str = "") -> float | Feedback:
 
 def parse_picks(options: Sequence[str], response: Any) -> list[str] | Feedback:
     """The options ``response`` picks (one, or a list), or the Feedback for a blank or unknown pick."""
-    if unanswered(response) or (not isinstance(response, str) and isinstance(response, Iterable)
-                                and not list(response)):
+    if unanswered(response):
         return Feedback.unanswered()
-    picks = [response] if isinstance(response, str) else list(response) if isinstance(response, Iterable) \
-        else [response]
-    chosen = [resolve_option(options, p) for p in picks]
-    if None in chosen:
-        bad = picks[chosen.index(None)]
-        letters = ", ".join(f"{chr(97 + i)}) {k}" for i, k in enumerate(options))
-        return Feedback("incorrect", f"{bad!r} is not one of the options: {letters}.")
+    # read an iterable once: a generator of picks is as good an answer as a list
+    picks = (
+        [response] if isinstance(response, str) else list(response) if isinstance(response, Iterable) else [response]
+    )
+    if not picks:
+        return Feedback.unanswered()
+    chosen = []
+    for pick in picks:
+        option = resolve_option(options, pick)
+        if option is None:
+            letters = ", ".join(f"{chr(97 + i)}) {k}" for i, k in enumerate(options))
+            return Feedback("incorrect", f"{pick!r} is not one of the options: {letters}.")
+        chosen.append(option)
     return chosen
 
 
@@ -135,22 +142,23 @@ class Numeric:
         mistakes: Iterable[tuple[float, str]] = (),
         hint: str | None = None,
         explanation: str | None = None,
-    ):
-        self.prompt = _text("prompt", prompt)
+    ) -> None:
+        self.prompt: str = _text("prompt", prompt)
         if isinstance(answer, bool) or not isinstance(answer, Real) or not math.isfinite(answer):
             raise ValueError(f"answer must be a finite number, got {answer!r}")
-        self.answer = float(answer)
-        self.rel_tol = non_negative("rel_tol", rel_tol)
-        self.abs_tol = non_negative("abs_tol", abs_tol)
-        self.unit = unit
-        self.mistakes = []
+        self.answer: float = float(answer)
+        self.rel_tol: float = non_negative("rel_tol", rel_tol)
+        self.abs_tol: float = non_negative("abs_tol", abs_tol)
+        self.unit: str = unit
+        self.mistakes: list[tuple[float, str]] = []
         for i, item in enumerate(mistakes):
-            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], Real)
-                    and isinstance(item[1], str)):
+            if not (
+                isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], Real) and isinstance(item[1], str)
+            ):
                 raise ValueError(f"mistakes[{i}] must be a (wrong value, hint) tuple, got {item!r}")
             self.mistakes.append((float(item[0]), item[1]))
-        self.hint = hint
-        self.explanation = explanation
+        self.hint: str | None = hint
+        self.explanation: str | None = explanation
 
     def _close(self, value: float, target: float) -> bool:
         return math.isclose(value, target, rel_tol=self.rel_tol, abs_tol=self.abs_tol)
@@ -233,14 +241,17 @@ class Choice:
     def solution_html(self) -> str:
         rows = "".join(
             f"<li><b>{'✓' if k in self.correct else '✗'}</b> {html.escape(k)}: {html.escape(v)}</li>"
-            for k, v in self.options.items())
+            for k, v in self.options.items()
+        )
         return f"<ul>{rows}</ul>"
 
     def static_html(self) -> str:
         """The question's part of a static quiz: each option with its verdict behind a ``<details>``."""
-        rows = "".join(f"<li><details><summary>{html.escape(k)}</summary>"
-                       f"{'✓' if k in self.correct else '✗'} {html.escape(v)}</details></li>"
-                       for k, v in self.options.items())
+        rows = "".join(
+            f"<li><details><summary>{html.escape(k)}</summary>"
+            f"{'✓' if k in self.correct else '✗'} {html.escape(v)}</details></li>"
+            for k, v in self.options.items()
+        )
         return f"<ul>{rows}</ul>"
 
 
@@ -253,8 +264,9 @@ class Quiz:
     """Several questions shown together: live widgets in a kernel, static HTML elsewhere."""
 
     def __init__(self, questions: Sequence[Question], title: str = "Check your understanding"):
-        if not questions or not all(callable(getattr(q, "check", None)) and callable(getattr(q, "static_html", None))
-                                    for q in questions):
+        if not questions or not all(
+            callable(getattr(q, "check", None)) and callable(getattr(q, "static_html", None)) for q in questions
+        ):
             raise ValueError(f"questions must be a non-empty list of Numeric/Choice questions, got {questions!r}")
         self.questions = list(questions)
         self.title = _text("title", title)
@@ -262,8 +274,9 @@ class Quiz:
     def check(self, responses: Sequence[Any]) -> list[Feedback]:
         """Judge one response per question (``...`` for the ones not answered yet)."""
         if len(responses) != len(self.questions):
-            raise ValueError(f"responses must have one entry per question ({len(self.questions)}), "
-                             f"got {len(responses)}")
+            raise ValueError(
+                f"responses must have one entry per question ({len(self.questions)}), got {len(responses)}"
+            )
         return [q.check(r) for q, r in zip(self.questions, responses)]
 
     def to_html(self) -> str:
@@ -281,8 +294,11 @@ class Quiz:
         boxes = [w.HTML(f"<h4>{html.escape(self.title)}</h4>")]
         for i, q in enumerate(self.questions, 1):
             if hasattr(q, "options"):
-                field = (w.SelectMultiple(options=list(q.options), rows=len(q.options)) if q.multiple
-                         else w.RadioButtons(options=list(q.options), value=None))
+                field = (
+                    w.SelectMultiple(options=list(q.options), rows=len(q.options))
+                    if q.multiple
+                    else w.RadioButtons(options=list(q.options), value=None)
+                )
             else:
                 field = w.Text(placeholder=f"your answer{' in ' + q.unit if q.unit else ''}")
             button = w.Button(description="Check")

@@ -27,7 +27,7 @@ import asyncio
 import inspect
 import uuid
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import aiormq
 from aiohttp import web
@@ -52,6 +52,9 @@ CONNECTION_ERRORS = (
     aiormq.exceptions.AMQPError,
     aiormq.exceptions.ChannelInvalidStateError,
 )
+
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -144,7 +147,24 @@ def unique(prefix: str = "lab") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+def started(resource: T | None, part: str) -> T:
+    """``resource`` (a connection, channel, session... that ``part`` opens in ``start()``), or a clear error
+    when ``part`` is not running, instead of an AttributeError on None."""
+    if resource is None:
+        raise RuntimeError(f"{part} is not running: start it first")
+    return resource
+
+
 # -- AMQP ------------------------------------------------------------------------------------------------
+
+
+def delivery_tag(message: DeliveredMessage) -> int:
+    """The tag to settle ``message`` by. aiormq types it optional (a basic.get-empty has none); a message
+    from basic.deliver or basic.get-ok always has one."""
+    tag = message.delivery_tag
+    if tag is None:
+        raise ValueError(f"message has no delivery tag: it came with {type(message.delivery).__name__}")
+    return tag
 
 
 async def publish_message(

@@ -86,7 +86,7 @@ class Projection(Part):
         self._running = asyncio.Event()
         self._running.set()
         #: [start, end] monotonic times of each pause (end None while paused)
-        self.pauses: list[list[float | None]] = []
+        self.pauses: list[tuple[float, float | None]] = []  # (paused at, resumed at or None)
         self._held: dict[str, float] = {}  # message id -> seconds its event was held by a pause
 
     name = "projection"
@@ -111,13 +111,13 @@ class Projection(Part):
         """Stop applying events (idempotent)."""
         if not self.paused:
             self._running.clear()
-            self.pauses.append([time.monotonic(), None])
+            self.pauses.append((time.monotonic(), None))
 
     def resume(self) -> None:
         """Apply events again (idempotent)."""
         if self.paused:
             self._running.set()
-            self.pauses[-1][1] = time.monotonic()
+            self.pauses[-1] = (self.pauses[-1][0], time.monotonic())
 
     async def pause_during(self, start: float, end: float, t0: Clock | float | None = None) -> None:
         """Pause from ``start`` to ``end`` seconds after ``t0`` (e.g. spawned next to a load run)."""
@@ -143,7 +143,9 @@ class Projection(Part):
         """Measured μ: events applied per second of the worker's busy time (1 / mean work per event, time
         held by a pause left out), NaN before the first event. Feed it to ``labkit.theory`` with the
         measured write rate."""
-        times = [r.service_time - self._held.get(r.info.get("message_id"), 0.0) for r in self.consumer.records if r.ok]
+        times = [
+            r.service_time - self._held.get(r.info.get("message_id") or "", 0.0) for r in self.consumer.records if r.ok
+        ]
         return len(times) / sum(times) if times and sum(times) > 0 else math.nan
 
     async def _apply(self, message: Any) -> None:
@@ -199,7 +201,7 @@ class Shop(Part):
         self.amqp_url = None if amqp_url is None else check_amqp_url("amqp_url", amqp_url)
         self.queue = unique("shop-order-placed")
         self.read_model = ReadModel(wait_timeout)
-        self.options = {
+        self.options: dict[str, Any] = {
             "work_time": non_negative("work_time", work_time),
             "distribution": one_of("distribution", distribution, DISTRIBUTIONS),
             "prefetch": integer("prefetch", prefetch, 0, 65535),
@@ -232,6 +234,8 @@ class Shop(Part):
         )
         try:
             channel = (await self.events.start()).channel
+            if channel is None:
+                raise RuntimeError("the event queue started without a channel")
             await self.read_model.start()
             await self.projection.start()
             self.orders = await OrderService(channel, self.queue, self.read_url, self.tracer).start()
@@ -306,7 +310,7 @@ class Shop(Part):
         if self.events is None or self.events.channel is None:
             raise RuntimeError("the shop is not running: start it first")
         ok = await self.events.channel.queue_declare(self.queue, passive=True)
-        return ok.message_count
+        return ok.message_count or 0  # a declare-ok always carries it; aiormq types it optional
 
     async def caught_up(self, timeout: float = 10.0) -> bool:
         """Wait until every committed order is visible in the read model; False if ``timeout`` s passed."""

@@ -34,14 +34,31 @@ from typing import Any
 from labkit import theory
 from labkit.exercises import _UNIT_SLIPS, Choice, Feedback, Numeric, parse_number, parse_picks, unanswered
 
-__all__ = ["SealedNumeric", "SealedChoice", "seal", "seal_source", "seal_notebook", "notebook_constants",
-           "notebook_question_secrets",
-           "question_calls", "question_secrets"]
+__all__ = [
+    "SealedNumeric",
+    "SealedChoice",
+    "seal",
+    "seal_source",
+    "seal_notebook",
+    "notebook_constants",
+    "notebook_question_secrets",
+    "question_calls",
+    "question_secrets",
+]
 
 _QUESTION_CLASSES = {"Numeric": Numeric, "Choice": Choice}
 # What a question's constant arguments may use: the pure formulas of labkit.theory and a few builtins.
-_SAFE_NAMES = {"theory": theory, "round": round, "min": min, "max": max, "abs": abs, "sum": sum, "len": len,
-               "dict": dict, "zip": zip}
+_SAFE_NAMES = {
+    "theory": theory,
+    "round": round,
+    "min": min,
+    "max": max,
+    "abs": abs,
+    "sum": sum,
+    "len": len,
+    "dict": dict,
+    "zip": zip,
+}
 _CELLS_PER_TOLERANCE = 4  # grid cells per tolerance: the accepted range widens by at most a quarter
 
 
@@ -152,8 +169,11 @@ def _seal_numeric(q: Numeric, salt: str) -> SealedNumeric:
     targets = [(q.answer, tol, explanation)]
     targets += [(wrong, max(q.rel_tol * abs(wrong), q.abs_tol), f"Not quite: {why}") for wrong, why in q.mistakes]
     if q.answer:
-        targets += [(q.answer * f, tol * f, f"Right digits, wrong scale: check your units ({slip})")
-                    for factor, slip in _UNIT_SLIPS for f in (factor, 1 / factor)]
+        targets += [
+            (q.answer * f, tol * f, f"Right digits, wrong scale: check your units ({slip})")
+            for factor, slip in _UNIT_SLIPS
+            for f in (factor, 1 / factor)
+        ]
     ranges = []
     for i, (centre, width, text) in enumerate(targets):
         quantum = width / _CELLS_PER_TOLERANCE if width > 0 else max(abs(centre) * 1e-9, 1e-12)
@@ -192,13 +212,17 @@ def _source_of(sealed: SealedNumeric | SealedChoice) -> str:
     """Python source that rebuilds ``sealed`` (what a student notebook holds)."""
     if isinstance(sealed, SealedNumeric):
         data = {"salt": sealed._salt, "ranges": sealed._ranges}
-        return (f"SealedNumeric({sealed.prompt!r}, unit={sealed.unit!r}, hint={sealed.hint!r},\n"
-                f"              seal={_pack(data)!r})")
+        return (
+            f"SealedNumeric({sealed.prompt!r}, unit={sealed.unit!r}, hint={sealed.hint!r},\n"
+            f"              seal={_pack(data)!r})"
+        )
     data = {"salt": sealed._salt, "correct": sealed._correct, "feedback": sealed._feedback}
     if sealed._explanation:
         data["explanation"] = sealed._explanation
-    return (f"SealedChoice({sealed.prompt!r}, {sealed.options!r}, multiple={sealed.multiple!r},\n"
-            f"             seal={_pack(data)!r})")
+    return (
+        f"SealedChoice({sealed.prompt!r}, {sealed.options!r}, multiple={sealed.multiple!r},\n"
+        f"             seal={_pack(data)!r})"
+    )
 
 
 def question_calls(source: str) -> list[ast.Call]:
@@ -223,8 +247,10 @@ def question_calls(source: str) -> list[ast.Call]:
 def _evaluate(node: ast.expr, constants: dict[str, Any]) -> Any:
     """``node``'s value from constants, theory's formulas and a few builtins; LookupError if it needs more."""
     try:
-        return eval(compile(ast.Expression(node), "<question>", "eval"),  # noqa: S307 - no builtins but _SAFE_NAMES
-                    {"__builtins__": {}, **_SAFE_NAMES, **constants, **_QUESTION_CLASSES})
+        return eval(
+            compile(ast.Expression(node), "<question>", "eval"),
+            {"__builtins__": {}, **_SAFE_NAMES, **constants, **_QUESTION_CLASSES},
+        )
     except (NameError, TypeError, AttributeError, KeyError, IndexError, ZeroDivisionError, SyntaxError) as exc:
         raise LookupError(str(exc)) from exc
 
@@ -297,8 +323,9 @@ def seal_source(source: str, constants: dict[str, Any] | None = None) -> str:
     for call in question_calls(source):
         question = _constant_question(call, constants or {})
         if question is not None:
-            start = offsets[call.lineno - 1] + len(lines[call.lineno - 1].encode()[:call.col_offset].decode())
-            end = offsets[call.end_lineno - 1] + len(lines[call.end_lineno - 1].encode()[:call.end_col_offset].decode())
+            last = call.end_lineno or call.lineno  # ast.parse sets end positions; the type leaves them optional
+            start = offsets[call.lineno - 1] + len(lines[call.lineno - 1].encode()[: call.col_offset].decode())
+            end = offsets[last - 1] + len(lines[last - 1].encode()[: call.end_col_offset].decode())
             replacements.append((start, end, _source_of(seal(question))))
     if not replacements:
         return source

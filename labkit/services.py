@@ -268,7 +268,7 @@ class Service(HttpApp):
         ok = is_success(status)
         info = {"service": self.name, "status": status, "correlation_id": correlation_id, "path": request.path}
         self.records.append(Record(arrived, started, ended, ok, error, info))
-        if span is not None:
+        if span is not None and self.tracer is not None:
             self.tracer.finish(span, ok, status=status, waited=started - arrived)
         payload = {
             "service": self.name,
@@ -326,6 +326,7 @@ class Service(HttpApp):
             else []
         )
         attempts = 0
+        error: str | None
         while True:
             if breaker is not None and not breaker.allow():
                 status, error = 503, "circuit open: not called"
@@ -345,9 +346,12 @@ class Service(HttpApp):
         headers = tracing.http_headers(correlation_id, span.span_id if span else parent)
         if recorder.active is not None:
             recorder.on_http("request", self.name, url, correlation_id, target=label)
+        session = self._session
+        if session is None:
+            raise RuntimeError(f"service {self.name!r} is not running: start it before it calls other services")
         answered = False
         try:
-            async with self._session.post(url, headers=headers) as resp:
+            async with session.post(url, headers=headers) as resp:
                 await resp.read()
                 status, error, answered = resp.status, None if is_success(resp.status) else f"HTTP {resp.status}", True
         except asyncio.TimeoutError:
@@ -364,7 +368,7 @@ class Service(HttpApp):
                 status=status if answered else None,
                 error=None if answered else error,
             )
-        if span is not None:
+        if span is not None and tracer is not None:
             tracer.finish(span, is_success(status), status=status)
         return status, error
 

@@ -139,11 +139,16 @@ class Panel(w.VBox):
 def _display_data(obj: Any) -> dict[str, Any]:
     """An output-area entry for ``obj``. Plotly figures display themselves (``_ipython_display_``), which
     would bypass an Output widget's capture, so their mime bundle is taken directly."""
+    metadata: dict[str, Any]
     if hasattr(obj, "_repr_mimebundle_"):
         data, metadata = obj._repr_mimebundle_(), {}
         data.setdefault("text/plain", repr(obj)[:200])
     else:
         from IPython.core.interactiveshell import InteractiveShell
 
-        data, metadata = InteractiveShell.instance().display_formatter.format(obj)
+        formatter = InteractiveShell.instance().display_formatter
+        if formatter is None:  # a shell without its display system: the plain text is all there is
+            data, metadata = {"text/plain": repr(obj)}, {}
+        else:
+            data, metadata = formatter.format(obj)
     return {"output_type": "display_data", "data": data, "metadata": metadata}

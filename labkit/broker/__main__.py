@@ -36,27 +36,45 @@ OPTIONS: dict[str, tuple[str, type, str]] = {
     "frame_max": ("--frame-max", int, "largest frame the broker accepts, in bytes (default 131072)"),
     "channel_max": ("--channel-max", int, "highest channel number per connection (default 2047)"),
     "memory_limit": ("--memory-limit", int, "queued-bytes limit that blocks publishers (default none)"),
-    "handshake_timeout": ("--handshake-timeout", float,
-                          "seconds a new connection gets to finish the handshake (default 10)"),
-    "max_message_size": ("--max-message-size", int,
-                         "largest message body in bytes (default: the profile's, 16 MiB on 4.3, 128 MiB on 3.10)"),
-    "rabbitmq": ("--rabbitmq", str, "RabbitMQ release to behave like: 4.3 or 3.10 "
-                                    "(default $LABKIT_RABBITMQ, else 4.3)"),
-    "history": ("--history", str, "append routing, drops and dead-letters to this file (labkit.broker.tap; default off)"),
-    "data_dir": ("--data-dir", str, "keep durable queues and persistent messages here across restarts "
-                                    "(default: in memory only)"),
+    "handshake_timeout": (
+        "--handshake-timeout",
+        float,
+        "seconds a new connection gets to finish the handshake (default 10)",
+    ),
+    "max_message_size": (
+        "--max-message-size",
+        int,
+        "largest message body in bytes (default: the profile's, 16 MiB on 4.3, 128 MiB on 3.10)",
+    ),
+    "rabbitmq": (
+        "--rabbitmq",
+        str,
+        "RabbitMQ release to behave like: 4.3 or 3.10 (default $LABKIT_RABBITMQ, else 4.3)",
+    ),
+    "history": (
+        "--history",
+        str,
+        "append routing, drops and dead-letters to this file (labkit.broker.tap; default off)",
+    ),
+    "data_dir": (
+        "--data-dir",
+        str,
+        "keep durable queues and persistent messages here across restarts (default: in memory only)",
+    ),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m labkit.broker",
-        description="The lab's embedded AMQP 0-9-1 broker. Prints its AMQP URL on the first line.")
+        description="The lab's embedded AMQP 0-9-1 broker. Prints its AMQP URL on the first line.",
+    )
     for flag, kind, text in OPTIONS.values():
         parser.add_argument(flag, type=kind, help=text)
     parser.add_argument("--admin-port", type=int, help="serve the JSON admin API on 127.0.0.1:N (0 = free port)")
-    parser.add_argument("--exit-with-parent", action="store_true",
-                        help="exit when stdin reaches EOF (stdin must be a pipe or socket)")
+    parser.add_argument(
+        "--exit-with-parent", action="store_true", help="exit when stdin reaches EOF (stdin must be a pipe or socket)"
+    )
     return parser
 
 

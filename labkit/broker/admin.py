@@ -28,7 +28,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
-from .._validate import port as check_port, positive
+from .._validate import port as check_port
+from .._validate import positive
 
 __all__ = ["AdminServer"]
 
@@ -36,8 +37,17 @@ HOST = "127.0.0.1"
 MAX_HEAD = 8192  # bytes of request line + headers we accept
 MAX_BODY = 65536  # POST /api/reset needs no body; anything bigger is not ours
 
-_REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            408: "Request Timeout", 413: "Payload Too Large", 500: "Internal Server Error"}
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+}
 
 
 class _HTTPError(Exception):
@@ -58,7 +68,7 @@ class AdminServer:
         self.broker = broker
         self._requested_port = check_port("port", port, allow_zero=True)
         self.request_timeout = positive("request_timeout", request_timeout)
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._started = time.monotonic()
         self._routes: dict[str, dict[str, Callable[[], Awaitable[Any]]]] = {
             "/api/queues": {"GET": self._queues},
@@ -83,7 +93,8 @@ class AdminServer:
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("AdminServer not started")
-        return self._server.sockets[0].getsockname()[1]
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
 
     @property
     def url(self) -> str:
@@ -99,35 +110,35 @@ class AdminServer:
     # --- routes -------------------------------------------------------------------------------------
 
     async def _queues(self) -> list[dict[str, Any]]:
-        return self.broker.queues()
+        queues: list[dict[str, Any]] = self.broker.queues()
+        return queues
 
     async def _overview(self) -> dict[str, Any]:
-        return {**self.broker.overview(), "pid": os.getpid(),
-                "uptime_s": round(time.monotonic() - self._started, 3)}
+        return {**self.broker.overview(), "pid": os.getpid(), "uptime_s": round(time.monotonic() - self._started, 3)}
 
     async def _reset(self) -> dict[str, bool]:
         await self.broker.reset()
         return {"reset": True}
 
-    def _put_vhost(self, body: dict, name: str) -> None:
+    def _put_vhost(self, body: dict[str, Any], name: str) -> None:
         self.broker.auth.add_vhost(name)
 
-    def _delete_vhost(self, body: dict, name: str) -> None:
+    def _delete_vhost(self, body: dict[str, Any], name: str) -> None:
         self.broker.auth.delete_vhost(name)
 
-    def _put_user(self, body: dict, name: str) -> None:
+    def _put_user(self, body: dict[str, Any], name: str) -> None:
         self.broker.auth.add_user(name, body.get("password"), body.get("tags") or "")
 
-    def _delete_user(self, body: dict, name: str) -> None:
+    def _delete_user(self, body: dict[str, Any], name: str) -> None:
         self.broker.auth.delete_user(name)
 
-    def _put_permissions(self, body: dict, vhost: str, user: str) -> None:
+    def _put_permissions(self, body: dict[str, Any], vhost: str, user: str) -> None:
         self.broker.auth.set_permissions(vhost, user, *(body.get(k, "") for k in ("configure", "write", "read")))
 
-    def _delete_permissions(self, body: dict, vhost: str, user: str) -> None:
+    def _delete_permissions(self, body: dict[str, Any], vhost: str, user: str) -> None:
         self.broker.auth.clear_permissions(vhost, user)
 
-    def _put_user_limit(self, body: dict, user: str, limit: str) -> None:
+    def _put_user_limit(self, body: dict[str, Any], user: str, limit: str) -> None:
         self.broker.auth.set_user_limit(user, limit, body.get("value"))
 
     def _manage(self, method: str, path: str, body: bytes) -> bool:
@@ -156,8 +167,7 @@ class AdminServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             try:
-                (status, payload), headers = await asyncio.wait_for(
-                    self._respond(reader), self.request_timeout), {}
+                (status, payload), headers = await asyncio.wait_for(self._respond(reader), self.request_timeout), {}
             except _HTTPError as exc:
                 status, payload, headers = exc.status, {"error": exc.message}, exc.headers
             except asyncio.TimeoutError:
@@ -218,7 +228,11 @@ def _parse_head(head: bytes) -> tuple[str, str, int]:
 
 def _response(status: int, payload: Any, headers: dict[str, str]) -> bytes:
     body = b"" if status == 204 else json.dumps(payload).encode()
-    lines = [f"HTTP/1.1 {status} {_REASONS[status]}", "Content-Type: application/json",
-             f"Content-Length: {len(body)}", "Connection: close",
-             *(f"{k}: {v}" for k, v in headers.items())]
+    lines = [
+        f"HTTP/1.1 {status} {_REASONS[status]}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

@@ -40,7 +40,7 @@ class Permission:
     configure: str = ""
     write: str = ""
     read: str = ""
-    _compiled: dict = field(default_factory=dict, compare=False, repr=False)
+    _compiled: dict[str, Any] = field(default_factory=dict[str, Any], compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for kind in (CONFIGURE, WRITE, READ):
@@ -165,8 +165,10 @@ class Auth:
 
     @staticmethod
     def refuse_channel(user: str, limit: int) -> errors.NotAllowed:
-        return errors.NotAllowed(f"number of channels opened for user '{user}' has reached the maximum "
-                                 f"allowed user limit of ({limit})", method=(20, 10))
+        return errors.NotAllowed(
+            f"number of channels opened for user '{user}' has reached the maximum allowed user limit of ({limit})",
+            method=(20, 10),
+        )
 
 
 def method_checks(method: Any) -> list[tuple[str, str, str]]:
@@ -224,7 +226,7 @@ def _name(what: str, name: Any) -> str:
     return name
 
 
-def _known(registry: dict, what: str, name: str) -> str:
+def _known(registry: dict[str, Any], what: str, name: str) -> str:
     if name not in registry:
         raise KeyError(f"no {what} {name!r}")
     return name

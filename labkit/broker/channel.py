@@ -8,7 +8,9 @@ channel; its unacked messages go back to their queues at their original position
 
 from __future__ import annotations
 
+import enum
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pamqp import commands as spec
@@ -16,24 +18,46 @@ from pamqp import commands as spec
 from . import errors, frames
 from .auth import WRITE, method_checks
 from .message import EXPIRATION_FLAG, REPLY_TO_FLAG, USER_ID_FLAG, Message, clone_properties
-from .queue import Consumer, Queue, validate_expiration
 from .profiles import MAX_MESSAGE_SIZE
+from .queue import Consumer, Queue, validate_expiration
 from .tx import Transaction
-from .vhost import REPLY_PREFIX, REPLY_TO
+from .vhost import REPLY_PREFIX, REPLY_TO, VHost
 
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
 
-OPEN, CLOSING, CLOSED = "open", "closing", "closed"
+
+class ChannelState(enum.Enum):
+    OPEN = "open"  # methods and content are handled
+    CLOSING = "closing"  # the broker sent channel.close (a channel error) and waits for close-ok
+    CLOSED = "closed"  # closed by the client, by close-ok, or with its connection; its number is free again
+
+
+OPEN, CLOSING, CLOSED = ChannelState.OPEN, ChannelState.CLOSING, ChannelState.CLOSED
+# Which state may follow which. Leaving OPEN releases the channel's consumers and unacked messages once.
+CHANNEL_TRANSITIONS: dict[ChannelState, frozenset[ChannelState]] = {
+    OPEN: frozenset({CLOSING, CLOSED}),
+    CLOSING: frozenset({CLOSED}),
+    CLOSED: frozenset(),
+}
 
 
 class Channel:
+    """One numbered channel of a connection: what a client's channel sees of the broker.
+
+    It assembles publishes from their method, header and body frames and routes them through its vhost,
+    numbers deliveries with its own delivery tags, enforces prefetch (per consumer and, where the profile
+    allows it, global), settles acks/nacks/rejects (at once, or at tx.commit), and sends publisher confirms
+    once per batch of input. A channel error (403/404/405/406) closes only this channel (state CLOSING until
+    the client's close-ok); its unacked messages go back to their queues at their original positions.
+    """
+
     def __init__(self, conn: Connection, number: int) -> None:
         self.conn = conn
-        self.vhost = conn.vhost
+        self.vhost: VHost = conn.vhost
         self._writable: set[str] = set()  # exchanges this restricted user may publish to (checked once)
         self.number = number
-        self.state = OPEN
+        self.state: ChannelState = OPEN
         self.confirm = False
         self.tx: Transaction | None = None
         self.max_message_size = conn.broker.max_message_size
@@ -51,26 +75,38 @@ class Channel:
         self._header: bytes | None = None
         self._body: list[bytes] = []
         self._remaining = 0
-        self._handlers = {
-            spec.Basic.Nack: self._on_nack, spec.Basic.Reject: self._on_reject,
-            spec.Basic.Consume: self._on_consume, spec.Basic.Cancel: self._on_cancel,
-            spec.Basic.Get: self._on_get, spec.Basic.Qos: self._on_qos, spec.Basic.Recover: self._on_recover,
-            spec.Basic.RecoverAsync: self._on_recover, spec.Confirm.Select: self._on_confirm_select,
-            spec.Channel.Flow: self._on_flow, spec.Channel.FlowOk: lambda m: None,
-            spec.Exchange.Declare: self._on_exchange_declare, spec.Exchange.Delete: self._on_exchange_delete,
-            spec.Exchange.Bind: self._on_exchange_bind, spec.Exchange.Unbind: self._on_exchange_bind,
-            spec.Queue.Declare: self._on_queue_declare, spec.Queue.Bind: self._on_queue_bind,
-            spec.Queue.Unbind: self._on_queue_bind, spec.Queue.Purge: self._on_queue_purge,
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            spec.Basic.Nack: self._on_nack,
+            spec.Basic.Reject: self._on_reject,
+            spec.Basic.Consume: self._on_consume,
+            spec.Basic.Cancel: self._on_cancel,
+            spec.Basic.Get: self._on_get,
+            spec.Basic.Qos: self._on_qos,
+            spec.Basic.Recover: self._on_recover,
+            spec.Basic.RecoverAsync: self._on_recover,
+            spec.Confirm.Select: self._on_confirm_select,
+            spec.Channel.Flow: self._on_flow,
+            spec.Channel.FlowOk: lambda m: None,
+            spec.Exchange.Declare: self._on_exchange_declare,
+            spec.Exchange.Delete: self._on_exchange_delete,
+            spec.Exchange.Bind: self._on_exchange_bind,
+            spec.Exchange.Unbind: self._on_exchange_bind,
+            spec.Queue.Declare: self._on_queue_declare,
+            spec.Queue.Bind: self._on_queue_bind,
+            spec.Queue.Unbind: self._on_queue_bind,
+            spec.Queue.Purge: self._on_queue_purge,
             spec.Queue.Delete: self._on_queue_delete,
-            spec.Tx.Select: self._on_tx_select, spec.Tx.Commit: self._on_tx_commit,
+            spec.Tx.Select: self._on_tx_select,
+            spec.Tx.Commit: self._on_tx_commit,
             spec.Tx.Rollback: self._on_tx_rollback,
         }
 
     # -- incoming frames ------------------------------------------------------------------------
     def on_method(self, payload: bytes) -> None:
         if self._publish is not None:
-            raise errors.UnexpectedFrame("expected content header for class 60, got non content header frame "
-                                         "instead", method=(60, 40))
+            raise errors.UnexpectedFrame(
+                "expected content header for class 60, got non content header frame instead", method=(60, 40)
+            )
         kind = payload[:4]
         if kind == frames.PUBLISH_ID:
             if self.state is OPEN:  # while closing, publishes and their content frames are ignored
@@ -98,8 +134,7 @@ class Channel:
             raise errors.ChannelMisuse("second 'channel.open' seen", method=(20, 10))
         handler = self._handlers.get(type(method))
         if handler is None:
-            raise errors.CommandInvalid(f"unsupported method {method.name} on a channel",
-                                        method=_ids(method))
+            raise errors.CommandInvalid(f"unsupported method {method.name} on a channel", method=_ids(method))
         try:
             if self.conn.restricted:
                 self._authorize(method)
@@ -131,8 +166,7 @@ class Channel:
             raise errors.UnexpectedFrame("unexpected content body frame", method=(60, 40))
         self._remaining -= len(payload)
         if self._remaining < 0:
-            raise errors.FrameError("content body larger than announced in the content header",
-                                    method=(60, 40))
+            raise errors.FrameError("content body larger than announced in the content header", method=(60, 40))
         if self._oversized:
             if self._remaining == 0:
                 self._refuse_oversized()
@@ -158,8 +192,9 @@ class Channel:
         raise errors.PreconditionFailed(f"message size {size} is larger than {which} {limit}", method=(60, 40))
 
     def _complete(self, body: bytes) -> None:
-        exchange, routing_key, mandatory = self._publish
-        header = self._header
+        publish, header = self._publish, self._header
+        assert publish is not None and header is not None  # on_method and on_header set both before
+        exchange, routing_key, mandatory = publish
         self._publish = self._header = None
         if self.state is not OPEN:
             return
@@ -193,8 +228,9 @@ class Channel:
                 conn.confirming.append(self)
             self.pending_confirms.append((self.publish_seq, accepted))
 
-    def _deliver(self, exchange: str, routing_key: str, mandatory: bool, msg: Message, queues: list[Queue],
-                 reply: bool) -> bool:
+    def _deliver(
+        self, exchange: str, routing_key: str, mandatory: bool, msg: Message, queues: list[Queue], reply: bool
+    ) -> bool:
         """Enqueue a routed publish (or return it if mandatory and unroutable); False if a queue refused it."""
         if reply:
             delivered = self.vhost.reply(routing_key, msg) or self.vhost.profile.reply_to_always_routed
@@ -207,16 +243,18 @@ class Channel:
         if not delivered and mandatory:
             conn = self.conn
             fields = frames.return_fields(312, "NO_ROUTE", exchange, routing_key)
-            conn.write_frames(frames.delivery_frames(self.number, frames.RETURN, fields, msg.header, msg.body,
-                                                     conn.frame_max))
+            conn.write_frames(
+                frames.delivery_frames(self.number, frames.RETURN, fields, msg.header, msg.body, conn.frame_max)
+            )
         return True
 
     def _check_properties(self, msg: Message) -> None:
         props = msg.properties
         validate_expiration(props)
         if props.user_id is not None and props.user_id != self.conn.user:
-            raise errors.PreconditionFailed(f"user_id property set to '{props.user_id}' but authenticated "
-                                            f"user was '{self.conn.user}'")
+            raise errors.PreconditionFailed(
+                f"user_id property set to '{props.user_id}' but authenticated user was '{self.conn.user}'"
+            )
         if props.reply_to == REPLY_TO:
             if self.reply_address is None:
                 raise errors.PreconditionFailed("fast reply consumer does not exist")
@@ -244,8 +282,11 @@ class Channel:
 
     # -- delivering -----------------------------------------------------------------------------
     def can_deliver(self, with_ack: bool) -> bool:
-        return (self.state is OPEN and self.conn.writable
-                and (not with_ack or not self.prefetch_global or self.global_unacked < self.prefetch_global))
+        return (
+            self.state is OPEN
+            and self.conn.writable
+            and (not with_ack or not self.prefetch_global or self.global_unacked < self.prefetch_global)
+        )
 
     def deliver(self, consumer: Consumer, msg: Message) -> None:
         """Push one message to a consumer (called by the queue, which already counted it)."""
@@ -258,8 +299,9 @@ class Channel:
         out = queue.outgoing(msg) if queue is not None else msg
         fields = frames.deliver_fields(consumer.tag_bytes, tag, msg.redelivered, out.exchange, out.routing_key)
         conn = self.conn
-        conn.write_frames(frames.delivery_frames(self.number, frames.DELIVER, fields, out.header, out.body,
-                                                 conn.frame_max))
+        conn.write_frames(
+            frames.delivery_frames(self.number, frames.DELIVER, fields, out.header, out.body, conn.frame_max)
+        )
 
     def cancelled_by_broker(self, consumer: Consumer) -> None:
         """The queue went away under a consumer: forget it and tell the client (basic.cancel)."""
@@ -289,8 +331,16 @@ class Channel:
         queue = self.vhost.queue(m.queue or "", self.conn)
         if self.prefetch_global and queue.kind == "quorum":
             raise errors.NotImplementedFeature(f"queue '{queue.name}' in vhost '/' does not support global qos")
-        consumer = queue.consumer_class(self, queue, tag, frames.shortstr(tag), m.no_ack, m.exclusive,
-                                        self.prefetch_consumer, dict(m.arguments or {}))
+        consumer = queue.consumer_class(
+            self,
+            queue,
+            tag,
+            frames.shortstr(tag),
+            m.no_ack,
+            m.exclusive,
+            self.prefetch_consumer,
+            dict(m.arguments or {}),
+        )
         queue.add_consumer(consumer)
         self.consumers[tag] = consumer
         if not m.nowait:
@@ -309,7 +359,7 @@ class Channel:
             self._send(spec.Basic.ConsumeOk(tag))
 
     def _on_cancel(self, m: spec.Basic.Cancel) -> None:
-        consumer = self.consumers.pop(m.consumer_tag, None)
+        consumer = self.consumers.pop(m.consumer_tag or "", None)
         if consumer is not None:
             self._drop_consumer(consumer)
         if not m.nowait:
@@ -332,10 +382,10 @@ class Channel:
         if not m.no_ack:
             self.unacked[self.next_tag] = (queue, msg, None)
         out = queue.outgoing(msg, get=True)
-        fields = frames.get_ok_fields(self.next_tag, msg.redelivered, out.exchange, out.routing_key,
-                                      len(queue.ready))
-        self.conn.write_frames(frames.delivery_frames(self.number, frames.GET_OK, fields, out.header, out.body,
-                                                      self.conn.frame_max))
+        fields = frames.get_ok_fields(self.next_tag, msg.redelivered, out.exchange, out.routing_key, len(queue.ready))
+        self.conn.write_frames(
+            frames.delivery_frames(self.number, frames.GET_OK, fields, out.header, out.body, self.conn.frame_max)
+        )
 
     def _pop(self, tag: int, multiple: bool) -> dict[int, tuple[Queue | None, Message, Consumer | None]]:
         """Remove and return, by tag, the unacked deliveries an ack/nack/reject refers to."""
@@ -357,7 +407,7 @@ class Channel:
         self._free(taken)
         return taken
 
-    def _free(self, taken: list) -> None:
+    def _free(self, taken: list[Any]) -> None:
         for _queue, _msg, consumer in taken:
             if consumer is not None:
                 consumer.unacked -= 1
@@ -374,7 +424,7 @@ class Channel:
         if not self._settle_later(tag, multiple, self._acked):
             self._acked(self._take(tag, multiple), freed=True)
 
-    def _acked(self, taken: list, freed: bool = False) -> None:
+    def _acked(self, taken: list[Any], freed: bool = False) -> None:
         if not freed:
             self._free(taken)
         for queue, msg, _consumer in taken:
@@ -384,15 +434,15 @@ class Channel:
     def _on_nack(self, m: spec.Basic.Nack) -> None:
         # RabbitMQ 4.3: nack with requeue is an explicit return, not a failed delivery
         settle = lambda taken: self._settle(taken, m.requeue, failed=False)  # noqa: E731
-        if not self._settle_later(m.delivery_tag, m.multiple, settle):
-            self._settle(self._take(m.delivery_tag, m.multiple), m.requeue, failed=False, freed=True)
+        if not self._settle_later(m.delivery_tag or 0, m.multiple, settle):
+            self._settle(self._take(m.delivery_tag or 0, m.multiple), m.requeue, failed=False, freed=True)
 
     def _on_reject(self, m: spec.Basic.Reject) -> None:
         settle = lambda taken: self._settle(taken, m.requeue)  # noqa: E731
-        if not self._settle_later(m.delivery_tag, False, settle):
-            self._settle(self._take(m.delivery_tag, False), m.requeue, freed=True)
+        if not self._settle_later(m.delivery_tag or 0, False, settle):
+            self._settle(self._take(m.delivery_tag or 0, False), m.requeue, freed=True)
 
-    def _settle(self, taken: list, requeue: bool, failed: bool = True, freed: bool = False) -> None:
+    def _settle(self, taken: list[Any], requeue: bool, failed: bool = True, freed: bool = False) -> None:
         if not freed:
             self._free(taken)
         if requeue:
@@ -403,14 +453,14 @@ class Channel:
         self._after_settle(taken)
 
     @staticmethod
-    def _requeue(taken: list, failed: bool = True) -> None:
+    def _requeue(taken: list[Any], failed: bool = True) -> None:
         by_queue: dict[Queue, list[Message]] = {}
         for queue, msg, _consumer in taken:
             by_queue.setdefault(queue, []).append(msg)
         for queue, msgs in by_queue.items():
             queue.requeue(msgs, failed)
 
-    def _after_settle(self, taken: list) -> None:
+    def _after_settle(self, taken: list[Any]) -> None:
         """Freed prefetch capacity: let the queues push more."""
         if self.prefetch_global:
             self._redispatch()
@@ -475,8 +525,9 @@ class Channel:
 
     # -- Exchange and Queue ---------------------------------------------------------------------
     def _on_exchange_declare(self, m: spec.Exchange.Declare) -> None:
-        self.vhost.exchange_declare(m.exchange, m.exchange_type, m.passive, m.durable, m.auto_delete, m.internal,
-                                    dict(m.arguments or {}))
+        self.vhost.exchange_declare(
+            m.exchange, m.exchange_type, m.passive, m.durable, m.auto_delete, m.internal, dict(m.arguments or {})
+        )
         if not m.nowait:
             self._send(spec.Exchange.DeclareOk())
 
@@ -492,15 +543,16 @@ class Channel:
             self._send(spec.Exchange.UnbindOk() if unbind else spec.Exchange.BindOk())
 
     def _on_queue_declare(self, m: spec.Queue.Declare) -> None:
-        q = self.vhost.queue_declare(self.conn, m.queue, m.passive, m.durable, m.exclusive, m.auto_delete,
-                                     dict(m.arguments or {}))
+        q = self.vhost.queue_declare(
+            self.conn, m.queue, m.passive, m.durable, m.exclusive, m.auto_delete, dict(m.arguments or {})
+        )
         if not m.nowait:
             self._send(spec.Queue.DeclareOk(q.name, q.declared_count(), len(q.consumers)))
 
     def _on_queue_bind(self, m: spec.Queue.Bind | spec.Queue.Unbind) -> None:
         unbind = isinstance(m, spec.Queue.Unbind)
         self.vhost.queue_bind(self.conn, m.queue, m.exchange, m.routing_key, dict(m.arguments or {}), unbind)
-        if unbind:
+        if isinstance(m, spec.Queue.Unbind):  # queue.unbind has no nowait bit
             self._send(spec.Queue.UnbindOk())
         elif not m.nowait:
             self._send(spec.Queue.BindOk())
@@ -526,18 +578,27 @@ class Channel:
         if self.vhost.name != "/":  # the vhost's own texts name '/'; a channel elsewhere names its vhost
             exc.text = exc.text.replace("in vhost '/'", f"in vhost '{self.vhost.name}'")
         self._send(spec.Channel.Close(exc.code, exc.reply_text, *exc.method))
-        self.release()
-        self.state = CLOSING
+        self._enter(CLOSING)
 
     def _finish(self) -> None:
         self.release()
         self.conn.channel_closed(self)
 
     def release(self) -> None:
-        """Cancel consumers and requeue unacked deliveries (channel or connection going away)."""
-        if self.state is CLOSED:
-            return
-        self.state = CLOSED
+        """The channel or its connection is going away: CLOSED (a no-op when it already is)."""
+        if self.state is not CLOSED:
+            self._enter(CLOSED)
+
+    def _enter(self, state: ChannelState) -> None:
+        """Move to ``state`` along CHANNEL_TRANSITIONS; leaving OPEN releases the channel's resources."""
+        if state not in CHANNEL_TRANSITIONS[self.state]:
+            raise RuntimeError(f"channel {self.number} cannot go from {self.state.value} to {state.value}")
+        previous, self.state = self.state, state
+        if previous is OPEN:
+            self._release_resources()
+
+    def _release_resources(self) -> None:
+        """Cancel consumers and requeue unacked deliveries (no more deliveries: the state is not OPEN)."""
         self.pending_confirms = []
         if self.tx is not None:  # settlements held by an open transaction are undone: requeue those too
             self.unacked.update(self.tx.rollback())

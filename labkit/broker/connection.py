@@ -10,6 +10,7 @@ must be the bottleneck.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import platform
 import socket
@@ -19,18 +20,47 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands as spec
 
 from . import errors, frames
-from .channel import OPEN as CHANNEL_OPEN, Channel
+from .channel import Channel, ChannelState
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Broker
 
 log = logging.getLogger(__name__)
 
-HEADER, START, TUNE, OPEN, RUNNING, CLOSING, CLOSED = range(7)
+
+class ConnectionState(enum.IntEnum):
+    """The phases of a connection, in order: ``state < RUNNING`` means the handshake is not complete."""
+
+    HEADER = 0  # waiting for the 8-byte protocol header
+    START = 1  # connection.start sent, waiting for start-ok (authentication)
+    TUNE = 2  # connection.tune sent, waiting for tune-ok
+    OPEN = 3  # tuned, waiting for connection.open (the vhost)
+    RUNNING = 4  # open: channels may be used
+    CLOSING = 5  # the broker sent connection.close and waits for close-ok (or CLOSE_OK_TIMEOUT)
+    CLOSED = 6  # the socket is closed or closing; channels released
+
+
+HEADER, START, TUNE, OPEN, RUNNING, CLOSING, CLOSED = ConnectionState
+# Which state may follow which: the handshake goes forward one step at a time, any state may close.
+CONNECTION_TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
+    HEADER: frozenset({START, CLOSED}),
+    START: frozenset({TUNE, CLOSING, CLOSED}),
+    TUNE: frozenset({OPEN, CLOSING, CLOSED}),
+    OPEN: frozenset({RUNNING, CLOSING, CLOSED}),
+    RUNNING: frozenset({CLOSING, CLOSED}),
+    CLOSING: frozenset({CLOSED}),
+    CLOSED: frozenset(),
+}
 CAPABILITIES = {
-    "publisher_confirms": True, "exchange_exchange_bindings": True, "basic.nack": True,
-    "consumer_cancel_notify": True, "connection.blocked": True, "consumer_priorities": True,
-    "authentication_failure_close": True, "per_consumer_qos": True, "direct_reply_to": True,
+    "publisher_confirms": True,
+    "exchange_exchange_bindings": True,
+    "basic.nack": True,
+    "consumer_cancel_notify": True,
+    "connection.blocked": True,
+    "consumer_priorities": True,
+    "authentication_failure_close": True,
+    "per_consumer_qos": True,
+    "direct_reply_to": True,
 }
 CLOSE_OK_TIMEOUT = 1.0
 # SO_LINGER on, 0 s: if the broker process dies, the OS resets its connections (a client sees "connection
@@ -39,28 +69,43 @@ CLOSE_OK_TIMEOUT = 1.0
 _LINGER_RESET, _LINGER_OFF = struct.pack("ii", 1, 0), struct.pack("ii", 0, 0)
 
 
-def server_properties(cluster_name: str, version: str) -> dict:
+def server_properties(cluster_name: str, version: str) -> dict[str, Any]:
     """What connection.start advertises: RabbitMQ's capability set, so clients enable the same features,
     and the version of the RabbitMQ release the broker's profile behaves like."""
-    return {"product": "labkit.broker", "version": version,
-            "platform": f"Python {platform.python_version()}", "cluster_name": cluster_name,
-            "copyright": "labkit", "information": "embedded AMQP 0-9-1 broker for the course",
-            "capabilities": dict(CAPABILITIES)}
+    return {
+        "product": "labkit.broker",
+        "version": version,
+        "platform": f"Python {platform.python_version()}",
+        "cluster_name": cluster_name,
+        "copyright": "labkit",
+        "information": "embedded AMQP 0-9-1 broker for the course",
+        "capabilities": dict(CAPABILITIES),
+    }
 
 
 class Connection(asyncio.Protocol):
+    """One client's TCP connection, from its protocol header to its close.
+
+    It runs the handshake (header, start/start-ok with PLAIN or AMQPLAIN, tune/tune-ok, open) as the
+    ConnectionState machine, owns the connection's channels and routes channel frames to them, checks
+    heartbeats, applies memory-alarm flow control (connection.blocked) to publishers, and coalesces its
+    output into one socket write per batch of input. A connection error closes it with the AMQP reply
+    code (connection.close, then the socket on close-ok or after CLOSE_OK_TIMEOUT); a bug in the broker
+    closes only this connection, never the server.
+    """
+
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.loop = asyncio.get_running_loop()
-        self.state = HEADER
+        self.state: ConnectionState = HEADER
         self.transport: asyncio.Transport | None = None
         self.reader = frames.FrameReader(frames.FRAME_MIN_SIZE)
         self.frame_max = frames.FRAME_MIN_SIZE
         self.channel_max = broker.channel_max
         self.heartbeat = 0
         self.channels: dict[int, Channel] = {}
-        self.client_properties: dict = {}
-        self.client_capabilities: dict = {}
+        self.client_properties: dict[str, Any] = {}
+        self.client_capabilities: dict[str, Any] = {}
         self.user = ""
         self.vhost = broker.vhost  # the one connection.open names (see auth.py)
         self.restricted = False  # True when this user's permissions are not ".*" everywhere in that vhost
@@ -160,15 +205,24 @@ class Connection(asyncio.Protocol):
                 return b""
         elif self._head[:8] == frames.PROTOCOL_HEADER:
             rest, self._head = self._head[8:], b""
-            self.state = START
+            self._enter(START)
             broker = self.broker
-            self.write(frames.method_frame(0, spec.Connection.Start(
-                0, 9, server_properties=server_properties(broker.cluster_name, broker.profile.version),
-                mechanisms="PLAIN AMQPLAIN", locales="en_US")))
+            self.write(
+                frames.method_frame(
+                    0,
+                    spec.Connection.Start(
+                        0,
+                        9,
+                        server_properties=server_properties(broker.cluster_name, broker.profile.version),
+                        mechanisms="PLAIN AMQPLAIN",
+                        locales="en_US",
+                    ),
+                )
+            )
             return rest
         # Wrong protocol: answer with the one we speak, then close (AMQP 0-9-1 section 4.2.2).
-        self.transport.write(frames.PROTOCOL_HEADER)
-        self._abort()
+        self._out.append(frames.PROTOCOL_HEADER)
+        self._abort()  # flushes the header first
         return b""
 
     def _frame(self, ftype: int, number: int, payload: bytes) -> None:
@@ -188,7 +242,7 @@ class Connection(asyncio.Protocol):
             channel = self.channels.get(number)
             if number == 0 or channel is None or self.state != RUNNING:
                 raise errors.UnexpectedFrame(f"content frame on channel {number} without basic.publish")
-            if channel.state is not CHANNEL_OPEN:
+            if channel.state is not ChannelState.OPEN:
                 return  # content of a publish sent before the client saw our channel.close
             try:
                 if ftype == frames.HEADER:
@@ -221,7 +275,7 @@ class Connection(asyncio.Protocol):
             auth = self.broker.auth
             self.vhost = auth.open_vhost(self.user, method.virtual_host)
             self.restricted = not auth.full_access(self.user, self.vhost.name)
-            self.state = RUNNING
+            self._enter(RUNNING)
             self.write(frames.method_frame(0, spec.Connection.OpenOk()))
 
         elif state == RUNNING and isinstance(method, spec.Connection.UpdateSecret):
@@ -229,36 +283,40 @@ class Connection(asyncio.Protocol):
         elif state == RUNNING and isinstance(method, (spec.Connection.Blocked, spec.Connection.Unblocked)):
             return
         else:
-            raise errors.CommandInvalid(f"unexpected {method.name} in this connection state",
-                                        method=(method.index >> 16, method.index & 0xFFFF))
+            raise errors.CommandInvalid(
+                f"unexpected {method.name} in this connection state", method=(method.index >> 16, method.index & 0xFFFF)
+            )
 
     def _start_ok(self, method: spec.Connection.StartOk) -> None:
         self.client_properties = dict(method.client_properties or {})
         self.client_capabilities = dict(self.client_properties.get("capabilities") or {})
         user = self.broker.auth.authenticate(method.mechanism, method.response)
         if user is None:
-            text = (f"Login was refused using authentication mechanism {method.mechanism}. "
-                    "For details see the broker logfile.")
+            text = (
+                f"Login was refused using authentication mechanism {method.mechanism}. "
+                "For details see the broker logfile."
+            )
             if self.client_capabilities.get("authentication_failure_close"):
                 raise errors.ConnectionRefused(text, method=(10, 11))
             self._abort()
             return
         self.user = user
-        self.state = TUNE
+        self._enter(TUNE)
         broker = self.broker
-        self.write(frames.method_frame(0, spec.Connection.Tune(broker.channel_max, broker.frame_max,
-                                                               broker.heartbeat)))
+        self.write(frames.method_frame(0, spec.Connection.Tune(broker.channel_max, broker.frame_max, broker.heartbeat)))
 
     def _tune_ok(self, method: spec.Connection.TuneOk) -> None:
         broker = self.broker
         frame_max = method.frame_max or broker.frame_max
         if frame_max < frames.FRAME_MIN_SIZE or frame_max > broker.frame_max:
-            raise errors.NotAllowed(f"negotiated frame_max = {frame_max} is outside "
-                                    f"[{frames.FRAME_MIN_SIZE}, {broker.frame_max}]", method=(10, 31))
+            raise errors.NotAllowed(
+                f"negotiated frame_max = {frame_max} is outside [{frames.FRAME_MIN_SIZE}, {broker.frame_max}]",
+                method=(10, 31),
+            )
         self.frame_max = self.reader.frame_max = frame_max
         self.channel_max = min(method.channel_max or broker.channel_max, broker.channel_max)
         self.heartbeat = method.heartbeat
-        self.state = OPEN
+        self._enter(OPEN)
         if self.heartbeat:
             interval = self.heartbeat / 2
             self._tick = self.loop.call_later(interval, self._heartbeat_tick, interval)
@@ -269,16 +327,21 @@ class Connection(asyncio.Protocol):
         if channel is None:
             method = frames.decode_method(payload)
             if not isinstance(method, spec.Channel.Open):
-                raise errors.ChannelMisuse(f"expected 'channel.open' on channel {number}",
-                                           method=(method.index >> 16, method.index & 0xFFFF))
+                raise errors.ChannelMisuse(
+                    f"expected 'channel.open' on channel {number}", method=(method.index >> 16, method.index & 0xFFFF)
+                )
             if self.channel_max and len(self.channels) >= self.channel_max:
                 # RabbitMQ limits how many channels are open at once, not the channel number
                 # (rabbit_reader.erl, create_channel): 3.10.8 opens channel 65535 with channel_max 2047.
-                raise errors.NotAllowed(f"number of channels opened ({len(self.channels)}) has reached the "
-                                        f"negotiated channel_max ({self.channel_max})")
+                raise errors.NotAllowed(
+                    f"number of channels opened ({len(self.channels)}) has reached the "
+                    f"negotiated channel_max ({self.channel_max})"
+                )
             limit = self.broker.auth.channel_limit(self.user)
-            if limit is not None and sum(len(c.channels) for c in self.broker.connections
-                                         if c.user == self.user) >= limit:
+            if (
+                limit is not None
+                and sum(len(c.channels) for c in self.broker.connections if c.user == self.user) >= limit
+            ):
                 raise self.broker.auth.refuse_channel(self.user, limit)
             self.channels[number] = Channel(self, number)
             self.write(frames.method_frame(number, spec.Channel.OpenOk()))
@@ -347,8 +410,14 @@ class Connection(asyncio.Protocol):
         self.write(frames.method_frame(0, spec.Connection.Close(exc.code, exc.reply_text, *exc.method)))
         self._flush()
         self._release_channels()
-        self.state = CLOSING
+        self._enter(CLOSING)
         self._timers.append(self.loop.call_later(CLOSE_OK_TIMEOUT, self._abort))
+
+    def _enter(self, state: ConnectionState) -> None:
+        """Move to ``state`` along CONNECTION_TRANSITIONS (a wrong step is a broker bug, closing this connection)."""
+        if state not in CONNECTION_TRANSITIONS[self.state]:
+            raise RuntimeError(f"connection cannot go from {self.state.name} to {state.name}")
+        self.state = state
 
     def _abort(self, graceful: bool = False) -> None:
         if self.transport is not None:
@@ -370,7 +439,7 @@ class Connection(asyncio.Protocol):
     def _teardown(self) -> None:
         if self.state == CLOSED:
             return
-        self.state = CLOSED
+        self._enter(CLOSED)
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
@@ -379,7 +448,7 @@ class Connection(asyncio.Protocol):
             self._tick = None
         self._release_channels()
         self.vhost.connection_closed(self)
-        self.broker.connections.discard(self)
+        self.broker.connection_gone(self)
 
     def __repr__(self) -> str:
         peer = self.transport.get_extra_info("peername") if self.transport else None

@@ -31,7 +31,7 @@ class ChannelError(AMQPError):
     """Closes only the channel it happened on."""
 
 
-class ConnectionError(AMQPError):  # noqa: A001 - the AMQP term; shadowing the builtin is local
+class ConnectionError(AMQPError):
     """Closes the whole connection."""
 
 

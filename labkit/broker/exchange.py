@@ -8,19 +8,20 @@ routing key until the bindings change, so the hot path is a dict lookup.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 TYPES = ("direct", "fanout", "topic", "headers")
 
 
-def _args_key(arguments: dict | None) -> str:
+def _args_key(arguments: dict[str, Any] | None) -> str:
     return repr(sorted((arguments or {}).items()))
 
 
 class Binding:
     __slots__ = ("destination", "routing_key", "arguments", "words")
 
-    def __init__(self, destination: Any, routing_key: str, arguments: dict | None) -> None:
+    def __init__(self, destination: Any, routing_key: str, arguments: dict[str, Any] | None) -> None:
         self.destination = destination
         self.routing_key = routing_key
         self.arguments = dict(arguments or {})
@@ -45,7 +46,7 @@ def topic_matches(pattern: tuple[str, ...], key: tuple[str, ...]) -> bool:
     return reachable[n]
 
 
-def headers_match(arguments: dict, headers: dict) -> bool:
+def headers_match(arguments: dict[str, Any], headers: dict[str, Any]) -> bool:
     """Headers exchange match; binding keys starting with ``x-`` are not matched unless x-match is
     all-with-x / any-with-x (RabbitMQ 3.10)."""
     mode = arguments.get("x-match", "all")
@@ -61,29 +62,36 @@ class Exchange:
 
     _CACHE_LIMIT = 4096
 
-    def __init__(self, name: str, type: str, durable: bool = True, auto_delete: bool = False,
-                 internal: bool = False, arguments: dict | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        type: str,
+        durable: bool = True,
+        auto_delete: bool = False,
+        internal: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> None:
         self.name = name
         self.type = type
         self.durable = durable
         self.auto_delete = auto_delete
         self.internal = internal
         self.arguments = dict(arguments or {})
-        self.bindings: dict[tuple, Binding] = {}
-        self._direct: dict[str, list] = {}
-        self._cache: dict[str, list] = {}
+        self.bindings: dict[tuple[Any, ...], Binding] = {}
+        self._direct: dict[str, list[Any]] = {}
+        self._cache: dict[str, list[Any]] = {}
 
-    def declaration(self) -> tuple:
+    def declaration(self) -> tuple[Any, ...]:
         return (self.type, self.durable, self.auto_delete, self.internal)
 
-    def bind(self, destination: Any, routing_key: str, arguments: dict | None) -> None:
+    def bind(self, destination: Any, routing_key: str, arguments: dict[str, Any] | None) -> None:
         key = (id(destination), routing_key, _args_key(arguments))
         if key in self.bindings:
             return
         self.bindings[key] = Binding(destination, routing_key, arguments)
         self._changed()
 
-    def unbind(self, destination: Any, routing_key: str, arguments: dict | None) -> bool:
+    def unbind(self, destination: Any, routing_key: str, arguments: dict[str, Any] | None) -> bool:
         removed = self.bindings.pop((id(destination), routing_key, _args_key(arguments)), None)
         if removed:
             self._changed()
@@ -101,18 +109,18 @@ class Exchange:
     def _changed(self) -> None:
         self._cache.clear()
         if self.type == "direct":
-            table: dict[str, list] = {}
+            table: dict[str, list[Any]] = {}
             for b in self.bindings.values():
                 dests = table.setdefault(b.routing_key, [])
                 if b.destination not in dests:
                     dests.append(b.destination)
             self._direct = table
 
-    def route(self, routing_key: str, message: Any) -> list:
+    def route(self, routing_key: str, message: Any) -> list[Any]:
         """Destinations (queues or exchanges) for a message, without duplicates."""
         kind = self.type
         if kind == "direct":
-            return self._direct.get(routing_key, ())
+            return self._direct.get(routing_key) or []
         if kind == "headers":
             headers = message.headers
             return self._unique(b for b in self.bindings.values() if headers_match(b.arguments, headers))
@@ -129,8 +137,8 @@ class Exchange:
         return cached
 
     @staticmethod
-    def _unique(bindings) -> list:
-        out: list = []
+    def _unique(bindings: Iterable[Binding]) -> list[Any]:
+        out: list[Any] = []
         for b in bindings:
             if b.destination not in out:
                 out.append(b.destination)

@@ -9,7 +9,7 @@ unacknowledged) instead of process RSS makes the threshold deterministic for exp
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 class MemoryAlarm:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import struct
 
-from pamqp import commands, frame as pframe
+from pamqp import commands
+from pamqp import frame as pframe
 from pamqp.exceptions import UnmarshalingException
 
 from . import errors
@@ -122,7 +123,8 @@ def header_body_size(payload: bytes) -> int:
     """Body size announced by a content-header payload."""
     if len(payload) < 14:
         raise errors.FrameError("content header too short")
-    return _U64.unpack_from(payload, 4)[0]
+    size: int = _U64.unpack_from(payload, 4)[0]
+    return size
 
 
 _ACK_FRAME = struct.Struct(">BHIHHQBB")
@@ -170,22 +172,33 @@ def delivery_frames(
     return [head, fields, _END, *content_frames(channel, header, body, frame_max)]
 
 
-def deliver_fields(consumer_tag: bytes, delivery_tag: int, redelivered: bool, exchange: str,
-                   routing_key: str) -> bytes:
+def deliver_fields(consumer_tag: bytes, delivery_tag: int, redelivered: bool, exchange: str, routing_key: str) -> bytes:
     """Basic.Deliver arguments; ``consumer_tag`` is the pre-encoded shortstr."""
-    return b"".join((consumer_tag, _U64.pack(delivery_tag), b"\x01" if redelivered else b"\x00",
-                     _shortstr(exchange), _shortstr(routing_key)))
+    return b"".join(
+        (
+            consumer_tag,
+            _U64.pack(delivery_tag),
+            b"\x01" if redelivered else b"\x00",
+            _shortstr(exchange),
+            _shortstr(routing_key),
+        )
+    )
 
 
-def get_ok_fields(delivery_tag: int, redelivered: bool, exchange: str, routing_key: str,
-                  message_count: int) -> bytes:
-    return b"".join((_U64.pack(delivery_tag), b"\x01" if redelivered else b"\x00", _shortstr(exchange),
-                     _shortstr(routing_key), struct.pack(">I", message_count)))
+def get_ok_fields(delivery_tag: int, redelivered: bool, exchange: str, routing_key: str, message_count: int) -> bytes:
+    return b"".join(
+        (
+            _U64.pack(delivery_tag),
+            b"\x01" if redelivered else b"\x00",
+            _shortstr(exchange),
+            _shortstr(routing_key),
+            struct.pack(">I", message_count),
+        )
+    )
 
 
 def return_fields(reply_code: int, reply_text: str, exchange: str, routing_key: str) -> bytes:
-    return b"".join((_U16.pack(reply_code), _shortstr(reply_text), _shortstr(exchange),
-                     _shortstr(routing_key)))
+    return b"".join((_U16.pack(reply_code), _shortstr(reply_text), _shortstr(exchange), _shortstr(routing_key)))
 
 
 def shortstr(value: str) -> bytes:

@@ -12,6 +12,7 @@ copies share the bytes.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from pamqp import commands
 from pamqp.header import ContentHeader
@@ -21,8 +22,27 @@ HEADERS_FLAG, PRIORITY_FLAG, REPLY_TO_FLAG, EXPIRATION_FLAG, USER_ID_FLAG = 8192
 
 
 class Message:
-    __slots__ = ("exchange", "routing_key", "header", "body", "seq", "redelivered", "expires_at",
-                 "returns", "failures", "deaths", "store_id", "_props")
+    """One message as one queue holds it: the publisher's exact header bytes and body, plus its state there.
+
+    Properties are decoded only on demand (``properties``) and re-encoded only by ``rewrite``; the per-queue
+    state (position ``seq``, ``redelivered``, ``expires_at``, return and failure counts, the store record)
+    lives on the object, so fan-out gives each queue its own ``copy`` sharing the bytes.
+    """
+
+    __slots__ = (
+        "exchange",
+        "routing_key",
+        "header",
+        "body",
+        "seq",
+        "redelivered",
+        "expires_at",
+        "returns",
+        "failures",
+        "deaths",
+        "store_id",
+        "_props",
+    )
 
     def __init__(self, exchange: str, routing_key: str, header: bytes, body: bytes) -> None:
         self.exchange = exchange
@@ -34,7 +54,7 @@ class Message:
         self.expires_at: float | None = None
         self.returns = 0  # times handed back unacknowledged (quorum delivery limit)
         self.failures = 0  # of those, failed deliveries: reject with requeue, consumer gone (RabbitMQ 4.3)
-        self.deaths: list[dict] | None = None  # the broker's own x-death history (RabbitMQ 4.x keeps one)
+        self.deaths: list[dict[str, Any]] | None = None  # the broker's own x-death history (RabbitMQ 4.x keeps one)
         self.store_id = 0  # its record in the broker's log (store.py); 0 = not persisted
         self._props: commands.Basic.Properties | None = None
 
@@ -47,7 +67,8 @@ class Message:
 
     @property
     def flags(self) -> int:
-        return _FLAGS.unpack_from(self.header, 12)[0]
+        flags: int = _FLAGS.unpack_from(self.header, 12)[0]
+        return flags
 
     @property
     def properties(self) -> commands.Basic.Properties:
@@ -58,7 +79,7 @@ class Message:
         return self._props
 
     @property
-    def headers(self) -> dict:
+    def headers(self) -> dict[str, Any]:
         if not self.flags & HEADERS_FLAG:
             return {}
         return self.properties.headers or {}
@@ -86,6 +107,13 @@ class Message:
         other.redelivered = self.redelivered
         other.rewrite(properties)
         return other
+
+
+def writable_headers(props: commands.Basic.Properties) -> dict[str, Any]:
+    """The headers table of ``props`` (from clone_properties), created if it has none, to write to."""
+    if props.headers is None:
+        props.headers = {}
+    return props.headers
 
 
 def clone_properties(props: commands.Basic.Properties) -> commands.Basic.Properties:

@@ -30,7 +30,7 @@ from .server import Broker
 __all__ = ["BrokerProcess"]
 
 
-def _reap(proc: subprocess.Popen, errlog: IO[bytes], timeout: float = 5.0) -> None:
+def _reap(proc: subprocess.Popen[bytes], errlog: IO[bytes], timeout: float = 5.0) -> None:
     """Terminate ``proc`` (SIGTERM, then SIGKILL after ``timeout``), wait for it and close its pipes."""
     if proc.poll() is None:
         proc.terminate()
@@ -40,18 +40,20 @@ def _reap(proc: subprocess.Popen, errlog: IO[bytes], timeout: float = 5.0) -> No
             proc.kill()
             proc.wait()
     for stream in (proc.stdin, proc.stdout, errlog):
+        if stream is None:
+            continue
         try:
             stream.close()
-        except (OSError, AttributeError):
+        except OSError:
             pass
 
 
-async def _exited(proc: subprocess.Popen, timeout: float) -> None:
+async def _exited(proc: subprocess.Popen[bytes], timeout: float) -> None:
     """Wait up to ``timeout`` s for ``proc`` to exit without blocking the event loop."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while proc.poll() is None and loop.time() < deadline:
-        await asyncio.sleep(0.02)
+    try:
+        await asyncio.to_thread(proc.wait, timeout)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def _stderr_tail(errlog: IO[bytes], limit: int = 2000) -> str:
@@ -62,12 +64,18 @@ def _stderr_tail(errlog: IO[bytes], limit: int = 2000) -> str:
 class BrokerProcess:
     """A running ``python -m labkit.broker`` child. Create it with ``await BrokerProcess.start(...)``."""
 
-    def __init__(self, proc: subprocess.Popen, errlog: IO[bytes], url: str, admin_url: str,
-                 options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        errlog: IO[bytes],
+        url: str,
+        admin_url: str,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         self._adopt(proc, errlog, url, admin_url)
         self._options = dict(options or {})
 
-    def _adopt(self, proc: subprocess.Popen, errlog: IO[bytes], url: str, admin_url: str) -> None:
+    def _adopt(self, proc: subprocess.Popen[bytes], errlog: IO[bytes], url: str, admin_url: str) -> None:
         self._proc = proc
         self._errlog = errlog
         self.url = url
@@ -116,11 +124,13 @@ class BrokerProcess:
 
     async def queues(self) -> list[dict[str, Any]]:
         """Every queue as a dict: name, type, messages_ready, messages_unacknowledged, consumers, rates."""
-        return await self._call("GET", "/api/queues")
+        queues: list[dict[str, Any]] = await self._call("GET", "/api/queues")
+        return queues
 
     async def overview(self) -> dict[str, Any]:
         """Totals over all queues plus the broker's pid and uptime."""
-        return await self._call("GET", "/api/overview")
+        overview: dict[str, Any] = await self._call("GET", "/api/overview")
+        return overview
 
     async def reset(self) -> None:
         """Delete every queue, exchange and binding the lab declared (a clean slate between runs)."""
@@ -141,11 +151,12 @@ class BrokerProcess:
         if self.returncode is not None:
             raise RuntimeError(f"broker process has exited with status {self.returncode}")
         address = urlsplit(self.admin_url)
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(address.hostname, address.port), timeout)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(address.hostname, address.port), timeout)
         try:
-            writer.write(f"{method} {path} HTTP/1.1\r\nHost: {address.netloc}\r\nContent-Length: 0\r\n"
-                         f"Connection: close\r\n\r\n".encode())
+            writer.write(
+                f"{method} {path} HTTP/1.1\r\nHost: {address.netloc}\r\nContent-Length: 0\r\n"
+                f"Connection: close\r\n\r\n".encode()
+            )
             raw = await asyncio.wait_for(reader.read(), timeout)
         finally:
             writer.close()
@@ -161,8 +172,9 @@ class BrokerProcess:
         return f"<BrokerProcess pid={self.pid} {self.url} {state}>"
 
 
-def _read_urls(proc: subprocess.Popen) -> tuple[str, str] | None:
+def _read_urls(proc: subprocess.Popen[bytes]) -> tuple[str, str] | None:
     """Blocking: the AMQP URL and admin URL the child prints first; None if it exits before that."""
+    assert proc.stdout is not None  # started with stdout=PIPE
     url = proc.stdout.readline().decode().strip()
     admin = proc.stdout.readline().decode().strip()
     if not url.startswith("amqp://") or not admin.startswith("admin http://"):
@@ -170,20 +182,25 @@ def _read_urls(proc: subprocess.Popen) -> tuple[str, str] | None:
     return url, admin.removeprefix("admin ")
 
 
-async def _spawn(options: dict[str, Any], startup_timeout: float) -> tuple[subprocess.Popen, IO[bytes], str, str]:
+async def _spawn(
+    options: dict[str, Any], startup_timeout: float
+) -> tuple[subprocess.Popen[bytes], IO[bytes], str, str]:
     """Start ``python -m labkit.broker`` with ``options``; return the process, its stderr log and its URLs."""
     flags = argv(**options)
     cmd = [sys.executable, "-m", "labkit.broker", *flags, "--admin-port", "0", "--exit-with-parent"]
     errlog = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog,
-                            start_new_session=True)
+    # Popen returns once the child is forked; asyncio's subprocess would tie the broker to this event loop,
+    # and a notebook's broker must outlive the loop that started it.
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog, start_new_session=True)  # noqa: ASYNC220
     try:
         lines = await asyncio.wait_for(
-            asyncio.get_running_loop().run_in_executor(None, _read_urls, proc), startup_timeout)
+            asyncio.get_running_loop().run_in_executor(None, _read_urls, proc), startup_timeout
+        )
         if lines is None:
             await _exited(proc, timeout=5.0)
-            raise RuntimeError(f"broker process exited with status {proc.poll()} before it was ready: "
-                               f"{_stderr_tail(errlog)}")
+            raise RuntimeError(
+                f"broker process exited with status {proc.poll()} before it was ready: {_stderr_tail(errlog)}"
+            )
     except BaseException as exc:
         detail = _stderr_tail(errlog)
         _reap(proc, errlog)  # also ends the reader thread: the child's stdout closes

@@ -56,14 +56,32 @@ class Profile:
 
 
 PROFILES = {
-    "4.3": Profile("4.3", "4.3.0", 16 * MIB, deny_transient_nonexcl=True, deny_queue_master_locator=True,
-                   global_qos=False, queue_version_1=False, quorum_default_delivery_limit=20,
-                   quorum_counts_v8=True, reply_to_always_routed=True,
-                   broker_side_deaths=True),
-    "3.10": Profile("3.10", "3.10.8", 128 * MIB, deny_transient_nonexcl=False, deny_queue_master_locator=False,
-                    global_qos=True, queue_version_1=True, quorum_default_delivery_limit=None,
-                    quorum_counts_v8=False, reply_to_always_routed=False,
-                    broker_side_deaths=False),
+    "4.3": Profile(
+        "4.3",
+        "4.3.0",
+        16 * MIB,
+        deny_transient_nonexcl=True,
+        deny_queue_master_locator=True,
+        global_qos=False,
+        queue_version_1=False,
+        quorum_default_delivery_limit=20,
+        quorum_counts_v8=True,
+        reply_to_always_routed=True,
+        broker_side_deaths=True,
+    ),
+    "3.10": Profile(
+        "3.10",
+        "3.10.8",
+        128 * MIB,
+        deny_transient_nonexcl=False,
+        deny_queue_master_locator=False,
+        global_qos=True,
+        queue_version_1=True,
+        quorum_default_delivery_limit=None,
+        quorum_counts_v8=False,
+        reply_to_always_routed=False,
+        broker_side_deaths=False,
+    ),
 }
 
 
@@ -76,8 +94,10 @@ def resolve(value: str | Profile | None = None, *, name: str = "rabbitmq") -> Pr
         value, source = os.environ.get(ENV) or DEFAULT, ENV if os.environ.get(ENV) else name
     key = str(value).strip() if isinstance(value, (str, float)) else value
     if key not in PROFILES:
-        raise ValueError(f"{source} must be one of {', '.join(repr(k) for k in PROFILES)} "
-                         f"(the RabbitMQ release to behave like), got {value!r}")
+        raise ValueError(
+            f"{source} must be one of {', '.join(repr(k) for k in PROFILES)} "
+            f"(the RabbitMQ release to behave like), got {value!r}"
+        )
     return PROFILES[key]
 
 
@@ -88,7 +108,8 @@ DEPRECATION_TEXT = (
     "actual version to be determined.\n"
     "To continue using this feature when it is not permitted by default, set the following parameter in "
     "your configuration:\n"
-    '    "deprecated_features.permit.{feature} = true"')
+    '    "deprecated_features.permit.{feature} = true"'
+)
 """RabbitMQ 4.3's message for a denied deprecated feature (rabbit_deprecated_features.erl,
 generate_warnings1, phase denied_by_default); the reply text truncates it to 255 characters."""
 

@@ -13,16 +13,18 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import deque
+from collections.abc import Iterable, Iterator
 from heapq import merge
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
 
 from . import errors
-from .message import Message, clone_properties
+from .message import Message, clone_properties, writable_headers
 from .store import is_persistent
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .channel import Channel
     from .vhost import VHost
 
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
@@ -40,7 +42,7 @@ class Ready:
     def __len__(self) -> int:
         return len(self._items)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Message]:
         return iter(self._items)
 
     def append(self, msg: Message) -> None:
@@ -81,7 +83,7 @@ class PriorityReady:
     def __len__(self) -> int:
         return sum(len(level) for level in self._levels)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Message]:
         for level in reversed(self._levels):
             yield from level
 
@@ -113,11 +115,30 @@ class PriorityReady:
 class Consumer:
     """A basic.consume registration: the queue pushes to it while it has prefetch capacity."""
 
-    __slots__ = ("channel", "queue", "tag", "tag_bytes", "no_ack", "exclusive", "limit", "unacked",
-                 "arguments", "priority")
+    __slots__ = (
+        "channel",
+        "queue",
+        "tag",
+        "tag_bytes",
+        "no_ack",
+        "exclusive",
+        "limit",
+        "unacked",
+        "arguments",
+        "priority",
+    )
 
-    def __init__(self, channel: Any, queue: Queue, tag: str, tag_bytes: bytes, no_ack: bool,
-                 exclusive: bool, limit: int, arguments: dict) -> None:
+    def __init__(
+        self,
+        channel: Channel,
+        queue: Queue | None,  # None: the direct reply-to consumer
+        tag: str,
+        tag_bytes: bytes,
+        no_ack: bool,
+        exclusive: bool,
+        limit: int,
+        arguments: dict[str, Any],
+    ) -> None:
         self.channel = channel
         self.queue = queue
         self.tag = tag
@@ -142,13 +163,13 @@ def amqp_type(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
-        return "short" if -32768 <= value <= 32767 else "signedint" if -2**31 <= value < 2**31 else "long"
+        return "short" if -32768 <= value <= 32767 else "signedint" if -(2**31) <= value < 2**31 else "long"
     if isinstance(value, str):
         return "longstr"
     return type(value).__name__
 
 
-def _int_arg(args: dict, name: str, queue: str, lo: int, hi: int | None = None) -> int | None:
+def _int_arg(args: dict[str, Any], name: str, queue: str, lo: int, hi: int | None = None) -> int | None:
     """An integer queue argument, rejected with RabbitMQ's wording ({value_negative,-1} ...)."""
     value = args.get(name)
     if value is None:
@@ -170,8 +191,9 @@ class Queue:
     kind = "classic"
     consumer_class = Consumer
 
-    def __init__(self, vhost: VHost, name: str, durable: bool, exclusive_owner: Any, auto_delete: bool,
-                 arguments: dict) -> None:
+    def __init__(
+        self, vhost: VHost, name: str, durable: bool, exclusive_owner: Any, auto_delete: bool, arguments: dict[str, Any]
+    ) -> None:
         self.vhost = vhost
         self.name = name
         self.durable = durable
@@ -184,8 +206,9 @@ class Queue:
         self.max_bytes = _int_arg(args, "x-max-length-bytes", name, 0)
         self.overflow = args.get("x-overflow", "drop-head")
         if self.overflow not in OVERFLOW_MODES:
-            raise errors.PreconditionFailed(f"invalid arg 'x-overflow' for queue '{name}' in vhost '/': "
-                                            "invalid_overflow")
+            raise errors.PreconditionFailed(
+                f"invalid arg 'x-overflow' for queue '{name}' in vhost '/': invalid_overflow"
+            )
         self.dlx = args.get("x-dead-letter-exchange")
         self.dlrk = args.get("x-dead-letter-routing-key")
         self.delivery_limit = self._delivery_limit(args)
@@ -207,7 +230,7 @@ class Queue:
         self._loop = asyncio.get_running_loop()
         self.touch()
 
-    def _delivery_limit(self, args: dict) -> int | None:
+    def _delivery_limit(self, args: dict[str, Any]) -> int | None:
         """Only quorum queues count deliveries (vhost.declare refuses x-delivery-limit elsewhere)."""
         return None
 
@@ -243,12 +266,14 @@ class Queue:
         return True
 
     def _full(self, size: int) -> bool:
-        return ((self.max_length is not None and len(self.ready) >= self.max_length)
-                or (self.max_bytes is not None and self.ready_bytes + size > self.max_bytes))
+        return (self.max_length is not None and len(self.ready) >= self.max_length) or (
+            self.max_bytes is not None and self.ready_bytes + size > self.max_bytes
+        )
 
     def _over_limit(self) -> bool:
-        return ((self.max_length is not None and len(self.ready) > self.max_length)
-                or (self.max_bytes is not None and self.ready_bytes > self.max_bytes))
+        return (self.max_length is not None and len(self.ready) > self.max_length) or (
+            self.max_bytes is not None and self.ready_bytes > self.max_bytes
+        )
 
     def _release(self, msg: Message) -> None:
         """A message leaves this queue for good: its bytes, and its record in the log if persisted."""
@@ -280,12 +305,13 @@ class Queue:
                 if not consumer.can_take():
                     return
             elif self.prioritized:  # x-priority: highest priority with capacity, round-robin among equals
-                consumer = None
+                best: Consumer | None = None
                 for candidate in consumers:
-                    if (consumer is None or candidate.priority > consumer.priority) and candidate.can_take():
-                        consumer = candidate
-                if consumer is None:
+                    if (best is None or candidate.priority > best.priority) and candidate.can_take():
+                        best = candidate
+                if best is None:
                     return
+                consumer = best
                 consumers.remove(consumer)
                 consumers.append(consumer)
             else:
@@ -374,8 +400,7 @@ class Queue:
             self.dispatch()
             self._expire()
 
-    @staticmethod
-    def _deliveries_counted(msg: Message) -> int:
+    def _deliveries_counted(self, msg: Message) -> int:
         return msg.returns
 
     def _return(self, msgs: list[Message]) -> None:
@@ -477,7 +502,7 @@ class QuorumQueue(Queue):
 
     kind = "quorum"
 
-    def _delivery_limit(self, args: dict) -> int | None:
+    def _delivery_limit(self, args: dict[str, Any]) -> int | None:
         """x-delivery-limit, else the profile's default (20 since RabbitMQ 4.0, none in 3.10). RabbitMQ
         does not validate the argument (3.10.8 declares -1 and "abc"); a non-integer sets no limit of its
         own, and since 4.0 a negative limit disables the default (4.0.1 release notes, rabbit_fifo)."""
@@ -505,14 +530,15 @@ class QuorumQueue(Queue):
             if not msg.returns:
                 return msg
             props = clone_properties(msg.properties)
-            props.headers["x-acquired-count"] = msg.returns
+            headers = writable_headers(props)
+            headers["x-acquired-count"] = msg.returns
             if msg.failures:
-                props.headers["x-delivery-count"] = msg.failures
+                headers["x-delivery-count"] = msg.failures
         else:
             if not msg.returns and not get:
                 return msg
             props = clone_properties(msg.properties)
-            props.headers["x-delivery-count"] = msg.returns
+            writable_headers(props)["x-delivery-count"] = msg.returns
         return msg.with_properties(props)
 
 

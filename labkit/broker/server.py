@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import socket
 import time
+from typing import Any
 from urllib.parse import quote
 
 from .. import _validate as v
@@ -43,11 +44,22 @@ def _loopback(host: str) -> str:
 class Broker:
     """An AMQP 0-9-1 broker on the running event loop: ``await Broker().start()``, ``.url``, ``await .stop()``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, user: str = "guest", password: str = "guest",
-                 heartbeat: int = 60, frame_max: int = 131072, channel_max: int = 2047,
-                 memory_limit: int | None = None, handshake_timeout: float = 10.0,
-                 rabbitmq: str | None = None, max_message_size: int | None = None,
-                 history: str | None = None, data_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        user: str = "guest",
+        password: str = "guest",
+        heartbeat: int = 60,
+        frame_max: int = 131072,
+        channel_max: int = 2047,
+        memory_limit: int | None = None,
+        handshake_timeout: float = 10.0,
+        rabbitmq: str | None = None,
+        max_message_size: int | None = None,
+        history: str | None = None,
+        data_dir: str | None = None,
+    ) -> None:
         """``data_dir``: where durable queues, exchanges, bindings and persistent messages of the vhost "/"
         are logged (store.py) and recovered from on start; None keeps everything in memory only."""
         self.host = _loopback(host)
@@ -64,10 +76,15 @@ class Broker:
         #: which RabbitMQ release to behave like ("4.3" or "3.10"; default $LABKIT_RABBITMQ or 4.3)
         self.profile = profiles.resolve(rabbitmq)
         #: largest message body accepted (RabbitMQ's max_message_size: the profile's default, at most 512 MiB)
-        self.max_message_size = (self.profile.max_message_size if max_message_size is None else
-                                 v.integer("max_message_size", max_message_size, 1, profiles.MAX_MESSAGE_SIZE))
+        self.max_message_size = (
+            self.profile.max_message_size
+            if max_message_size is None
+            else v.integer("max_message_size", max_message_size, 1, profiles.MAX_MESSAGE_SIZE)
+        )
         if history is not None and (not isinstance(history, str) or not history):
-            raise ValueError(f"history must be a file path for the broker's events (labkit.broker.tap), got {history!r}")
+            raise ValueError(
+                f"history must be a file path for the broker's events (labkit.broker.tap), got {history!r}"
+            )
         self.history = history  # off (None) by default
         if data_dir is not None and (not isinstance(data_dir, str) or not data_dir or "\x00" in data_dir):
             raise ValueError(f"data_dir must be a directory path (str) or None, got {data_dir!r}")
@@ -75,6 +92,7 @@ class Broker:
         self.store: Store | None = None
         self.cluster_name = "labkit"
         self.connections: set[Connection] = set()
+        self._drained: asyncio.Event | None = None  # set when the last connection goes, while stop() waits
         self._pending: list[Connection] = []  # connections with unflushed output
         self._flush_handle: asyncio.Handle | None = None
         self.memory = MemoryAlarm(self.memory_limit, self._alarm)
@@ -92,8 +110,7 @@ class Broker:
             self.store = Store(self.data_dir)
             restore(self.vhost, self.store)
         try:
-            self._server = await loop.create_server(lambda: Connection(self), self.host, self.port,
-                                                    reuse_address=True)
+            self._server = await loop.create_server(lambda: Connection(self), self.host, self.port, reuse_address=True)
         except BaseException:
             self._close_store()
             raise
@@ -122,9 +139,13 @@ class Broker:
         reason = errors.ConnectionForced("broker forced connection closure with reason 'shutdown'")
         for conn in list(self.connections):
             conn.close_with(reason)
-        deadline = time.monotonic() + STOP_GRACE
-        while self.connections and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        if self.connections:
+            self._drained = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._drained.wait(), STOP_GRACE)
+            except asyncio.TimeoutError:
+                pass  # clients that did not answer in time are cut off below
+            self._drained = None
         for conn in list(self.connections):
             conn._abort()
         self._close_store()  # first: clearing the vhosts below must not log durable things as deleted
@@ -145,7 +166,7 @@ class Broker:
     async def __aenter__(self) -> Broker:
         return await self.start()
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
     async def reset(self) -> None:
@@ -169,6 +190,12 @@ class Broker:
                 conn.close_with(reason)
 
     # -- output coalescing ----------------------------------------------------------------------
+    def connection_gone(self, conn: Connection) -> None:
+        """A connection tore down: forget it, and wake a stop() that waits for the last one."""
+        self.connections.discard(conn)
+        if not self.connections and self._drained is not None:
+            self._drained.set()
+
     def queue_flush(self, conn: Connection) -> None:
         self._pending.append(conn)
         if self._flush_handle is None:
@@ -193,7 +220,7 @@ class Broker:
                 conn.unblock()
 
     # -- introspection --------------------------------------------------------------------------
-    def queues(self) -> list[dict]:
+    def queues(self) -> list[dict[str, Any]]:
         """Per queue: ready/unacked counts, consumers, and publish/deliver/ack rates in msg/s, averaged
         over the last RATE_WINDOW seconds of calls to this method (0.0 until a queue has been seen
         twice), so several pollers (a notebook, the admin API) do not disturb each other's rates."""
@@ -210,13 +237,22 @@ class Broker:
                 rates = [0.0, 0.0, 0.0]
             history.append((now, list(q.stats)))
             samples[name] = history
-            out.append({"name": name, "type": q.kind, "messages_ready": q.message_count(),
-                        "messages_unacknowledged": q.unacked, "consumers": len(q.consumers),
-                        "publish_rate": rates[0], "deliver_rate": rates[1], "ack_rate": rates[2]})
+            out.append(
+                {
+                    "name": name,
+                    "type": q.kind,
+                    "messages_ready": q.message_count(),
+                    "messages_unacknowledged": q.unacked,
+                    "consumers": len(q.consumers),
+                    "publish_rate": rates[0],
+                    "deliver_rate": rates[1],
+                    "ack_rate": rates[2],
+                }
+            )
         self._samples = samples
         return out
 
-    def overview(self) -> dict:
+    def overview(self) -> dict[str, Any]:
         """Broker-wide totals (for the admin API)."""
         queues = self.vhost.queues.values()
         return {

@@ -38,7 +38,8 @@ import logging
 import os
 import struct
 import zlib
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from pamqp import decode, encode
 
@@ -86,7 +87,7 @@ def _shortstr(value: str) -> bytes:
 
 def _read_shortstr(buf: bytes, at: int) -> tuple[str, int]:
     n = buf[at]
-    return buf[at + 1:at + 1 + n].decode(), at + 1 + n
+    return buf[at + 1 : at + 1 + n].decode(), at + 1 + n
 
 
 def _frame(payload: bytes) -> bytes:
@@ -98,11 +99,11 @@ class Topology:
     during replay, so deleting an exchange or queue drops its bindings both times."""
 
     def __init__(self) -> None:
-        self.exchanges: dict[str, dict] = {}
-        self.queues: dict[str, dict] = {}
-        self.bindings: dict[tuple, dict] = {}
+        self.exchanges: dict[str, dict[str, Any]] = {}
+        self.queues: dict[str, dict[str, Any]] = {}
+        self.bindings: dict[tuple[Any, ...], dict[str, Any]] = {}
 
-    def apply(self, record: dict) -> None:
+    def apply(self, record: dict[str, Any]) -> None:
         op = record["op"]
         if op == "exchange":
             self.exchanges[record["name"]] = record
@@ -112,24 +113,32 @@ class Topology:
             table = self.exchanges if op == "exchange-delete" else self.queues
             table.pop(record["name"], None)
             kind = "e" if op == "exchange-delete" else "q"
-            for key in [k for k, b in self.bindings.items()
-                        if (b["kind"], b["destination"]) == (kind, record["name"])
-                        or (kind == "e" and b["source"] == record["name"])]:
+            for key in [
+                k
+                for k, b in self.bindings.items()
+                if (b["kind"], b["destination"]) == (kind, record["name"])
+                or (kind == "e" and b["source"] == record["name"])
+            ]:
                 del self.bindings[key]
         elif op == "bind":
             self.bindings[_binding_key(record)] = record
         elif op == "unbind":
             self.bindings.pop(_binding_key(record), None)
 
-    def records(self) -> Iterator[dict]:
+    def records(self) -> Iterator[dict[str, Any]]:
         yield from self.exchanges.values()
         yield from self.queues.values()
         yield from self.bindings.values()
 
 
-def _binding_key(record: dict) -> tuple:
-    return (record["source"], record["kind"], record["destination"], record["routing_key"],
-            repr(sorted(record["arguments"].items())))
+def _binding_key(record: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        record["source"],
+        record["kind"],
+        record["destination"],
+        record["routing_key"],
+        repr(sorted(record["arguments"].items())),
+    )
 
 
 class Store:
@@ -172,7 +181,7 @@ class Store:
         while at + _FRAME.size <= end:
             length, crc = _FRAME.unpack_from(data, at)
             start = at + _FRAME.size
-            if start + length > end or zlib.crc32(view[start:start + length]) != crc or not length:
+            if start + length > end or zlib.crc32(view[start : start + length]) != crc or not length:
                 break
             self._replay(data, start, length)
             at = start + length
@@ -202,7 +211,7 @@ class Store:
             queue, _ = _read_shortstr(data, start + 1 + _ID.size)
             self._forget(queue, mid)
         elif kind == TOPOLOGY[0]:
-            _, record = decode.field_table(data[start + 1:start + length])
+            _, record = decode.field_table(data[start + 1 : start + length])
             self._apply(record)
 
     @staticmethod
@@ -212,19 +221,19 @@ class Store:
         at = offset + _FRAME.size + 1 + _ID.size
         at += 1 + data[at]  # the queue name (the caller knows it)
         n = data[at]
-        exchange = data[at + 1:at + 1 + n].decode()
+        exchange = data[at + 1 : at + 1 + n].decode()
         at += 1 + n
         n = data[at]
-        routing_key = data[at + 1:at + 1 + n].decode()
+        routing_key = data[at + 1 : at + 1 + n].decode()
         at += 1 + n
         header_end = at + _U32.size + _U32.unpack_from(data, at)[0]
-        msg = Message(exchange, routing_key, data[at + _U32.size:header_end], data[header_end:end])
+        msg = Message(exchange, routing_key, data[at + _U32.size : header_end], data[header_end:end])
         msg.store_id = mid
         msg.redelivered = True  # RabbitMQ 3.10.8 flags every message it recovers after a crash (observed)
         return msg
 
     # -- topology -------------------------------------------------------------------------------
-    def _apply(self, record: dict) -> None:
+    def _apply(self, record: dict[str, Any]) -> None:
         self.topology.apply(record)
         op = record["op"]
         if op == "queue":
@@ -233,31 +242,44 @@ class Store:
             for _offset, length in self.live.pop(record["name"], {}).values():
                 self.live_bytes -= length
 
-    def _topology(self, record: dict) -> None:
+    def _topology(self, record: dict[str, Any]) -> None:
         self._apply(record)
         self._append(TOPOLOGY + encode.field_table(record))
 
     def exchange_declared(self, ex: Exchange) -> None:
-        self._topology({"op": "exchange", "name": ex.name, "type": ex.type, "auto_delete": ex.auto_delete,
-                        "internal": ex.internal, "arguments": dict(ex.arguments)})
+        self._topology(
+            {
+                "op": "exchange",
+                "name": ex.name,
+                "type": ex.type,
+                "auto_delete": ex.auto_delete,
+                "internal": ex.internal,
+                "arguments": dict(ex.arguments),
+            }
+        )
 
     def exchange_deleted(self, name: str) -> None:
         if name in self.topology.exchanges:
             self._topology({"op": "exchange-delete", "name": name})
 
     def queue_declared(self, q: Queue) -> None:
-        self._topology({"op": "queue", "name": q.name, "auto_delete": q.auto_delete,
-                        "arguments": dict(q.arguments)})
+        self._topology({"op": "queue", "name": q.name, "auto_delete": q.auto_delete, "arguments": dict(q.arguments)})
 
     def queue_deleted(self, name: str) -> None:
         if name in self.topology.queues:
             self._topology({"op": "queue-delete", "name": name})
 
-    def binding(self, source: str, destination: Any, routing_key: str, arguments: dict, unbind: bool) -> None:
+    def binding(self, source: str, destination: Any, routing_key: str, arguments: dict[str, Any], unbind: bool) -> None:
         """A binding between durable ends changed (``destination`` is an Exchange or a Queue)."""
         kind = "q" if hasattr(destination, "consumers") else "e"
-        record = {"op": "unbind" if unbind else "bind", "source": source, "kind": kind,
-                  "destination": destination.name, "routing_key": routing_key, "arguments": dict(arguments)}
+        record = {
+            "op": "unbind" if unbind else "bind",
+            "source": source,
+            "kind": kind,
+            "destination": destination.name,
+            "routing_key": routing_key,
+            "arguments": dict(arguments),
+        }
         if unbind and _binding_key(record) not in self.topology.bindings:
             return
         self._topology(record)
@@ -271,8 +293,18 @@ class Store:
         mid = self.next_id
         self.next_id += 1
         msg.store_id = mid
-        payload = b"".join((MESSAGE, _ID.pack(mid), _shortstr(queue), _shortstr(msg.exchange),
-                            _shortstr(msg.routing_key), _U32.pack(len(msg.header)), msg.header, msg.body))
+        payload = b"".join(
+            (
+                MESSAGE,
+                _ID.pack(mid),
+                _shortstr(queue),
+                _shortstr(msg.exchange),
+                _shortstr(msg.routing_key),
+                _U32.pack(len(msg.header)),
+                msg.header,
+                msg.body,
+            )
+        )
         length = len(payload) + _FRAME.size
         records[mid] = (self.size + self._pending_bytes, length)
         self.live_bytes += length
@@ -318,7 +350,7 @@ class Store:
         self.size += self._pending_bytes
         self._pending_bytes = 0
         while view:
-            view = view[os.write(self._fd, view):]
+            view = view[os.write(self._fd, view) :]
 
     def write(self) -> None:
         """Hand buffered records to the OS (one write); compact if the log is mostly dead records."""
@@ -337,8 +369,11 @@ class Store:
         """Rewrite the log as its live records only (topology, then messages in id order)."""
         self._write_pending()
         new_path = self.path + ".new"
-        entries = sorted((mid, queue, offset, length) for queue, records in self.live.items()
-                         for mid, (offset, length) in records.items())
+        entries = sorted(
+            (mid, queue, offset, length)
+            for queue, records in self.live.items()
+            for mid, (offset, length) in records.items()
+        )
         with open(self.path, "rb") as old, open(new_path, "wb") as new:
             for record in self.topology.records():
                 new.write(_frame(TOPOLOGY + encode.field_table(record)))
@@ -380,14 +415,20 @@ def restore(vhost: VHost, store: Store) -> None:
     log); it is attached to the store before the messages go back, so one a queue refuses or expires
     at once is logged as gone."""
     topology = store.topology
-    steps = [(vhost.exchange_declare, (r["name"], r["type"], False, True, r["auto_delete"], r["internal"],
-                                       r["arguments"])) for r in topology.exchanges.values()]
-    steps += [(vhost.queue_declare, (None, r["name"], False, True, False, r["auto_delete"], r["arguments"]))
-              for r in topology.queues.values()]
-    steps += [(vhost.queue_bind, (None, r["destination"], r["source"], r["routing_key"], r["arguments"], False))
-              if r["kind"] == "q" else
-              (vhost.exchange_bind, (r["destination"], r["source"], r["routing_key"], r["arguments"], False))
-              for r in topology.bindings.values()]
+    steps: list[tuple[Callable[..., object], tuple[Any, ...]]] = [
+        (vhost.exchange_declare, (r["name"], r["type"], False, True, r["auto_delete"], r["internal"], r["arguments"]))
+        for r in topology.exchanges.values()
+    ]
+    steps += [
+        (vhost.queue_declare, (None, r["name"], False, True, False, r["auto_delete"], r["arguments"]))
+        for r in topology.queues.values()
+    ]
+    steps += [
+        (vhost.queue_bind, (None, r["destination"], r["source"], r["routing_key"], r["arguments"], False))
+        if r["kind"] == "q"
+        else (vhost.exchange_bind, (r["destination"], r["source"], r["routing_key"], r["arguments"], False))
+        for r in topology.bindings.values()
+    ]
     for step, args in steps:
         try:
             step(*args)

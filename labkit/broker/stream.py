@@ -12,18 +12,25 @@ import datetime
 import re
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from . import errors
-from .message import Message, clone_properties
+from .message import Message, clone_properties, writable_headers
 from .queue import Consumer, Queue
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .vhost import VHost
 
 _AGE = re.compile(r"^(\d+)(Y|M|D|h|m|s)$")
 _AGE_SECONDS = {"Y": 365 * 86400, "M": 30 * 86400, "D": 86400, "h": 3600, "m": 60, "s": 1}
 
 
 class StreamConsumer(Consumer):
+    """A stream consumer reads the log from its own offset (x-stream-offset) instead of taking messages."""
+
     __slots__ = ("position",)
+    position: int
 
 
 def _max_age(value: Any, name: str) -> float | None:
@@ -39,8 +46,9 @@ class StreamQueue(Queue):
     kind = "stream"
     consumer_class = StreamConsumer
 
-    def __init__(self, vhost, name: str, durable: bool, exclusive_owner: Any, auto_delete: bool,
-                 arguments: dict) -> None:
+    def __init__(
+        self, vhost: VHost, name: str, durable: bool, exclusive_owner: Any, auto_delete: bool, arguments: dict[str, Any]
+    ) -> None:
         # properties and arguments of other queue types are refused before (labkit.broker.declare)
         super().__init__(vhost, name, durable, exclusive_owner, auto_delete, arguments)
         self.max_age = _max_age(self.arguments.get("x-max-age"), name)
@@ -53,7 +61,7 @@ class StreamQueue(Queue):
     def end(self) -> int:
         return self.first_offset + len(self.log)
 
-    def _delivery_limit(self, args: dict) -> None:
+    def _delivery_limit(self, args: dict[str, Any]) -> None:
         return None
 
     def publish(self, msg: Message) -> bool:
@@ -70,8 +78,9 @@ class StreamQueue(Queue):
     def _trim(self) -> None:
         cutoff = time.time() - self.max_age if self.max_age is not None else None
         while len(self.log) > 1 and (
-                (self.max_bytes is not None and self.log_bytes > self.max_bytes)
-                or (cutoff is not None and self.times[0] < cutoff)):
+            (self.max_bytes is not None and self.log_bytes > self.max_bytes)
+            or (cutoff is not None and self.times[0] < cutoff)
+        ):
             msg = self.log.popleft()
             self.times.popleft()
             self.first_offset += 1
@@ -95,12 +104,14 @@ class StreamQueue(Queue):
         if isinstance(spec, int) and not isinstance(spec, bool):
             return min(max(spec, self.first_offset), self.end)
         if isinstance(spec, str) and _AGE.match(spec):  # an interval such as "10m": that long ago
-            return self.start_position(datetime.datetime.fromtimestamp(time.time() - _max_age(spec, self.name),
-                                                                       datetime.timezone.utc))
+            return self.start_position(
+                datetime.datetime.fromtimestamp(time.time() - (_max_age(spec, self.name) or 0), datetime.timezone.utc)
+            )
         raise errors.PreconditionFailed(f"invalid x-stream-offset {spec!r}")
 
-    def dispatch(self) -> None:
+    def dispatch(self, now: float | None = None) -> None:
         for consumer in list(self.consumers):
+            assert isinstance(consumer, StreamConsumer)  # consumer_class: every consumer here is one
             while consumer.position < self.end and consumer.can_take():
                 if consumer.position < self.first_offset:
                     consumer.position = self.first_offset
@@ -113,7 +124,7 @@ class StreamQueue(Queue):
 
     def outgoing(self, msg: Message, get: bool = False) -> Message:
         props = clone_properties(msg.properties)
-        props.headers["x-stream-offset"] = msg.seq
+        writable_headers(props)["x-stream-offset"] = msg.seq
         return msg.with_properties(props)
 
     def get(self, no_ack: bool) -> Message | None:
@@ -125,17 +136,20 @@ class StreamQueue(Queue):
     def reject(self, msg: Message) -> None:
         self.settle(msg)
 
-    def requeue(self, msgs) -> None:
+    def requeue(self, msgs: Iterable[Message], failed: bool = True) -> None:
         for _ in msgs:
             self.unacked -= 1
 
     def add_consumer(self, consumer: Consumer) -> None:
         if consumer.no_ack:
             raise errors.NotImplementedFeature(
-                f"automatic acknowledgement not supported by stream queues queue '{self.name}' in vhost '/'")
+                f"automatic acknowledgement not supported by stream queues queue '{self.name}' in vhost '/'"
+            )
         if not consumer.limit:
             raise errors.PreconditionFailed(
-                f"consumer prefetch count is not set for 'queue '{self.name}' in vhost '/''")
+                f"consumer prefetch count is not set for 'queue '{self.name}' in vhost '/''"
+            )
+        assert isinstance(consumer, StreamConsumer)  # made by consumer_class
         consumer.position = self.start_position(consumer.arguments.get("x-stream-offset"))
         super().add_consumer(consumer)
 

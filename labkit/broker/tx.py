@@ -14,7 +14,8 @@ Why: learners wrap publishes in transactions to make "all or nothing" visible, a
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class Transaction:
@@ -25,9 +26,9 @@ class Transaction:
     def __init__(self) -> None:
         self.publishes: list[Callable[[], Any]] = []
         #: (settle function, {delivery tag: unacked entry}) in the order the client sent them
-        self.settlements: list[tuple[Callable[[list], None], dict[int, Any]]] = []
+        self.settlements: list[tuple[Callable[[list[Any]], None], dict[int, Any]]] = []
 
-    def commit(self) -> list:
+    def commit(self) -> list[Any]:
         """Run the held publishes, then the held settlements; return every settled entry."""
         publishes, settlements = self.publishes, self.settlements
         self.publishes, self.settlements = [], []

@@ -16,33 +16,60 @@ from . import errors
 from .declare import check_new_queue
 from .exchange import TYPES, Exchange
 from .flow import MemoryAlarm
-from .message import Message, clone_properties
+from .message import Message, clone_properties, writable_headers
 from .profiles import Profile
 from .queue import QUEUE_TYPES, Queue, QuorumQueue, amqp_type
 from .stream import StreamQueue
 
-PREDECLARED = (("", "direct"), ("amq.direct", "direct"), ("amq.fanout", "fanout"), ("amq.topic", "topic"),
-               ("amq.headers", "headers"), ("amq.match", "headers"))
+PREDECLARED = (
+    ("", "direct"),
+    ("amq.direct", "direct"),
+    ("amq.fanout", "fanout"),
+    ("amq.topic", "topic"),
+    ("amq.headers", "headers"),
+    ("amq.match", "headers"),
+)
 REPLY_TO = "amq.rabbitmq.reply-to"
 REPLY_PREFIX = REPLY_TO + "."
 _QUEUE_CLASSES = {"classic": Queue, "quorum": QuorumQueue, "stream": StreamQueue}
 # Arguments compared on redeclaration (RabbitMQ's equivalence check).
-_EQUIV_ARGS = ("x-message-ttl", "x-max-length", "x-max-length-bytes", "x-overflow", "x-dead-letter-exchange",
-               "x-dead-letter-routing-key", "x-max-priority", "x-queue-type", "x-delivery-limit",
-               "x-max-age", "x-expires", "x-single-active-consumer")
+_EQUIV_ARGS = (
+    "x-message-ttl",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-overflow",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-priority",
+    "x-queue-type",
+    "x-delivery-limit",
+    "x-max-age",
+    "x-expires",
+    "x-single-active-consumer",
+)
 
 
 def _locked(name: str) -> str:
-    return (f"cannot obtain exclusive access to locked queue '{name}' in vhost '/'. It could be originally "
-            "declared on another connection or the exclusive property value does not match that of the "
-            "original declaration.")
+    return (
+        f"cannot obtain exclusive access to locked queue '{name}' in vhost '/'. It could be originally "
+        "declared on another connection or the exclusive property value does not match that of the "
+        "original declaration."
+    )
 
 
-def _bool(value: bool) -> str:
+def _bool(value: object) -> str:
     return "true" if value else "false"
 
 
 class VHost:
+    """One virtual host: its exchanges, queues and bindings, and the rules that span them.
+
+    Channels call it to declare, bind, delete and route; it enforces exclusive ownership, RabbitMQ's
+    equivalence checks on redeclaration, auto-delete, exchange-to-exchange routing, dead-lettering (with
+    the x-death history of the broker's profile) and direct reply-to. Queues know nothing of exchanges;
+    the vhost connects them. A durable change is logged to the broker's store when one is attached.
+    """
+
     name = "/"
 
     def __init__(self, memory: MemoryAlarm, profile: Profile) -> None:
@@ -63,8 +90,16 @@ class VHost:
             raise errors.NotFound(f"no exchange '{name}' in vhost '/'")
         return ex
 
-    def exchange_declare(self, name: str, kind: str, passive: bool, durable: bool, auto_delete: bool,
-                         internal: bool, arguments: dict) -> Exchange:
+    def exchange_declare(
+        self,
+        name: str,
+        kind: str,
+        passive: bool,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: dict[str, Any],
+    ) -> Exchange:
         if passive:
             return self.exchange(name)
         if name == "":
@@ -79,19 +114,26 @@ class VHost:
             if durable and self.store is not None:
                 self.store.exchange_declared(existing)
             return existing
-        for field, got, have in zip(("type", "durable", "auto_delete", "internal"),
-                                    (kind, durable, auto_delete, internal), existing.declaration()):
+        for field, got, have in zip(
+            ("type", "durable", "auto_delete", "internal"),
+            (kind, durable, auto_delete, internal),
+            existing.declaration(),
+        ):
             if got != have:
                 shown = (got, have) if field == "type" else (_bool(got), _bool(have))
                 raise errors.PreconditionFailed(
                     f"inequivalent arg '{field}' for exchange '{name}' in vhost '/': "
-                    f"received '{shown[0]}' but current is '{shown[1]}'")
+                    f"received '{shown[0]}' but current is '{shown[1]}'"
+                )
         return existing
 
     def exchange_delete(self, name: str, if_unused: bool) -> None:
         if name == "" or name.startswith("amq."):
-            raise errors.AccessRefused("operation not permitted on the default exchange" if name == "" else
-                                       f"deletion of system exchange '{name}' in vhost '/' not allowed")
+            raise errors.AccessRefused(
+                "operation not permitted on the default exchange"
+                if name == ""
+                else f"deletion of system exchange '{name}' in vhost '/' not allowed"
+            )
         ex = self.exchanges.get(name)
         if ex is None:
             return
@@ -111,7 +153,9 @@ class VHost:
         if ex.auto_delete and not ex.bindings and self.exchanges.get(ex.name) is ex:
             self._remove_exchange(ex)
 
-    def exchange_bind(self, destination: str, source: str, routing_key: str, arguments: dict, unbind: bool) -> None:
+    def exchange_bind(
+        self, destination: str, source: str, routing_key: str, arguments: dict[str, Any], unbind: bool
+    ) -> None:
         if "" in (destination, source):
             raise errors.AccessRefused("operation not permitted on the default exchange")
         if unbind and (destination not in self.exchanges or source not in self.exchanges):
@@ -124,7 +168,9 @@ class VHost:
         else:
             src.bind(dest, routing_key, arguments)
 
-    def _persist_binding(self, src: Exchange, dest: Any, routing_key: str, arguments: dict, unbind: bool) -> None:
+    def _persist_binding(
+        self, src: Exchange, dest: Any, routing_key: str, arguments: dict[str, Any], unbind: bool
+    ) -> None:
         """Log a binding whose two ends are durable (RabbitMQ's rule for durable bindings)."""
         if self.store is not None and src.durable and dest.durable and getattr(dest, "owner", None) is None:
             self.store.binding(src.name, dest, routing_key, arguments, unbind)
@@ -139,8 +185,16 @@ class VHost:
             raise errors.ResourceLocked(_locked(name))
         return q
 
-    def queue_declare(self, conn: Any, name: str, passive: bool, durable: bool, exclusive: bool,
-                      auto_delete: bool, arguments: dict) -> Queue:
+    def queue_declare(
+        self,
+        conn: Any,
+        name: str,
+        passive: bool,
+        durable: bool,
+        exclusive: bool,
+        auto_delete: bool,
+        arguments: dict[str, Any],
+    ) -> Queue:
         if passive:
             q = self.queue(name, conn)
             q.touch()
@@ -158,7 +212,8 @@ class VHost:
         kind = arguments.get("x-queue-type", "classic")
         if kind not in QUEUE_TYPES:
             raise errors.PreconditionFailed(
-                f"invalid arg 'x-queue-type' for queue '{name}' in vhost '/': \"unsupported queue type '{kind}'\"")
+                f"invalid arg 'x-queue-type' for queue '{name}' in vhost '/': \"unsupported queue type '{kind}'\""
+            )
         check_new_queue(self.profile, name, kind, durable, exclusive, auto_delete, arguments)
         q = _QUEUE_CLASSES[kind](self, name, durable, conn if exclusive else None, auto_delete, arguments)
         self.queues[name] = q
@@ -167,18 +222,19 @@ class VHost:
         return q
 
     @staticmethod
-    def _check_equivalent(q: Queue, conn: Any, durable: bool, exclusive: bool, auto_delete: bool,
-                          arguments: dict) -> None:
+    def _check_equivalent(
+        q: Queue, conn: Any, durable: bool, exclusive: bool, auto_delete: bool, arguments: dict[str, Any]
+    ) -> None:
         """RabbitMQ's assert_equivalence: exclusive access first (405, strict: the exclusive flag must match
         too), then durable, auto_delete and the arguments (406)."""
         if q.owner is not (conn if exclusive else None):
             raise errors.ResourceLocked(_locked(q.name))
-        for field, got, have in zip(("durable", "auto_delete"), (durable, auto_delete),
-                                    (q.durable, q.auto_delete)):
-            if got != have:
+        for field, flag, current in zip(("durable", "auto_delete"), (durable, auto_delete), (q.durable, q.auto_delete)):
+            if flag != current:
                 raise errors.PreconditionFailed(
                     f"inequivalent arg '{field}' for queue '{q.name}' in vhost '/': "
-                    f"received '{_bool(got)}' but current is '{_bool(have)}'")
+                    f"received '{_bool(flag)}' but current is '{_bool(current)}'"
+                )
         for arg in _EQUIV_ARGS:
             got, have = arguments.get(arg), q.arguments.get(arg)
             if arg == "x-queue-type" and (got or "classic") == (have or "classic"):
@@ -188,11 +244,11 @@ class VHost:
                     detail = f"received '{got}' but current is '{have}'"
                 else:
                     detail = f"received {_describe(got)} but current is {_describe(have)}"
-                raise errors.PreconditionFailed(
-                    f"inequivalent arg '{arg}' for queue '{q.name}' in vhost '/': {detail}")
+                raise errors.PreconditionFailed(f"inequivalent arg '{arg}' for queue '{q.name}' in vhost '/': {detail}")
 
-    def queue_bind(self, conn: Any, queue: str, exchange: str, routing_key: str, arguments: dict,
-                   unbind: bool) -> None:
+    def queue_bind(
+        self, conn: Any, queue: str, exchange: str, routing_key: str, arguments: dict[str, Any], unbind: bool
+    ) -> None:
         if exchange == "":
             raise errors.AccessRefused("operation not permitted on the default exchange")
         if unbind and (queue not in self.queues or exchange not in self.exchanges):
@@ -255,7 +311,7 @@ class VHost:
         self._follow(ex, routing_key, msg, out, {ex.name})
         return out
 
-    def _follow(self, ex: Exchange, routing_key: str, msg: Message, out: list, seen: set) -> None:
+    def _follow(self, ex: Exchange, routing_key: str, msg: Message, out: list[Any], seen: set[Any]) -> None:
         """Resolve exchange-to-exchange bindings; an exchange that routes nowhere hands the message
         to its alternate-exchange, if it has one."""
         dests = ex.route(routing_key, msg)
@@ -289,9 +345,9 @@ class VHost:
         if queue.dlx is None or queue.dlx not in self.exchanges:
             return
         props = clone_properties(msg.properties)
-        headers = props.headers
+        headers = writable_headers(props)
         broker_side = self.profile.broker_side_deaths
-        earlier = msg.deaths if broker_side else headers.get("x-death")
+        earlier: list[dict[str, Any]] | None = msg.deaths if broker_side else headers.get("x-death")
         deaths = [dict(d) for d in earlier or []]
         entry = next((d for d in deaths if d.get("queue") == queue.name and d.get("reason") == reason), None)
         if entry is not None:
@@ -299,9 +355,14 @@ class VHost:
             entry["count"] = int(entry.get("count", 0)) + 1
             entry["time"] = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
         else:
-            entry = {"count": 1, "reason": reason, "queue": queue.name,
-                     "time": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0),
-                     "exchange": msg.exchange, "routing-keys": [msg.routing_key]}
+            entry = {
+                "count": 1,
+                "reason": reason,
+                "queue": queue.name,
+                "time": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0),
+                "exchange": msg.exchange,
+                "routing-keys": [msg.routing_key],
+            }
             if props.expiration is not None:
                 entry["original-expiration"] = props.expiration
         deaths.insert(0, entry)
@@ -335,11 +396,11 @@ class VHost:
         return REPLY_PREFIX + token
 
     def unregister_reply_consumer(self, address: str) -> None:
-        self.reply_consumers.pop(address[len(REPLY_PREFIX):], None)
+        self.reply_consumers.pop(address[len(REPLY_PREFIX) :], None)
 
     def reply(self, routing_key: str, msg: Message) -> bool:
         """Deliver a reply straight to the requesting channel's reply consumer."""
-        consumer = self.reply_consumers.get(routing_key[len(REPLY_PREFIX):])
+        consumer = self.reply_consumers.get(routing_key[len(REPLY_PREFIX) :])
         if consumer is None:
             return False
         consumer.channel.deliver(consumer, msg)

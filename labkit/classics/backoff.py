@@ -28,8 +28,13 @@ __all__ = ["KINDS", "LABELS", "OccScenario", "OccRow", "lockstep_calls", "schedu
 
 #: The four schedules the chapter compares, and their names in Brooker's post.
 KINDS = ("capped", "full_jitter", "equal_jitter", "decorrelated_jitter")
-LABELS = {"capped": "no jitter", "full_jitter": "full jitter", "equal_jitter": "equal jitter",
-          "decorrelated_jitter": "decorrelated jitter", "none": "no backoff"}
+LABELS = {
+    "capped": "no jitter",
+    "full_jitter": "full jitter",
+    "equal_jitter": "equal jitter",
+    "decorrelated_jitter": "decorrelated jitter",
+    "none": "no backoff",
+}
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ def simulate(kind: str, scenario: OccScenario, hops: tuple[float, ...]) -> dict[
         def one_way(request: bool) -> float:
             return rng.choice(hops) / 2 + (scenario.delay if request else 0.0)
 
-        def writer(delays: list[float]):
+        def writer(env: simpy.Environment, row: dict[str, int], delays: list[float]):
             attempt = 0
             while True:
                 yield env.timeout(one_way(True))
@@ -97,7 +102,7 @@ def simulate(kind: str, scenario: OccScenario, hops: tuple[float, ...]) -> dict[
                 attempt += 1
 
         for _ in range(scenario.clients):
-            env.process(writer(schedule(kind, scenario, rng.getrandbits(32))))
+            env.process(writer(env, row, schedule(kind, scenario, rng.getrandbits(32))))
         env.run()
         calls += row["writes"]
         elapsed += env.now
@@ -141,8 +146,7 @@ async def live(lab: Any, kind: str, scenario: OccScenario) -> dict[str, float]:
 
     try:
         start = loop.time()
-        await asyncio.gather(*(writer(schedule(kind, scenario, rng.getrandbits(32)))
-                               for _ in range(scenario.clients)))
+        await asyncio.gather(*(writer(schedule(kind, scenario, rng.getrandbits(32))) for _ in range(scenario.clients)))
         return {"calls": float(row.writes), "time": loop.time() - start}
     finally:
         await lab.remove(service)

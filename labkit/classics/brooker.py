@@ -21,16 +21,23 @@ from labkit._validate import integer, one_of, positive
 __all__ = ["KINDS", "PUBLISHED_PARAMETERS", "published_hops", "run"]
 
 #: The published parameters (milliseconds) and sweep (clients 10, 20, ..., 190; 100 runs each).
-PUBLISHED_PARAMETERS = {"net_mean": 10.0, "net_sd": 2.0, "base": 5.0, "cap": 2000.0, "runs": 100,
-                        "clients": tuple(range(10, 200, 10))}
+PUBLISHED_PARAMETERS = {
+    "net_mean": 10.0,
+    "net_sd": 2.0,
+    "base": 5.0,
+    "cap": 2000.0,
+    "runs": 100,
+    "clients": tuple(range(10, 200, 10)),
+}
 
 
 def published_hops(n: int = 4000, seed: int = 0) -> tuple[float, ...]:
     """Round trips (seconds) of the published network, two messages of |N(10 ms, 2 ms)| each: what
     :func:`labkit.classics.backoff.simulate` draws from to model the published scenario."""
     rng = random.Random(seed)
-    return tuple((abs(rng.normalvariate(10.0, 2.0)) + abs(rng.normalvariate(10.0, 2.0))) / 1e3
-                 for _ in range(integer("n", n, 1)))
+    return tuple(
+        (abs(rng.normalvariate(10.0, 2.0)) + abs(rng.normalvariate(10.0, 2.0))) / 1e3 for _ in range(integer("n", n, 1))
+    )
 
 
 class _Net:
@@ -79,8 +86,13 @@ class _ExpoBackoffDecorr(_Backoff):
 
 
 #: Our names (those of :data:`labkit.theory.BACKOFF_KINDS`, plus "none") -> the simulator's classes.
-KINDS = {"none": _NoBackoff, "capped": _ExpoBackoff, "full_jitter": _ExpoBackoffFullJitter,
-         "equal_jitter": _ExpoBackoffEqualJitter, "decorrelated_jitter": _ExpoBackoffDecorr}
+KINDS = {
+    "none": _NoBackoff,
+    "capped": _ExpoBackoff,
+    "full_jitter": _ExpoBackoffFullJitter,
+    "equal_jitter": _ExpoBackoffEqualJitter,
+    "decorrelated_jitter": _ExpoBackoffDecorr,
+}
 
 
 class _Stats:
@@ -128,8 +140,9 @@ class _OccClient:
     def write_rsp(self, tm, request):
         if not request[4]:
             self.attempt += 1
-            return _msg(tm + self.net.delay() + self.backoff.backoff(self.attempt), self.server.read, self.read_rsp,
-                        None)
+            return _msg(
+                tm + self.net.delay() + self.backoff.backoff(self.attempt), self.server.read, self.read_rsp, None
+            )
         return None
 
 
@@ -145,8 +158,17 @@ def _run_sim(queue):
     return tm
 
 
-def run(kind: str, clients: int, runs: int = 100, *, net_mean: float = 10.0, net_sd: float = 2.0,
-        base: float = 5.0, cap: float = 2000.0, seed: int = 0) -> dict[str, float]:
+def run(
+    kind: str,
+    clients: int,
+    runs: int = 100,
+    *,
+    net_mean: float = 10.0,
+    net_sd: float = 2.0,
+    base: float = 5.0,
+    cap: float = 2000.0,
+    seed: int = 0,
+) -> dict[str, float]:
     """Mean completion time (ms) and mean write calls per run of ``clients`` writers, as the published
     ``run()`` computes them for one row of its CSV."""
     cls = KINDS[one_of("kind", kind, tuple(KINDS))]
@@ -159,7 +181,7 @@ def run(kind: str, clients: int, runs: int = 100, *, net_mean: float = 10.0, net
     for _ in range(runs):
         net = _Net(net_mean, net_sd, rng)
         server = _OccServer(net, stats)
-        queue = []
+        queue: list[tuple] = []  # the simulation's event heap of _msg tuples
         for _ in range(clients):
             heapq.heappush(queue, _OccClient(server, net, cls(base, cap, rng)).start(0))
         tm += _run_sim(queue)

@@ -24,13 +24,31 @@ import simpy
 from labkit import theory
 from labkit._validate import integer, positive, probability
 
-__all__ = ["PUBLISHED", "RetryBudget", "Retrier", "BudgetScenario", "budget_amplification", "chain_amplification", "live_load",
-           "simulate_load", "start_chain", "live_chain", "simulate_chain"]
+__all__ = [
+    "PUBLISHED",
+    "RetryBudget",
+    "Retrier",
+    "BudgetScenario",
+    "budget_amplification",
+    "chain_amplification",
+    "live_load",
+    "simulate_load",
+    "start_chain",
+    "live_chain",
+    "simulate_chain",
+]
 
 #: The book's figures: load on a failing backend with 3 attempts, with a 10 % budget, and attempts
 #: reaching the bottom of three layers that each make 4 attempts.
-PUBLISHED = {"attempts": 3, "load_no_budget": 3.0, "budget": 0.1, "load_budget": 1.1, "layers": 3,
-             "layer_attempts": 4, "storm": 64}
+PUBLISHED = {
+    "attempts": 3,
+    "load_no_budget": 3.0,
+    "budget": 0.1,
+    "load_budget": 1.1,
+    "layers": 3,
+    "layer_attempts": 4,
+    "storm": 64,
+}
 
 
 class RetryBudget:
@@ -120,9 +138,11 @@ def chain_amplification(retries: int, layers: int, budget: float | None) -> floa
 async def live_load(lab: Any, scenario: BudgetScenario, budget: bool) -> float:
     """Calls reaching a backend that fails with probability ``failure`` per request sent by ``clients``
     clients (each ``requests`` requests, its own budget), as a multiple of the requests."""
-    backend = await lab.service(f"backend-{'budget' if budget else 'plain'}", service_time=0.0,
-                                failure_rate=scenario.failure)
+    backend = await lab.service(
+        f"backend-{'budget' if budget else 'plain'}", service_time=0.0, failure_rate=scenario.failure
+    )
     try:
+
         async def client() -> None:
             retrier = Retrier(scenario.attempts, RetryBudget(scenario.budget) if budget else None)
             for _ in range(scenario.requests):
@@ -172,11 +192,21 @@ async def start_chain(lab: Any, scenario: BudgetScenario, budget: bool = False) 
     for k in range(scenario.layers, 0, -1):
         name = f"layer-{k}"
         if budget:
-            below = await lab.service(name, service_time=0.0, handler=_Forward(lab, below, Retrier(
-                scenario.retries + 1, RetryBudget(scenario.budget))))
+            below = await lab.service(
+                name,
+                service_time=0.0,
+                handler=_Forward(lab, below, Retrier(scenario.retries + 1, RetryBudget(scenario.budget))),
+            )
         else:
-            below = await lab.service(name, service_time=0.0, downstream=[below], retries=scenario.retries,
-                                      backoff="capped", backoff_base=0.0005, backoff_cap=0.002)
+            below = await lab.service(
+                name,
+                service_time=0.0,
+                downstream=[below],
+                retries=scenario.retries,
+                backoff="capped",
+                backoff_base=0.0005,
+                backoff_cap=0.002,
+            )
     return below, bottom
 
 
@@ -206,8 +236,9 @@ def simulate_chain(scenario: BudgetScenario, requests: int, budget: bool = False
     """The chain in SimPy: a call to layer k waits for layer k+1's answer, retrying as the live layers do;
     the bottom fails every call. Returns bottom calls per request."""
     env = simpy.Environment()
-    retriers = [Retrier(scenario.retries + 1, RetryBudget(scenario.budget) if budget else None)
-                for _ in range(scenario.layers)]
+    retriers = [
+        Retrier(scenario.retries + 1, RetryBudget(scenario.budget) if budget else None) for _ in range(scenario.layers)
+    ]
     bottom_calls = 0
 
     def call(depth: int):

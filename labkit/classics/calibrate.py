@@ -39,8 +39,12 @@ class Calibration:
 
     def summary(self) -> dict[str, float]:
         """The four numbers in milliseconds, for a table."""
-        return {"timer slack p50 (ms)": self.slack_p50 * 1e3, "timer slack p99 (ms)": self.slack_p99 * 1e3,
-                "HTTP hop p50 (ms)": self.hop_p50 * 1e3, "HTTP hop p99 (ms)": self.hop_p99 * 1e3}
+        return {
+            "timer slack p50 (ms)": self.slack_p50 * 1e3,
+            "timer slack p99 (ms)": self.slack_p99 * 1e3,
+            "HTTP hop p50 (ms)": self.hop_p50 * 1e3,
+            "HTTP hop p99 (ms)": self.hop_p99 * 1e3,
+        }
 
 
 async def calibrate(lab: Any, samples: int = 200, sleep: float = 0.001) -> Calibration:
@@ -62,8 +66,9 @@ async def calibrate(lab: Any, samples: int = 200, sleep: float = 0.001) -> Calib
             hops.append(time.monotonic() - t)
     finally:
         await lab.remove(service)
-    return Calibration(percentile(slack, 50), percentile(slack, 99), percentile(hops, 50), percentile(hops, 99),
-                       tuple(hops))
+    return Calibration(
+        percentile(slack, 50), percentile(slack, 99), percentile(hops, 50), percentile(hops, 99), tuple(hops)
+    )
 
 
 def binomial_margin(p: float, n: int, z: float = 3.0) -> float:

@@ -84,8 +84,15 @@ def simulate(scenario: InflightScenario, prefetch: int, round_trip: float, slack
     return {"throughput": scenario.messages / env.now, "in_consumer": sum(inside) / len(inside)}
 
 
-async def live(lab: Any, scenario: InflightScenario, prefetch: int, queue: str, *, amqp_url: str | None = None,
-               timeout: float = 30.0) -> dict:
+async def live(
+    lab: Any,
+    scenario: InflightScenario,
+    prefetch: int,
+    queue: str,
+    *,
+    amqp_url: str | None = None,
+    timeout: float = 30.0,
+) -> dict:
     """Fill ``queue`` with ``messages`` messages, drain it with a consumer of this prefetch and ``workers``
     parallel workers, and return its throughput (msg/s) and mean time in the consumer (s). ``amqp_url``
     picks another broker than the lab's (e.g. the embedded one next to RabbitMQ, to draw both)."""
@@ -96,11 +103,23 @@ async def live(lab: Any, scenario: InflightScenario, prefetch: int, queue: str, 
         channel = await connection.channel()
         await declare_run_queue(channel, queue)
         await asyncio.gather(*(channel.basic_publish(b"x", routing_key=queue) for _ in range(scenario.messages)))
-        consumer = await lab.start(Consumer(url, queue, work_time=scenario.work, prefetch=prefetch,
-                                            concurrency=scenario.workers, declare=False, name=f"plateau-p{prefetch}"))
+        consumer = await lab.start(
+            Consumer(
+                url,
+                queue,
+                work_time=scenario.work,
+                prefetch=prefetch,
+                concurrency=scenario.workers,
+                declare=False,
+                name=f"plateau-p{prefetch}",
+            )
+        )
         try:
-            await wait_until(lambda: consumer.processed >= scenario.messages, timeout=timeout,
-                             what=lambda: f"prefetch {prefetch}: {consumer.processed} of {scenario.messages} acks")
+            await wait_until(
+                lambda: consumer.processed >= scenario.messages,
+                timeout=timeout,
+                what=lambda: f"prefetch {prefetch}: {consumer.processed} of {scenario.messages} acks",
+            )
             records = list(consumer.records)
         finally:
             await lab.remove(consumer)
@@ -109,5 +128,7 @@ async def live(lab: Any, scenario: InflightScenario, prefetch: int, queue: str, 
         await connection.close()
     first = min(r.info["received"] for r in records)
     last = max(r.end for r in records)
-    return {"throughput": len(records) / (last - first),
-            "in_consumer": sum(r.end - r.info["received"] for r in records) / len(records)}
+    return {
+        "throughput": len(records) / (last - first),
+        "in_consumer": sum(r.end - r.info["received"] for r in records) / len(records),
+    }

@@ -26,13 +26,29 @@ from labkit.fanout import Hiccup
 from labkit.load import closed_loop
 from labkit.metrics import percentile
 
-__all__ = ["PUBLISHED", "TailScenario", "FanoutResult", "HedgeResult", "start_servers", "live_fanout",
-           "live_hedging", "simulate_fanout", "simulate_hedging", "hedge_prediction"]
+__all__ = [
+    "PUBLISHED",
+    "TailScenario",
+    "FanoutResult",
+    "HedgeResult",
+    "start_servers",
+    "live_fanout",
+    "live_hedging",
+    "simulate_fanout",
+    "simulate_hedging",
+    "hedge_prediction",
+]
 
 #: What the paper reports: (per-reply slow probability, fan-out, fraction of requests slow) and the hedged
 #: BigTable benchmark (p99.9 before and after, in seconds, and the extra requests sent).
-PUBLISHED = {"p": 0.01, "fanout": 100, "slow_fraction": 0.63,
-             "p999_before": 1.800, "p999_after": 0.074, "extra_requests": 0.02}
+PUBLISHED = {
+    "p": 0.01,
+    "fanout": 100,
+    "slow_fraction": 0.63,
+    "p999_before": 1.800,
+    "p999_after": 0.074,
+    "extra_requests": 0.02,
+}
 
 
 @dataclass(frozen=True)
@@ -111,9 +127,12 @@ class HedgeResult:
 async def start_servers(lab: Any, scenario: TailScenario) -> list[Any]:
     """``scenario.servers`` lab services that answer at once, except that each reply hiccups for
     ``slow`` seconds with probability ``p`` (independently, seeded)."""
-    return [await lab.service(f"leaf-{k}", service_time=0.0,
-                              handler=Hiccup(scenario.p, scenario.slow, seed=scenario.seed * 1000 + k))
-            for k in range(scenario.servers)]
+    return [
+        await lab.service(
+            f"leaf-{k}", service_time=0.0, handler=Hiccup(scenario.p, scenario.slow, seed=scenario.seed * 1000 + k)
+        )
+        for k in range(scenario.servers)
+    ]
 
 
 async def live_fanout(lab: Any, servers: list[Any], scenario: TailScenario) -> FanoutResult:
@@ -161,8 +180,9 @@ async def live_hedging(lab: Any, servers: list[Any], scenario: TailScenario) -> 
     async def plain_op(i: int) -> dict:
         return {"hiccup": bool((await call()).get("hiccup"))}
 
-    warmup = await closed_loop(plain_op, scenario.concurrency, max_requests=max(200, scenario.calls // 4),
-                               progress=False)
+    warmup = await closed_loop(
+        plain_op, scenario.concurrency, max_requests=max(200, scenario.calls // 4), progress=False
+    )
     delay = warmup.percentile(scenario.hedge_at)
     hedges = 0
 
@@ -175,9 +195,16 @@ async def live_hedging(lab: Any, servers: list[Any], scenario: TailScenario) -> 
     half = max(1, scenario.concurrency // 2)
     plain, hedged = await asyncio.gather(
         closed_loop(plain_op, half, max_requests=scenario.calls, progress=False),
-        closed_loop(hedged_op, half, max_requests=scenario.calls, progress=False))
-    return HedgeResult(tuple(plain.latencies()), tuple(hedged.latencies()), delay, hedges,
-                       sum(r.info.get("hiccup", False) for r in plain), sum(r.info.get("hiccup", False) for r in hedged))
+        closed_loop(hedged_op, half, max_requests=scenario.calls, progress=False),
+    )
+    return HedgeResult(
+        tuple(plain.latencies()),
+        tuple(hedged.latencies()),
+        delay,
+        hedges,
+        sum(r.info.get("hiccup", False) for r in plain),
+        sum(r.info.get("hiccup", False) for r in hedged),
+    )
 
 
 # -- simulation ------------------------------------------------------------------------------------------
@@ -202,6 +229,7 @@ def simulate_fanout(scenario: TailScenario, hops: tuple[float, ...], requests: i
         yield env.timeout(hop + (scenario.slow if slow else 0.0))
 
     def client():
+        flags: list[bool]
         for _ in range(requests or scenario.requests):
             start, flags = env.now, []
             yield env.all_of([env.process(reply(flags)) for _ in range(scenario.fanout)])
@@ -213,8 +241,9 @@ def simulate_fanout(scenario: TailScenario, hops: tuple[float, ...], requests: i
     return FanoutResult(tuple(latencies), tuple(hiccuped))
 
 
-def simulate_hedging(scenario: TailScenario, hops: tuple[float, ...], hedge_at: float | None = None,
-                     calls: int | None = None) -> HedgeResult:
+def simulate_hedging(
+    scenario: TailScenario, hops: tuple[float, ...], hedge_at: float | None = None, calls: int | None = None
+) -> HedgeResult:
     """Hedging in SimPy: a plain arm sets the hedge delay at its ``hedge_at``-th percentile, then a hedged
     arm races a second copy started after that delay against the first."""
     rng = random.Random(scenario.seed + 1)
@@ -248,8 +277,9 @@ def simulate_hedging(scenario: TailScenario, hops: tuple[float, ...], hedge_at: 
     return HedgeResult(tuple(t for t, _ in plain), tuple(hedged), delay, hedges, sum(s for _, s in plain), hiccups)
 
 
-def hedge_prediction(scenario: TailScenario, hops: tuple[float, ...], hedge_at: float | None = None,
-                     q: float = 99.9) -> dict[str, float]:
+def hedge_prediction(
+    scenario: TailScenario, hops: tuple[float, ...], hedge_at: float | None = None, q: float = 99.9
+) -> dict[str, float]:
     """Closed form for hedging after the ``hedge_at``-th percentile d of a reply time X = H + slow·B (H a
     measured hop time, B a hiccup with probability p). X survives t with S(t) = (1-p)·S_H(t) + p·S_H(t-slow).
     Hedged, the answer T = min(X1, d + X2) survives t with S(t) for t < d and S(t)·S(t-d) after: the hedge
@@ -275,5 +305,10 @@ def hedge_prediction(scenario: TailScenario, hops: tuple[float, ...], hedge_at: 
     d = quantile(s_reply, at)
     before = quantile(s_reply, q)
     after = quantile(lambda t: s_reply(t) if t < d else s_reply(t) * s_reply(t - d), q)
-    return {"hedge_delay": d, "extra_requests": s_reply(d), "before": before, "after": after,
-            "reduction": before / after}
+    return {
+        "hedge_delay": d,
+        "extra_requests": s_reply(d),
+        "before": before,
+        "after": after,
+        "reduction": before / after,
+    }

@@ -37,19 +37,35 @@ class Dashboard:
         self.figure = self._build()
 
     def _build(self) -> go.Figure:
-        fig = make_subplots(rows=3, cols=2, vertical_spacing=0.1, horizontal_spacing=0.08,
-                            specs=[[{}, {}], [{}, {}], [{"type": "table", "colspan": 2}, None]],
-                            row_heights=[0.35, 0.35, 0.3],
-                            subplot_titles=("Work queue depth", "Messages done per learner",
-                                            "Fan-out lag per learner (median)", "Errors per learner", ""))
+        fig = make_subplots(
+            rows=3,
+            cols=2,
+            vertical_spacing=0.1,
+            horizontal_spacing=0.08,
+            specs=[[{}, {}], [{}, {}], [{"type": "table", "colspan": 2}, None]],
+            row_heights=[0.35, 0.35, 0.3],
+            subplot_titles=(
+                "Work queue depth",
+                "Messages done per learner",
+                "Fan-out lag per learner (median)",
+                "Errors per learner",
+                "",
+            ),
+        )
         c = plots.COLORS
         fig.add_trace(go.Scatter(name="measured depth", mode="lines", line={"color": c[0]}), 1, 1)
         fig.add_trace(go.Scatter(name="fluid model", mode="lines", line={"color": "black", "dash": "dash"}), 1, 1)
         fig.add_trace(go.Bar(name="done", marker_color=c[2], showlegend=False), 1, 2)
         fig.add_trace(go.Bar(name="lag", marker_color=c[3], showlegend=False), 2, 1)
         fig.add_trace(go.Bar(name="errors", marker_color=c[1], showlegend=False), 2, 2)
-        fig.add_trace(go.Table(header={"values": ["learner", "present", "service time (ms)", "done", "errors"]},
-                               cells={"values": [[], [], [], [], []]}), 3, 1)
+        fig.add_trace(
+            go.Table(
+                header={"values": ["learner", "present", "service time (ms)", "done", "errors"]},
+                cells={"values": [[], [], [], [], []]},
+            ),
+            3,
+            1,
+        )
         fig.update_xaxes(title_text="time since the spike (s)", row=1, col=1)
         fig.update_yaxes(title_text="messages ready", row=1, col=1)
         fig.update_yaxes(title_text="messages", row=1, col=2)
@@ -95,9 +111,12 @@ class Dashboard:
             fig.data[2].x, fig.data[2].y = names, [m.done for m in members]
             fig.data[3].x, fig.data[3].y = names, [1000 * self.lag.get(n, 0.0) for n in names]
             fig.data[4].x, fig.data[4].y = names, [m.errors for m in members]
-            fig.data[5].cells.values = [names, ["yes" if m.present else "left" for m in members],
-                                        [round(1000 * m.service_time) for m in members],
-                                        [m.done for m in members], [m.errors for m in members]]
+            fig.data[5].cells.values = [
+                names,
+                ["yes" if m.present else "left" for m in members],
+                [round(1000 * m.service_time) for m in members],
+                [m.done for m in members],
+                [m.errors for m in members],
+            ]
         if self._handle is not None:
             self._handle.update(self._bundle(), raw=True)
-

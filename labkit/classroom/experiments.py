@@ -13,13 +13,14 @@ import json
 import statistics
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pamqp.commands import Basic
 
 from .. import theory
-from ..lifecycle import wait_until
+from ..lifecycle import started, wait_until
 from . import topology as t
 from .instructor import Classroom
 
@@ -31,8 +32,8 @@ class WorkRun:
     sent: int
     started: float
     published: float = 0.0  # seconds after start when the last message was confirmed (the spike's length)
-    done: dict[str, str] = field(default_factory=dict)   # message id -> learner who reported it first
-    times: list[float] = field(default_factory=list)     # seconds after start of each first completion
+    done: dict[str, str] = field(default_factory=dict)  # message id -> learner who reported it first
+    times: list[float] = field(default_factory=list)  # seconds after start of each first completion
     duplicates: int = 0
     redelivered: int = 0
     depth: list[tuple[float, int]] = field(default_factory=list)
@@ -57,9 +58,15 @@ class WorkRun:
         return (0.8 * len(times)) / (hi - lo) if hi > lo else float("nan")
 
 
-async def run_work(classroom: Classroom, count: int, prefetch: int = 1, timeout: float = 60.0,
-                   during: Callable[[WorkRun], Any] | None = None, sample: Callable | None = None,
-                   learners: list[str] | None = None) -> WorkRun:
+async def run_work(
+    classroom: Classroom,
+    count: int,
+    prefetch: int = 1,
+    timeout: float = 60.0,
+    during: Callable[[WorkRun], Any] | None = None,
+    sample: Callable | None = None,
+    learners: list[str] | None = None,
+) -> WorkRun:
     """Learners consume ``class.work`` with ``prefetch``; the instructor publishes ``count`` messages at once
     and waits until every one is reported done. ``during(run)`` is awaited as a task alongside (faults)."""
     names = learners or classroom.present
@@ -89,9 +96,14 @@ async def run_work(classroom: Classroom, count: int, prefetch: int = 1, timeout:
     classroom.listeners.append(on_done)
     try:
         persistent = Basic.Properties(delivery_mode=2)
-        await asyncio.gather(*(classroom.channel.basic_publish(json.dumps({"id": f"{tag}-{k}"}).encode(),
-                                                               routing_key=t.WORK, properties=persistent)
-                               for k in range(count)))  # a spike: all at once, confirmed
+        await asyncio.gather(
+            *(
+                started(classroom.channel, "the classroom").basic_publish(
+                    json.dumps({"id": f"{tag}-{k}"}).encode(), routing_key=t.WORK, properties=persistent
+                )
+                for k in range(count)
+            )
+        )  # a spike: all at once, confirmed
         run.published = time.monotonic() - run.started
         extra = asyncio.ensure_future(during(run)) if during else None
 
@@ -102,8 +114,12 @@ async def run_work(classroom: Classroom, count: int, prefetch: int = 1, timeout:
                 sample(now, run.depth[-1][1])
             return len(run.done) >= count
 
-        await wait_until(sampled_until_done, timeout=timeout, interval=0.05,
-                         what=lambda: f"all {count} messages done ({len(run.done)} so far)")
+        await wait_until(
+            sampled_until_done,
+            timeout=timeout,
+            interval=0.05,
+            what=lambda: f"all {count} messages done ({len(run.done)} so far)",
+        )
         if extra:
             await extra
     finally:
@@ -116,8 +132,9 @@ def fluid(run: WorkRun, capacity: float | None = None) -> theory.Backlog:
     """The fluid model of the spike (all ``sent`` at once) drained at the class's measured capacity."""
     burst = max(1e-3, run.published)
     capacity = capacity or run.capacity()
-    return theory.fluid_backlog([(0.0, burst, run.sent / burst), (burst, burst + 10 * run.sent / capacity, 0.0)],
-                                capacity)
+    return theory.fluid_backlog(
+        [(0.0, burst, run.sent / burst), (burst, burst + 10 * run.sent / capacity, 0.0)], capacity
+    )
 
 
 def predicted_finish(run: WorkRun, capacity: float | None = None) -> float:
@@ -158,7 +175,9 @@ async def fanout(classroom: Classroom, count: int = 20, interval: float = 0.02, 
         for k in range(count):
             event = f"f{k}-{time.monotonic_ns() % 10**9}"
             sent_at[event] = time.time()
-            await classroom.channel.basic_publish(json.dumps({"id": event}).encode(), exchange=t.FANOUT)
+            await started(classroom.channel, "the classroom").basic_publish(
+                json.dumps({"id": event}).encode(), exchange=t.FANOUT
+            )
             await asyncio.sleep(interval)
         await wait_until(lambda: run.missing == 0, timeout=timeout, what="every event reaching every learner")
     finally:
@@ -169,8 +188,8 @@ async def fanout(classroom: Classroom, count: int = 20, interval: float = 0.02, 
 @dataclass
 class CouplingRun:
     calls: dict[str, list[dict]] = field(default_factory=dict)  # mode -> call reports
-    outage: tuple[float, float] = (0.0, 0.0)                      # seconds after start, instructor's clock
-    processed: Counter = field(default_factory=Counter)           # mode -> calls the service handled
+    outage: tuple[float, float] = (0.0, 0.0)  # seconds after start, instructor's clock
+    processed: Counter = field(default_factory=Counter)  # mode -> calls the service handled
 
     def success(self, mode: str, during_outage: bool) -> float:
         """Share of calls that succeeded, among those sent during (or outside) the outage."""
@@ -179,21 +198,27 @@ class CouplingRun:
         return sum(c["ok"] for c in picked) / len(picked) if picked else float("nan")
 
 
-async def temporal_coupling(classroom: Classroom, count: int = 30, interval: float = 0.05,
-                            outage: tuple[float, float] = (0.4, 1.4), timeout: float = 0.2) -> CouplingRun:
+async def temporal_coupling(
+    classroom: Classroom,
+    count: int = 30,
+    interval: float = 0.05,
+    outage: tuple[float, float] = (0.4, 1.4),
+    timeout: float = 0.2,
+) -> CouplingRun:
     """Learners call the instructor's service, first synchronously (request/reply, ``timeout``), then by
     queue (publish, confirmed); the service is down (its consumer cancelled) from ``outage[0]`` to
     ``outage[1]`` seconds into each phase. Queued calls wait and are all handled after recovery."""
     run = CouplingRun(outage=outage)
     names = set(classroom.present)
-    ch = await classroom.conn.channel(publisher_confirms=False)
+    ch = await started(classroom.conn, "the classroom").channel(publisher_confirms=False)
 
     async def serve(message: Any) -> None:
         props = message.header.properties
         run.processed[json.loads(message.body).get("mode", "?")] += 1
         if props.reply_to:
-            await ch.basic_publish(b"ok", routing_key=props.reply_to,
-                                   properties=Basic.Properties(correlation_id=props.correlation_id))
+            await ch.basic_publish(
+                b"ok", routing_key=props.reply_to, properties=Basic.Properties(correlation_id=props.correlation_id)
+            )
         await ch.basic_ack(message.delivery_tag)
 
     try:
@@ -209,14 +234,19 @@ async def temporal_coupling(classroom: Classroom, count: int = 30, interval: flo
             consumer = await ch.basic_consume(t.SERVICE, serve)
             await classroom.command("call", mode=mode, count=count, interval=interval, timeout=timeout)
             await asyncio.sleep(outage[0])
-            await ch.basic_cancel(consumer.consumer_tag)   # the service goes down
+            await ch.basic_cancel(consumer.consumer_tag or "")  # the service goes down
             await asyncio.sleep(outage[1] - outage[0])
             consumer = await ch.basic_consume(t.SERVICE, serve)  # and comes back
-            await wait_until(lambda: len(reports) >= count * len(names), timeout=30.0, what=f"every {mode} call")
+
+            def every_call_reported(reports: list = reports) -> bool:
+                return len(reports) >= count * len(names)
+
+            await wait_until(every_call_reported, timeout=30.0, what=f"every {mode} call")
             if mode == "async":
-                await wait_until(lambda: run.processed["async"] >= count * len(names), timeout=30.0,
-                                 what="every queued call handled")
-            await ch.basic_cancel(consumer.consumer_tag)
+                await wait_until(
+                    lambda: run.processed["async"] >= count * len(names), timeout=30.0, what="every queued call handled"
+                )
+            await ch.basic_cancel(consumer.consumer_tag or "")
             classroom.listeners.remove(on_call)
             run.calls[mode] = reports
     finally:
@@ -224,8 +254,15 @@ async def temporal_coupling(classroom: Classroom, count: int = 30, interval: flo
     return run
 
 
-async def killed_mid_run(classroom: Classroom, count: int, kill: Callable[[str], Any], victim: str | None = None,
-                         after: float = 0.3, prefetch: int = 10, **options: Any) -> tuple[WorkRun, str]:
+async def killed_mid_run(
+    classroom: Classroom,
+    count: int,
+    kill: Callable[[str], Any],
+    victim: str | None = None,
+    after: float = 0.3,
+    prefetch: int = 10,
+    **options: Any,
+) -> tuple[WorkRun, str]:
     """Competing consumers with ``prefetch``; once ``after`` of the work is done, ``kill(victim)`` (a SIGKILL
     for a simulated learner, or ``crash`` for a real one): its unacked messages go to the others."""
     victim = victim or classroom.present[0]

@@ -18,10 +18,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiormq
-from pamqp.commands import Basic
 
+from ..lifecycle import Part, delivery_tag, started, wait_until
 from . import topology as t
-from ..lifecycle import Part, wait_until
 from .joincode import JoinCode, check_name
 from .provision import Backend, ManagementAPI, Rabbitmqctl
 
@@ -104,8 +103,14 @@ class Classroom(Part):
             raise ValueError("amqp_url is needed when the classroom is not started with lab.start(classroom)")
         self.backend, amqp_url = backend_for(self._source, self.management_url)
         parts = urlsplit(amqp_url)
-        self.code = JoinCode(parts.hostname or "127.0.0.1", parts.port or 5672, self.vhost, self.class_id,
-                             f"{self.class_id}-join", secrets.token_urlsafe(12))
+        self.code = JoinCode(
+            parts.hostname or "127.0.0.1",
+            parts.port or 5672,
+            self.vhost,
+            self.class_id,
+            f"{self.class_id}-join",
+            secrets.token_urlsafe(12),
+        )
         try:
             await self._open()
         except BaseException:
@@ -115,20 +120,27 @@ class Classroom(Part):
 
     @property
     def url(self) -> str:
-        return self.code.url(self.instructor_user, self._password)
+        return started(self.code, "the classroom").url(self.instructor_user, self._password)
 
     async def _open(self) -> None:
-        b = self.backend
+        b, code = started(self.backend, "the classroom"), started(self.code, "the classroom")
         await b.add_vhost(self.vhost)
-        for user, password, perms in ((self.instructor_user, self._password, t.FULL_PERMISSIONS),
-                                      (self.code.user, self.code.password, t.JOIN_PERMISSIONS)):
+        for user, password, perms in (
+            (self.instructor_user, self._password, t.FULL_PERMISSIONS),
+            (code.user, code.password, t.JOIN_PERMISSIONS),
+        ):
             await b.add_user(user, password)
             self._users.append(user)
             await b.set_permissions(self.vhost, user, **perms)
         self.conn = await aiormq.connect(self.url)
         self.channel = ch = await self.conn.channel()
-        for exchange, kind in ((t.CONTROL, "fanout"), (t.FANOUT, "fanout"), (t.INBOX, "direct"),
-                               (t.SERVICE, "direct"), (t.JOIN, "direct")):
+        for exchange, kind in (
+            (t.CONTROL, "fanout"),
+            (t.FANOUT, "fanout"),
+            (t.INBOX, "direct"),
+            (t.SERVICE, "direct"),
+            (t.JOIN, "direct"),
+        ):
             await ch.exchange_declare(exchange, exchange_type=kind, durable=True)
         await ch.queue_declare(t.WORK, durable=True, arguments=t.durable_args())
         await ch.queue_declare(t.JOIN, durable=True, arguments=t.durable_args(max_length=200))
@@ -153,33 +165,35 @@ class Classroom(Part):
             reply = {"error": str(exc)}
         if props.reply_to:
             await message.channel.basic_publish(json.dumps(reply).encode(), routing_key=props.reply_to)
-        await message.channel.basic_ack(message.delivery_tag)
+        await message.channel.basic_ack(delivery_tag(message))
 
     async def admit(self, name: str) -> dict:
         """Create (or renew, after a kernel restart) a learner's user and inbox; returns the credentials."""
         user, password = f"{self.class_id}-{name}", secrets.token_urlsafe(12)
-        await self.backend.add_user(user, password)
+        backend, channel = started(self.backend, "the classroom"), started(self.channel, "the classroom")
+        await backend.add_user(user, password)
         if user not in self._users:
             self._users.append(user)
-        await self.backend.set_permissions(self.vhost, user, **t.learner_permissions(name))
-        await self.backend.set_max_channels(user, t.LEARNER_MAX_CHANNELS)
+        await backend.set_permissions(self.vhost, user, **t.learner_permissions(name))
+        await backend.set_max_channels(user, t.LEARNER_MAX_CHANNELS)
         inbox = t.inbox(name)
         if name not in self.members:
-            await self.channel.queue_declare(inbox, durable=True, arguments=t.durable_args(
-                t.INBOX_MAX_LENGTH, t.INBOX_MAX_BYTES))
-            await self.channel.queue_bind(inbox, t.INBOX, routing_key=name)
-            await self._inbox_ch.basic_consume(inbox, self._on_report)
+            await channel.queue_declare(
+                inbox, durable=True, arguments=t.durable_args(t.INBOX_MAX_LENGTH, t.INBOX_MAX_BYTES)
+            )
+            await channel.queue_bind(inbox, t.INBOX, routing_key=name)
+            await started(self._inbox_ch, "the classroom").basic_consume(inbox, self._on_report)
             self.members[name] = Member(name, user, time.time())
         return {"user": user, "password": password, "name": name}
 
     # -- reports ----------------------------------------------------------------------------------
     async def _on_report(self, message: aiormq.abc.DeliveredMessage) -> None:
         recv = time.time()
-        await message.channel.basic_ack(message.delivery_tag)
+        await message.channel.basic_ack(delivery_tag(message))
         name = message.routing_key or ""
         member = self.members.get(name)
         kind = self._invalid(message, member)
-        if kind:
+        if kind or member is None:
             self.errors[kind] += 1
             user_id = message.header.properties.user_id  # checked by the broker: who really sent it
             sender = next((m for m in self.members.values() if m.user == user_id), None)
@@ -220,7 +234,9 @@ class Classroom(Part):
     async def command(self, cmd: str, to: list[str] | None = None, **fields: Any) -> None:
         """Send a control message to every learner (or only those named in ``to``)."""
         body = {"cmd": cmd, "to": to, "sent": time.time(), **fields}
-        await self.channel.basic_publish(json.dumps(body).encode(), exchange=t.CONTROL, routing_key="")
+        await started(self.channel, "the classroom").basic_publish(
+            json.dumps(body).encode(), exchange=t.CONTROL, routing_key=""
+        )
 
     @property
     def present(self) -> list[str]:
@@ -250,8 +266,8 @@ class Classroom(Part):
         return rtt
 
     async def depth(self, queue: str = t.WORK) -> int:
-        ok = await self.channel.queue_declare(queue, passive=True)
-        return ok.message_count
+        ok = await started(self.channel, "the classroom").queue_declare(queue, passive=True)
+        return ok.message_count or 0  # a declare-ok always carries it; aiormq types it optional
 
     async def stop(self) -> None:
         """Tell learners to leave, delete the class's vhost and users (nothing else). Safe to call twice."""

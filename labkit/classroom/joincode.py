@@ -22,8 +22,9 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 def check_name(name: object) -> str:
     """Learner names become parts of user and queue names: lower-case letters, digits and '-'."""
     if not isinstance(name, str) or not NAME.match(name):
-        raise ValueError(f"name must be 1-31 characters of a-z, 0-9 and '-', starting with a letter or digit, "
-                         f"got {name!r}")
+        raise ValueError(
+            f"name must be 1-31 characters of a-z, 0-9 and '-', starting with a letter or digit, got {name!r}"
+        )
     return name
 
 
@@ -43,17 +44,20 @@ class JoinCode:
     def url(self, user: str | None = None, password: str | None = None) -> str:
         """The AMQP URL of the class's vhost for these credentials (the join account's by default)."""
         user, password = user or self.user, password or self.password
-        return (f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{self.host}:{self.port}/"
-                f"{quote(self.vhost, safe='')}")
+        return (
+            f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{self.host}:{self.port}/"
+            f"{quote(self.vhost, safe='')}"
+        )
 
     @classmethod
     def parse(cls, code: object) -> JoinCode:
         if isinstance(code, JoinCode):
             return code
         if not isinstance(code, str) or not code.strip().startswith(PREFIX):
-            raise ValueError(f"code must be the join code your instructor shows, starting with {PREFIX!r}, "
-                             f"got {code!r}")
-        text = code.strip()[len(PREFIX):]
+            raise ValueError(
+                f"code must be the join code your instructor shows, starting with {PREFIX!r}, got {code!r}"
+            )
+        text = code.strip()[len(PREFIX) :]
         try:
             fields = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
             parsed = cls(**fields)

@@ -22,6 +22,7 @@ import aiormq
 from pamqp.commands import Basic
 
 from .. import _validate as v
+from ..lifecycle import started
 from . import topology as t
 from .joincode import JoinCode, check_name
 
@@ -36,13 +37,17 @@ async def request_account(code: str | JoinCode, name: str, timeout: float = 10.0
         ch = await conn.channel()
         answer: asyncio.Future = asyncio.get_running_loop().create_future()
 
-        def on_reply(message: aiormq.abc.DeliveredMessage) -> None:
+        async def on_reply(message: aiormq.abc.DeliveredMessage) -> None:
             if not answer.done():
                 answer.set_result(json.loads(message.body))
 
         await ch.basic_consume(REPLY_TO, on_reply, no_ack=True)
-        await ch.basic_publish(json.dumps({"name": name}).encode(), exchange=t.JOIN, routing_key="join",
-                               properties=Basic.Properties(reply_to=REPLY_TO, expiration=str(int(timeout * 1000))))
+        await ch.basic_publish(
+            json.dumps({"name": name}).encode(),
+            exchange=t.JOIN,
+            routing_key="join",
+            properties=Basic.Properties(reply_to=REPLY_TO, expiration=str(int(timeout * 1000))),
+        )
         try:
             reply = await asyncio.wait_for(answer, timeout)
         except asyncio.TimeoutError:
@@ -90,8 +95,8 @@ class Learner:
         account = await request_account(self.code, self.name)
         self.user = account["user"]
         self.conn = await aiormq.connect(self.code.url(self.user, account["password"]))
-        self._report_ch = await self.conn.channel()
-        control = await self.conn.channel(publisher_confirms=False)
+        self._report_ch = await started(self.conn, f"learner {self.name}").channel()
+        control = await started(self.conn, f"learner {self.name}").channel(publisher_confirms=False)
         queue = t.own(self.name, "control")
         await control.queue_declare(queue, exclusive=True)
         await control.queue_bind(queue, t.CONTROL)
@@ -103,8 +108,9 @@ class Learner:
     # -- reporting --------------------------------------------------------------------------------
     async def report(self, kind: str, **fields: Any) -> None:
         body = json.dumps({"t": kind, "name": self.name, "at": time.time(), **fields}).encode()
-        await self._report_ch.basic_publish(body, exchange=t.INBOX, routing_key=self.name,
-                                            properties=Basic.Properties(user_id=self.user))
+        await started(self._report_ch, f"learner {self.name}").basic_publish(
+            body, exchange=t.INBOX, routing_key=self.name, properties=Basic.Properties(user_id=self.user)
+        )
 
     # -- control ----------------------------------------------------------------------------------
     async def _on_control(self, message: aiormq.abc.DeliveredMessage) -> None:
@@ -126,7 +132,7 @@ class Learner:
         await self._cmd_idle(command)
         if "service_time" in command:
             self.service_time = float(command["service_time"])
-        self._work_ch = ch = await self.conn.channel(publisher_confirms=False)
+        self._work_ch = ch = await started(self.conn, f"learner {self.name}").channel(publisher_confirms=False)
         await ch.basic_qos(prefetch_count=int(command.get("prefetch", 1)))
         await ch.basic_consume(t.WORK, self._work.put)
         await self.report("working", prefetch=int(command.get("prefetch", 1)), service_time=self.service_time)
@@ -138,7 +144,7 @@ class Learner:
 
     async def _cmd_subscribe(self, command: dict) -> None:
         if self._fan_ch is None:
-            self._fan_ch = ch = await self.conn.channel(publisher_confirms=False)
+            self._fan_ch = ch = await started(self.conn, f"learner {self.name}").channel(publisher_confirms=False)
             queue = t.own(self.name, "fanout")
             await ch.queue_declare(queue, exclusive=True)
             await ch.queue_bind(queue, t.FANOUT)
@@ -152,10 +158,10 @@ class Learner:
         """Call the instructor's service ``count`` times, ``interval`` s apart, sync (wait for the reply,
         give up after ``timeout``) or async (publish to its queue; done when the broker confirms)."""
         mode, timeout = command.get("mode", "sync"), float(command.get("timeout", 0.5))
-        ch = await self.conn.channel()
+        ch = await started(self.conn, f"learner {self.name}").channel()
         replies: dict[str, asyncio.Future] = {}
 
-        def on_reply(message: aiormq.abc.DeliveredMessage) -> None:
+        async def on_reply(message: aiormq.abc.DeliveredMessage) -> None:
             future = replies.pop(message.header.properties.correlation_id or "", None)
             if future is not None and not future.done():
                 future.set_result(True)
@@ -172,13 +178,17 @@ class Learner:
 
     async def _call(self, ch: Any, mode: str, timeout: float, replies: dict, k: int) -> None:
         call_id, sent = f"{self.name}-{uuid.uuid4().hex[:8]}", time.time()
-        props = {"message_id": call_id, "correlation_id": call_id}
+        props: dict[str, Any] = {"message_id": call_id, "correlation_id": call_id}
         if mode == "sync":
             replies[call_id] = future = asyncio.get_running_loop().create_future()
             props.update(reply_to=REPLY_TO, expiration=str(int(timeout * 1000)))
         try:
-            await ch.basic_publish(json.dumps({"id": call_id, "mode": mode}).encode(), exchange=t.SERVICE,
-                                   routing_key="call", properties=Basic.Properties(**props))
+            await ch.basic_publish(
+                json.dumps({"id": call_id, "mode": mode}).encode(),
+                exchange=t.SERVICE,
+                routing_key="call",
+                properties=Basic.Properties(**props),
+            )
             if mode == "sync":
                 await asyncio.wait_for(future, timeout)
             ok = True
@@ -194,7 +204,7 @@ class Learner:
         if writer is not None:
             writer.transport.abort()
         try:
-            await self.conn.close()
+            await started(self.conn, f"learner {self.name}").close()
         except Exception:  # the connection is already gone; that is the point
             pass
 
@@ -258,7 +268,7 @@ async def _main() -> None:
     args = parser.parse_args()
     learner = await Learner.join(args.code, args.name, service_time=args.service_time, on_crash="exit")
     print("joined", flush=True)
-    closed = asyncio.ensure_future(learner.conn.closing)
+    closed = asyncio.ensure_future(started(learner.conn, f"learner {learner.name}").closing)
     left = asyncio.ensure_future(learner.left.wait())
     await asyncio.wait([closed, left], return_when=asyncio.FIRST_COMPLETED)
     await learner.leave()

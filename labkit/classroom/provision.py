@@ -45,8 +45,9 @@ class ManagementAPI:
             raise ValueError(f"url must be the management API's http:// URL, got {url!r}")
         self.url = url.rstrip("/") + "/api/"
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        self._session = aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"},
-                                              timeout=aiohttp.ClientTimeout(total=timeout))
+        self._session = aiohttp.ClientSession(
+            headers={"Authorization": f"Basic {token}"}, timeout=aiohttp.ClientTimeout(total=timeout)
+        )
 
     async def _call(self, method: str, path: str, body: dict | None = None) -> None:
         async with self._session.request(method, self.url + path, json=body) as response:
@@ -66,8 +67,9 @@ class ManagementAPI:
         await self._call("DELETE", f"users/{_q(user)}")
 
     async def set_permissions(self, vhost: str, user: str, configure: str, write: str, read: str) -> None:
-        await self._call("PUT", f"permissions/{_q(vhost)}/{_q(user)}",
-                         {"configure": configure, "write": write, "read": read})
+        await self._call(
+            "PUT", f"permissions/{_q(vhost)}/{_q(user)}", {"configure": configure, "write": write, "read": read}
+        )
 
     async def set_max_channels(self, user: str, limit: int) -> None:
         await self._call("PUT", f"user-limits/{_q(user)}/max-channels", {"value": limit})
@@ -86,8 +88,9 @@ class Rabbitmqctl:
         self.executable = found
 
     async def _run(self, *args: str) -> None:
-        proc = await asyncio.create_subprocess_exec(self.executable, *args, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(
+            self.executable, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
         out, err = await proc.communicate()
         if proc.returncode:
             raise ProvisioningError(f"rabbitmqctl {' '.join(args[:2])}: {(err or out).decode(errors='replace')}")
@@ -100,8 +103,14 @@ class Rabbitmqctl:
 
     async def add_user(self, user: str, password: str) -> None:
         # The password goes through stdin, not argv (other local users can read argv).
-        proc = await asyncio.create_subprocess_exec(self.executable, "add_user", user, stdin=asyncio.subprocess.PIPE,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(
+            self.executable,
+            "add_user",
+            user,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, err = await proc.communicate(password.encode() + b"\n")
         if proc.returncode:
             raise ProvisioningError(f"rabbitmqctl add_user: {(err or out).decode(errors='replace')}")

@@ -22,8 +22,9 @@ class SimulatedClass(Part):
 
     name = "simulated class"
 
-    def __init__(self, code: JoinCode | str, n: int, service_times: tuple[float, float] = (0.01, 0.04),
-                 prefix: str = "sim") -> None:
+    def __init__(
+        self, code: JoinCode | str, n: int, service_times: tuple[float, float] = (0.01, 0.04), prefix: str = "sim"
+    ) -> None:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"n must be an integer >= 1, got {n!r}")
         low, high = service_times
@@ -45,10 +46,19 @@ class SimulatedClass(Part):
         return self
 
     def spawn(self, name: str, service_time: float) -> None:
-        cmd = [sys.executable, "-m", "labkit.classroom.learner", str(self.code), "--name", name,
-               "--service-time", str(service_time)]
-        self.procs[name] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                            start_new_session=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "labkit.classroom.learner",
+            str(self.code),
+            "--name",
+            name,
+            "--service-time",
+            str(service_time),
+        ]
+        self.procs[name] = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
 
     def kill(self, name: str) -> None:
         """SIGKILL one learner: no goodbye, its connection drops, its unacked work is requeued."""

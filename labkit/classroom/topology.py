@@ -15,18 +15,18 @@ the flooder's connection, 530 NOT_ALLOWED).
 
 from __future__ import annotations
 
-CONTROL = "class.control"   # fanout: instructor -> every learner's l.<name>.control
-FANOUT = "class.fanout"     # fanout: the fan-out experiment
-WORK = "class.work"         # queue: competing consumers (the class is the consumer pool)
-INBOX = "class.in"          # direct exchange: learner reports, routing key = learner name
-SERVICE = "class.service"   # direct exchange + queue: the instructor's service (temporal coupling)
-JOIN = "class.join"         # direct exchange + queue: join requests from the join account
+CONTROL = "class.control"  # fanout: instructor -> every learner's l.<name>.control
+FANOUT = "class.fanout"  # fanout: the fan-out experiment
+WORK = "class.work"  # queue: competing consumers (the class is the consumer pool)
+INBOX = "class.in"  # direct exchange: learner reports, routing key = learner name
+SERVICE = "class.service"  # direct exchange + queue: the instructor's service (temporal coupling)
+JOIN = "class.join"  # direct exchange + queue: join requests from the join account
 
-EXPIRES_MS = 6 * 3600 * 1000        # per-class queues vanish 6 h after their last use
-INBOX_MAX_LENGTH = 5000              # reports waiting for the instructor, per learner
+EXPIRES_MS = 6 * 3600 * 1000  # per-class queues vanish 6 h after their last use
+INBOX_MAX_LENGTH = 5000  # reports waiting for the instructor, per learner
 INBOX_MAX_BYTES = 2 * 1024 * 1024
-INBOX_PREFETCH = 20                  # reports per learner in the instructor's kernel at once (the rate cap)
-MAX_REPORT_BYTES = 4096              # the instructor drops (and counts) bigger reports
+INBOX_PREFETCH = 20  # reports per learner in the instructor's kernel at once (the rate cap)
+MAX_REPORT_BYTES = 4096  # the instructor drops (and counts) bigger reports
 LEARNER_MAX_CHANNELS = 8
 
 
@@ -50,9 +50,11 @@ def own(name: str, what: str) -> str:
 
 def learner_permissions(name: str) -> dict[str, str]:
     mine = rf"l\.{name}\..*"
-    return {"configure": rf"^{mine}$",
-            "write": rf"^({mine}|class\.in|class\.service)$",
-            "read": rf"^({mine}|class\.control|class\.fanout|class\.work)$"}
+    return {
+        "configure": rf"^{mine}$",
+        "write": rf"^({mine}|class\.in|class\.service)$",
+        "read": rf"^({mine}|class\.control|class\.fanout|class\.work)$",
+    }
 
 
 JOIN_PERMISSIONS = {"configure": "^$", "write": r"^class\.join$", "read": "^$"}

@@ -284,7 +284,7 @@ class PerKeyOrder(Property):
     def __init__(self, effect: str | None = None):
         self.effect = effect
 
-    def problem(self, events: list[Event]) -> tuple[bool, str] | None:
+    def problem(self, events: list[Event]) -> tuple[bool, str] | tuple[bool, str, list[Event]] | None:
         published: dict[str, int] = {}
         for e in events:
             if e.kind == "publish" and e.message_id is not None:
@@ -342,8 +342,8 @@ class SagasComplete(Property):
         if not moves:
             return None
         phases = Counter(e.attrs.get("phase") for e in moves)
-        done = {e.attrs.get("step") for e in moves if e.attrs.get("phase") == "do"}
-        undone = Counter(e.attrs.get("step") for e in moves if e.attrs.get("phase") == "undo")
+        done: set[str] = {e.attrs.get("step", "") for e in moves if e.attrs.get("phase") == "do"}
+        undone: Counter[str] = Counter(e.attrs.get("step", "") for e in moves if e.attrs.get("phase") == "undo")
         if phases["commit"]:
             if undone or phases["abort"]:
                 return True, "committed, yet " + ("undone: " + ", ".join(sorted(undone)) if undone else "aborted")

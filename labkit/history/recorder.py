@@ -136,7 +136,7 @@ def on_deliver(process: str, message: Any) -> None:
     if active is None:
         return
     delivery, props = message.delivery, message.header.properties
-    attrs = {"redelivered": bool(delivery.redelivered)}
+    attrs: dict[str, Any] = {"redelivered": bool(delivery.redelivered)}
     deaths = props.headers.get("x-death") if props.headers else None
     if deaths:  # it reached this queue by dead-lettering: say why (the latest death comes first)
         attrs["dead_lettered"] = str(deaths[0].get("reason"))

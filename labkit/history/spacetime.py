@@ -135,7 +135,7 @@ def diagram(
         ys.append(row[lane])
         texts.append(text)
 
-    last: dict[str, float] = {}  # message id -> time of its latest event (where a redelivery starts)
+    last: dict[str | None, float] = {}  # message id -> time of its latest event (where a redelivery starts)
     hop = 0.015 * ((events[-1].t - events[0].t) or 1.0)  # how long a delivery arrow is drawn
     applied: Counter[tuple[str | None, str | None]] = Counter()
     requests: dict[str | None, Event] = {}

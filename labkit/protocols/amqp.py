@@ -12,7 +12,7 @@ from pamqp.commands import Basic
 
 from labkit._validate import amqp_url as check_amqp_url
 from labkit._validate import integer, non_negative, queue_name
-from labkit.lifecycle import AmqpWorker
+from labkit.lifecycle import AmqpWorker, delivery_tag
 from labkit.protocols._common import check_bytes, work
 
 __all__ = ["REPLY_TO", "AmqpClient", "AmqpEchoWorker"]
@@ -57,7 +57,7 @@ class AmqpEchoWorker(AmqpWorker):
                 routing_key=props.reply_to,
                 properties=Basic.Properties(correlation_id=props.correlation_id),
             )
-        await message.channel.basic_ack(message.delivery.delivery_tag)
+        await message.channel.basic_ack(delivery_tag(message))
         self.done += 1
 
     async def stop(self) -> None:
@@ -129,7 +129,7 @@ class _AmqpSession:
         return session
 
     async def _on_reply(self, message: aiormq.abc.DeliveredMessage) -> None:
-        future = self.pending.pop(message.header.properties.correlation_id, None)
+        future = self.pending.pop(message.header.properties.correlation_id or "", None)
         if future is not None and not future.done():
             future.set_result(message.body)
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import Message
 
 from labkit._validate import non_negative
 from labkit.lifecycle import Part
@@ -22,7 +23,7 @@ GRPC_METHOD = f"/{GRPC_SERVICE}/Echo"
 _GRPC_OPTIONS = [("grpc.max_send_message_length", 16 << 20), ("grpc.max_receive_message_length", 16 << 20)]
 
 
-def _blob_class() -> type:
+def _blob_class() -> type[Message]:
     """``labkit.Blob {bytes data = 1;}`` as a protobuf message class, from a descriptor (no protoc)."""
     proto = descriptor_pb2.FileDescriptorProto(name="labkit/echo.proto", package="labkit", syntax="proto3")
     message = proto.message_type.add(name="Blob")

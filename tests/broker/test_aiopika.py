@@ -17,7 +17,7 @@ import uuid
 import aio_pika
 import aiormq
 import pytest
-from aio_pika.patterns import Master, RPC
+from aio_pika.patterns import RPC, Master
 
 from labkit.broker import Broker
 
@@ -96,6 +96,7 @@ async def test_master_worker_shares_tasks_between_workers(connection):
             if len(done) == 10:
                 all_done.set()
             await asyncio.sleep(0.01)
+
         return work
 
     first = await master.create_worker(queue, handler("first"), durable=True, auto_delete=True)

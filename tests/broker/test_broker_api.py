@@ -16,6 +16,7 @@ import pytest
 from pamqp import commands as spec
 
 from labkit.broker import Broker
+from labkit.lifecycle import wait_until
 
 BODY = b"x" * 100
 
@@ -38,18 +39,21 @@ async def channel(broker):
     await conn.close()
 
 
-async def wait_for(predicate, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
-@pytest.mark.parametrize("kwargs, argument", [
-    ({"port": -1}, "port"), ({"port": 70000}, "port"), ({"heartbeat": -5}, "heartbeat"),
-    ({"frame_max": 100}, "frame_max"), ({"channel_max": 0}, "channel_max"),
-    ({"memory_limit": 0}, "memory_limit"), ({"user": ""}, "user"), ({"password": "a\x00b"}, "password"),
-    ({"host": "0.0.0.0"}, "host"), ({"handshake_timeout": 0}, "handshake_timeout"),
-])
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        ({"port": -1}, "port"),
+        ({"port": 70000}, "port"),
+        ({"heartbeat": -5}, "heartbeat"),
+        ({"frame_max": 100}, "frame_max"),
+        ({"channel_max": 0}, "channel_max"),
+        ({"memory_limit": 0}, "memory_limit"),
+        ({"user": ""}, "user"),
+        ({"password": "a\x00b"}, "password"),
+        ({"host": "0.0.0.0"}, "host"),
+        ({"handshake_timeout": 0}, "handshake_timeout"),
+    ],
+)
 def test_bad_arguments_name_the_argument(kwargs, argument):
     with pytest.raises(ValueError, match=f"^{argument} must be"):
         Broker(**kwargs)
@@ -57,7 +61,7 @@ def test_bad_arguments_name_the_argument(kwargs, argument):
 
 def test_url_before_start_explains_what_to_do():
     with pytest.raises(RuntimeError, match="start"):
-        Broker().url
+        _ = Broker().url
 
 
 async def test_url_carries_credentials_and_the_ephemeral_port():
@@ -76,7 +80,7 @@ async def test_stop_closes_clients_and_frees_the_port():
     port = broker.port
     conn = await aiormq.connect(broker.url)
     await broker.stop()
-    await wait_for(lambda: conn.is_closed)
+    await wait_until(lambda: conn.is_closed, timeout=5)
     assert not broker.connections
     with socket.socket() as probe:  # the listening socket is gone: the port can be bound again
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -95,8 +99,7 @@ async def test_stop_leaves_no_tasks_or_timers_behind():
     await broker.stop()
     assert set(asyncio.all_tasks()) - before <= {asyncio.current_task()}
     loop = asyncio.get_running_loop()
-    assert not [h for h in loop._scheduled if not h.cancelled()
-                and "labkit" in repr(getattr(h, "_callback", ""))]
+    assert not [h for h in loop._scheduled if not h.cancelled() and "labkit" in repr(getattr(h, "_callback", ""))]
 
 
 async def test_queues_reports_depths_consumers_and_rates(broker, channel):
@@ -105,12 +108,20 @@ async def test_queues_reports_depths_consumers_and_rates(broker, channel):
     for _ in range(5):
         await channel.basic_publish(BODY, routing_key=q)
     first = {row["name"]: row for row in broker.queues()}[q]
-    assert first == {"name": q, "type": "classic", "messages_ready": 5, "messages_unacknowledged": 0,
-                     "consumers": 0, "publish_rate": 0.0, "deliver_rate": 0.0, "ack_rate": 0.0}
+    assert first == {
+        "name": q,
+        "type": "classic",
+        "messages_ready": 5,
+        "messages_unacknowledged": 0,
+        "consumers": 0,
+        "publish_rate": 0.0,
+        "deliver_rate": 0.0,
+        "ack_rate": 0.0,
+    }
     await channel.basic_qos(prefetch_count=2)
     got: list = []
     await channel.basic_consume(q, got.append)
-    await wait_for(lambda: len(got) == 2)
+    await wait_until(lambda: len(got) == 2, timeout=5)
     for _ in range(10):
         await channel.basic_publish(BODY, routing_key=q)
     await asyncio.sleep(0.05)
@@ -162,9 +173,12 @@ async def test_stored_bytes_return_to_zero_after_every_kind_of_removal(broker, c
     release exactly what they stored; otherwise the memory alarm would drift."""
     dlq, main = name("dlq"), name("main")
     await channel.queue_declare(dlq, durable=True)
-    await channel.queue_declare(main, arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq,
-                                                 "x-max-length": 3}, durable=True)
-    for i in range(5):  # two overflow into the dead-letter queue
+    await channel.queue_declare(
+        main,
+        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq, "x-max-length": 3},
+        durable=True,
+    )
+    for _ in range(5):  # two overflow into the dead-letter queue
         await channel.basic_publish(BODY, routing_key=main)
     get = [await channel.basic_get(main) for _ in range(3)]
     await channel.basic_reject(get[0].delivery.delivery_tag, requeue=False)  # -> dlq

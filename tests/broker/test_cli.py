@@ -31,8 +31,9 @@ class Child:
     """A CLI broker child with its stdout lines read; ``stop`` always kills and reaps it."""
 
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([*CMD, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [*CMD, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         self.url = self.proc.stdout.readline().decode().strip()
         if "--admin-port" in args:
             self.admin = self.proc.stdout.readline().decode().strip().removeprefix("admin ")
@@ -78,22 +79,34 @@ def http(method: str, url: str) -> tuple[int, object, dict]:
 
 def test_argv_maps_every_broker_option_and_skips_none():
     assert argv(port=0, heartbeat=5, frame_max=8192, memory_limit=None) == [
-        "--port", "0", "--heartbeat", "5", "--frame-max", "8192"]
+        "--port",
+        "0",
+        "--heartbeat",
+        "5",
+        "--frame-max",
+        "8192",
+    ]
     assert set(OPTIONS) >= {"host", "port", "user", "password", "heartbeat", "memory_limit"}
 
 
 def test_argv_rejects_unknown_options_by_name():
-    with pytest.raises(ValueError, match="broker option must be one of .*got bogus"):
+    with pytest.raises(ValueError, match=r"broker option must be one of .*got bogus"):
         argv(port=0, bogus=1)
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--port", "70000"], "port"),
-    (["--admin-port", "-1"], "admin_port must be an integer in [0, 65535], got -1"),
-    (["--heartbeat", "-5"], "heartbeat"),
-    (["--port", "five"], "--port: invalid int value"),
-    (["--rabbitmq", "3.13"], "rabbitmq must be one of '4.3', '3.10' (the RabbitMQ release to behave like), got '3.13'"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--port", "70000"], "port"),
+        (["--admin-port", "-1"], "admin_port must be an integer in [0, 65535], got -1"),
+        (["--heartbeat", "-5"], "heartbeat"),
+        (["--port", "five"], "--port: invalid int value"),
+        (
+            ["--rabbitmq", "3.13"],
+            "rabbitmq must be one of '4.3', '3.10' (the RabbitMQ release to behave like), got '3.13'",
+        ),
+    ],
+)
 def test_bad_arguments_exit_2_and_name_the_argument(args, needle):
     done = subprocess.run([*CMD, *args], stdin=subprocess.PIPE, capture_output=True, timeout=WAIT)
     assert done.returncode == 2, done
@@ -102,8 +115,7 @@ def test_bad_arguments_exit_2_and_name_the_argument(args, needle):
 
 
 def test_exit_with_parent_refuses_a_stdin_that_is_not_a_pipe():
-    done = subprocess.run([*CMD, "--exit-with-parent"], stdin=subprocess.DEVNULL, capture_output=True,
-                          timeout=WAIT)
+    done = subprocess.run([*CMD, "--exit-with-parent"], stdin=subprocess.DEVNULL, capture_output=True, timeout=WAIT)
     assert done.returncode == 2
     assert "pipe" in done.stderr.decode()
 
@@ -113,8 +125,7 @@ def test_a_taken_port_exits_1_with_one_line_and_no_traceback():
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         taken = holder.getsockname()[1]
-        done = subprocess.run([*CMD, "--port", str(taken)], stdin=subprocess.PIPE, capture_output=True,
-                              timeout=WAIT)
+        done = subprocess.run([*CMD, "--port", str(taken)], stdin=subprocess.PIPE, capture_output=True, timeout=WAIT)
     err = done.stderr.decode()
     assert done.returncode == 1, err
     assert "Traceback" not in err and err.startswith("labkit.broker:")
@@ -124,9 +135,11 @@ def test_a_taken_port_exits_1_with_one_line_and_no_traceback():
 def test_the_broker_process_stays_lean():
     # The idle-RSS budget (40 MB, bench/broker.py) has no room for aiohttp.web (+15 MB measured) or the
     # client stack: the CLI, the broker and the admin endpoint must not import them.
-    code = ("import sys, labkit.broker.__main__, labkit.broker.admin; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'aiohttp', 'aiormq', 'yarl', 'plotly', "
-            "'psutil', 'numpy'}))")
+    code = (
+        "import sys, labkit.broker.__main__, labkit.broker.admin; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'aiohttp', 'aiormq', 'yarl', 'plotly', "
+        "'psutil', 'numpy'}))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=WAIT)
     assert done.stdout.decode().strip() == "[]", done
 

@@ -37,8 +37,9 @@ def body_for(number: int, size: int) -> bytes:
     return number.to_bytes(8, "big") + (seed * (size // len(seed) + 1))[:size]
 
 
-async def publish_until_killed(broker: BrokerProcess, first: int, kill_after: int, sizes: list[int],
-                               persistent: list[bool]) -> tuple[set[int], set[int]]:
+async def publish_until_killed(
+    broker: BrokerProcess, first: int, kill_after: int, sizes: list[int], persistent: list[bool]
+) -> tuple[set[int], set[int]]:
     """Publish numbered messages with confirms; SIGKILL the broker after ``kill_after`` confirms.
     Returns (confirmed persistent numbers, all numbers sent)."""
     connection = await aiormq.connect(broker.url)
@@ -50,11 +51,11 @@ async def publish_until_killed(broker: BrokerProcess, first: int, kill_after: in
 
     async def one(number: int) -> None:
         index = number % len(sizes)
-        props = commands.Basic.Properties(message_id=str(number), delivery_mode=2 if persistent[index] else 1,
-                                          headers={"size": sizes[index]})
+        props = commands.Basic.Properties(
+            message_id=str(number), delivery_mode=2 if persistent[index] else 1, headers={"size": sizes[index]}
+        )
         try:
-            confirm = await channel.basic_publish(body_for(number, sizes[index]), exchange=EXCHANGE,
-                                                  properties=props)
+            confirm = await channel.basic_publish(body_for(number, sizes[index]), exchange=EXCHANGE, properties=props)
         except Exception:  # the broker died under this publish: unconfirmed
             return
         finally:
@@ -138,13 +139,19 @@ async def crash_cycles(kills: list[int], sizes: list[int], persistent: list[bool
 
 
 @pytest.mark.timeout(60 + 20 * EXAMPLES)  # each example restarts the broker process a few times
-@settings(max_examples=EXAMPLES, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(kills=st.lists(st.integers(1, 300), min_size=1, max_size=3),
-       kinds=st.lists(st.tuples(st.sampled_from([0, 1, 100, 4096, 140_000, 300_000]), st.booleans()),
-                      min_size=1, max_size=8).filter(lambda kinds: any(p for _size, p in kinds)))
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    kills=st.lists(st.integers(1, 300), min_size=1, max_size=3),
+    kinds=st.lists(
+        st.tuples(st.sampled_from([0, 1, 100, 4096, 140_000, 300_000]), st.booleans()), min_size=1, max_size=8
+    ).filter(lambda kinds: any(p for _size, p in kinds)),
+)
 def test_every_confirmed_persistent_message_survives_kill_9(kills, kinds):
     """Message n has size kinds[n % len(kinds)][0] and is persistent if kinds[n % len(kinds)][1]."""
     sizes, persistent = [size for size, _p in kinds], [p for _size, p in kinds]
     asyncio.run(crash_cycles(kills, sizes, persistent))
-

@@ -26,8 +26,10 @@ from labkit.broker.process import BrokerProcess
 
 SERVER = shutil.which("rabbitmq-server") and "/usr/lib/rabbitmq/bin/rabbitmq-server"
 pytestmark = [
-    pytest.mark.skipif(os.environ.get("LABKIT_RABBITMQ_NODE") != "1",
-                       reason="opt-in: LABKIT_RABBITMQ_NODE=1 starts and kills a private RabbitMQ node"),
+    pytest.mark.skipif(
+        os.environ.get("LABKIT_RABBITMQ_NODE") != "1",
+        reason="opt-in: LABKIT_RABBITMQ_NODE=1 starts and kills a private RabbitMQ node",
+    ),
     pytest.mark.skipif(not SERVER or not os.path.exists(SERVER), reason="rabbitmq-server is not installed"),
     pytest.mark.timeout(180),
 ]
@@ -45,18 +47,26 @@ class RabbitNode:
             f.write(f"listeners.tcp.default = 127.0.0.1:{PORT}\nloopback_users = none\n")
         with open(os.path.join(base, "enabled_plugins"), "w") as f:
             f.write("[].\n")
-        self.env = {**os.environ, "HOME": base, "RABBITMQ_NODENAME": f"labkit{os.getpid()}@localhost",
-                    "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(PORT),
-                    "RABBITMQ_DIST_PORT": str(PORT + 20000), "RABBITMQ_MNESIA_BASE": f"{base}/mnesia",
-                    "RABBITMQ_LOG_BASE": f"{base}/log", "RABBITMQ_CONFIG_FILE": f"{base}/rabbitmq",
-                    "RABBITMQ_ENABLED_PLUGINS_FILE": f"{base}/enabled_plugins",
-                    "RABBITMQ_PID_FILE": f"{base}/pid"}
+        self.env = {
+            **os.environ,
+            "HOME": base,
+            "RABBITMQ_NODENAME": f"labkit{os.getpid()}@localhost",
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(PORT),
+            "RABBITMQ_DIST_PORT": str(PORT + 20000),
+            "RABBITMQ_MNESIA_BASE": f"{base}/mnesia",
+            "RABBITMQ_LOG_BASE": f"{base}/log",
+            "RABBITMQ_CONFIG_FILE": f"{base}/rabbitmq",
+            "RABBITMQ_ENABLED_PLUGINS_FILE": f"{base}/enabled_plugins",
+            "RABBITMQ_PID_FILE": f"{base}/pid",
+        }
         self.url = f"amqp://guest:guest@127.0.0.1:{PORT}/"
         self.proc: subprocess.Popen | None = None
 
     async def start(self) -> None:
-        self.proc = subprocess.Popen([SERVER], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [SERVER], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
@@ -171,6 +181,12 @@ async def test_kill_9_leaves_the_same_things_on_both_brokers():
             finally:
                 await node.stop()
     assert records["rabbitmq"] == {  # observed on RabbitMQ 3.10.8
-        "client": "reset", "c-durable": [(b"persistent", True)], "c-transient": "gone",
-        "c-held": [(b"held", True)], "c-dx": "kept", "c-tx": "gone", "binding": b"routed"}
+        "client": "reset",
+        "c-durable": [(b"persistent", True)],
+        "c-transient": "gone",
+        "c-held": [(b"held", True)],
+        "c-dx": "kept",
+        "c-tx": "gone",
+        "binding": b"routed",
+    }
     assert records["embedded"] == records["rabbitmq"]

@@ -14,6 +14,7 @@ import pytest
 from pamqp import commands as spec
 
 from labkit.broker import Broker
+from labkit.lifecycle import wait_until
 
 
 @pytest.fixture
@@ -57,9 +58,7 @@ async def test_stream_offset_interval_reads_messages_published_within_it(channel
     await channel.basic_qos(prefetch_count=10)
     got: list = []
     await channel.basic_consume("s", got.append, arguments={"x-stream-offset": "10m"})
-    async with asyncio.timeout(5):
-        while len(got) < 3:
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: len(got) >= 3, timeout=5)
     assert [m.body for m in got] == [b"0", b"1", b"2"]
     assert [m.header.properties.headers["x-stream-offset"] for m in got] == [0, 1, 2]
 
@@ -80,13 +79,9 @@ async def test_single_active_consumer_hands_the_backlog_to_the_next_consumer(cha
     await channel.basic_consume("sac", second.append)
     for i in range(3):
         await channel.basic_publish(b"%d" % i, routing_key="sac")
-    async with asyncio.timeout(5):
-        while not first:
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: first, timeout=5)
     await channel.basic_cancel(ok.consumer_tag)
-    async with asyncio.timeout(5):
-        while not second:
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: second, timeout=5)
     assert [m.body for m in first] == [b"0"] and second[0].body == b"1"
 
 
@@ -104,14 +99,13 @@ async def test_closing_a_connection_does_not_bounce_messages_between_its_own_cha
             await ch.basic_consume("qq", lambda m: None)
         for i in range(2):
             await first.basic_publish(b"%d" % i, routing_key="qq")
-        async with asyncio.timeout(5):
-            while broker.queues()[0]["messages_unacknowledged"] < 2:
-                await asyncio.sleep(0.01)
+        await wait_until(lambda: broker.queues()[0]["messages_unacknowledged"] >= 2, timeout=5)
         await conn.close()
         other = await aiormq.connect(broker.url)
         ch = await other.channel()
-        counts = [(await ch.basic_get("qq", no_ack=True)).header.properties.headers["x-delivery-count"]
-                  for _ in range(2)]
+        counts = [
+            (await ch.basic_get("qq", no_ack=True)).header.properties.headers["x-delivery-count"] for _ in range(2)
+        ]
         assert counts == [1, 1]
         await other.close()
     finally:
@@ -122,15 +116,16 @@ async def test_max_length_zero_still_feeds_a_waiting_consumer(channel):
     """RabbitMQ delivers to a waiting consumer before it enqueues, so x-max-length 0 (drop-head)
     makes a "deliver now or drop" queue: consumed messages arrive, the rest are dead-lettered."""
     await channel.queue_declare("dropped", durable=True)
-    await channel.queue_declare("zero", arguments={"x-max-length": 0, "x-dead-letter-exchange": "",
-                                                   "x-dead-letter-routing-key": "dropped"}, durable=True)
+    await channel.queue_declare(
+        "zero",
+        arguments={"x-max-length": 0, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dropped"},
+        durable=True,
+    )
     await channel.basic_publish(b"nobody-waiting", routing_key="zero")
     got: list = []
     await channel.basic_consume("zero", got.append, no_ack=True)
     await channel.basic_publish(b"taken", routing_key="zero")
-    async with asyncio.timeout(5):
-        while not got:
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: got, timeout=5)
     assert [m.body for m in got] == [b"taken"]
     assert (await channel.basic_get("dropped", no_ack=True)).body == b"nobody-waiting"
 
@@ -154,7 +149,9 @@ async def test_dead_lettering_may_use_an_internal_exchange(channel):
     await channel.exchange_declare("dlx-internal", exchange_type="fanout", internal=True)
     await channel.queue_declare("dead", durable=True)
     await channel.queue_bind("dead", "dlx-internal")
-    await channel.queue_declare("short", arguments={"x-message-ttl": 10, "x-dead-letter-exchange": "dlx-internal"}, durable=True)
+    await channel.queue_declare(
+        "short", arguments={"x-message-ttl": 10, "x-dead-letter-exchange": "dlx-internal"}, durable=True
+    )
     await channel.basic_publish(b"m", routing_key="short")
     async with asyncio.timeout(5):
         while True:
@@ -177,8 +174,9 @@ async def test_consumer_priority_serves_high_priority_consumers_first(channel):
         await ch.basic_consume("cp", got[label].append, arguments={"x-priority": priority})
     for i in range(7):
         await channel.basic_publish(b"%d" % i, routing_key="cp")
-    async with asyncio.timeout(5):
-        while sum(map(len, got.values())) < 6:
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: sum(map(len, got.values())) >= 6, timeout=5)
     assert {k: [m.body for m in v] for k, v in got.items()} == {
-        "low": [b"4", b"5"], "high1": [b"0", b"2"], "high2": [b"1", b"3"]}
+        "low": [b"4", b"5"],
+        "high1": [b"0", b"2"],
+        "high2": [b"1", b"3"],
+    }

@@ -14,6 +14,7 @@ import aiormq
 import pytest
 
 from labkit.broker import Broker
+from labkit.lifecycle import wait_until
 
 LIMIT = 10_000
 BODY = b"x" * 4_000
@@ -35,9 +36,7 @@ async def test_consumers_are_not_blocked_and_their_draining_unblocks_the_publish
     publisher = await publisher_conn.channel()
     for _ in range(LIMIT // len(BODY) + 1):
         await publisher.basic_publish(BODY, routing_key="flow")
-    async with asyncio.timeout(5):
-        while not broker.memory.blocked or "blocked by" not in caplog.text:
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: broker.memory.blocked and "blocked by" in caplog.text, timeout=5)
     late_conn = await aiormq.connect(broker.url)  # connecting during the alarm is fine too
     await late_conn.channel()
     blocked_logs = [r for r in caplog.records if "blocked by" in r.getMessage()]
@@ -54,9 +53,7 @@ async def test_consumers_are_not_blocked_and_their_draining_unblocks_the_publish
 
     await consumer.basic_consume("flow", on_message)
     await asyncio.wait_for(drained.wait(), 5)
-    async with asyncio.timeout(5):
-        while broker.memory.blocked or "was unblocked" not in caplog.text:
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: not broker.memory.blocked and "was unblocked" in caplog.text, timeout=5)
     await asyncio.wait_for(publisher.basic_publish(b"after", routing_key="flow"), 5)
     for conn in (late_conn, publisher_conn, consumer_conn):
         await conn.close()

@@ -18,7 +18,8 @@ import uuid
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pamqp import body, commands, frame, header
 from pamqp.exceptions import UnmarshalingException
 
@@ -30,8 +31,13 @@ PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 HANDSHAKE_TIMEOUT = 1.0  # the embedded broker under test gives up on a silent handshake after this
 # Connection-level reply codes a broker may close a broken connection with.
 CONNECTION_ERRORS = {501, 502, 503, 504, 505, 530, 540}
-FUZZ = settings(max_examples=20, deadline=None, database=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=20,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 class Raw:
@@ -69,8 +75,7 @@ class Raw:
     def handshake(self, heartbeat: int = 0, frame_max: int = 131072) -> Raw:
         self.send(PROTOCOL_HEADER)
         assert isinstance(self.recv_frame()[1], commands.Connection.Start)
-        self.send_frame(commands.Connection.StartOk(client_properties={"product": "fuzz"},
-                                                    response="\0guest\0guest"))
+        self.send_frame(commands.Connection.StartOk(client_properties={"product": "fuzz"}, response="\0guest\0guest"))
         assert isinstance(self.recv_frame()[1], commands.Connection.Tune)
         self.send_frame(commands.Connection.TuneOk(channel_max=2047, frame_max=frame_max, heartbeat=heartbeat))
         self.send_frame(commands.Connection.Open(virtual_host="/"))
@@ -102,7 +107,7 @@ class Raw:
                     return ("channel_close", value.reply_code)
         except (EOFError, ConnectionResetError, BrokenPipeError):
             return ("eof",)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return ("quiet",)
 
     def ping(self, channel: int = 1) -> bool:
@@ -163,11 +168,13 @@ def bystander(target):
 
 def publish_frames(channel: int, routing_key: str, declared: int, *bodies: int) -> bytes:
     """basic.publish + a content header announcing ``declared`` bytes + body frames of these sizes."""
-    return b"".join((
-        frame.marshal(commands.Basic.Publish(exchange="", routing_key=routing_key), channel),
-        frame.marshal(header.ContentHeader(body_size=declared, properties=commands.Basic.Properties()), channel),
-        *(frame.marshal(body.ContentBody(b"x" * size), channel) for size in bodies),
-    ))
+    return b"".join(
+        (
+            frame.marshal(commands.Basic.Publish(exchange="", routing_key=routing_key), channel),
+            frame.marshal(header.ContentHeader(body_size=declared, properties=commands.Basic.Properties()), channel),
+            *(frame.marshal(body.ContentBody(b"x" * size), channel) for size in bodies),
+        )
+    )
 
 
 def raw_frame(ftype: int, channel: int, payload: bytes, end: bytes = b"\xce") -> bytes:
@@ -204,35 +211,58 @@ def test_an_http_request_is_answered_with_the_amqp_header(target, bystander):
 # name -> (bytes sent after handshake + channel 1 open, expected reply code per broker kind)
 BROKEN = {
     "oversized frame (> negotiated frame_max 4096)": (
-        lambda: raw_frame(1, 1, b"\x00\x3c\x00\x28" + b"\x00" * 9996), {"embedded": 501, "rabbitmq": 501}),
+        lambda: raw_frame(1, 1, b"\x00\x3c\x00\x28" + b"\x00" * 9996),
+        {"embedded": 501, "rabbitmq": 501},
+    ),
     "body larger than the declared body_size": (
         # RabbitMQ only notices at the next frame, so one follows.
         lambda: publish_frames(1, "nowhere", 10, 20) + frame.marshal(commands.Basic.Qos(), 1),
-        {"embedded": 501, "rabbitmq": 505}),
+        {"embedded": 501, "rabbitmq": 505},
+    ),
     "method on a channel that was never opened": (
-        lambda: frame.marshal(commands.Queue.Declare(queue="never"), 5), {"embedded": 504, "rabbitmq": 504}),
+        lambda: frame.marshal(commands.Queue.Declare(queue="never"), 5),
+        {"embedded": 504, "rabbitmq": 504},
+    ),
     "publish on a channel that was never opened": (
-        lambda: publish_frames(5, "nowhere", 3, 3), {"embedded": 504, "rabbitmq": 504}),
+        lambda: publish_frames(5, "nowhere", 3, 3),
+        {"embedded": 504, "rabbitmq": 504},
+    ),
     "truncated frame followed by the next one": (
-        lambda: frame.marshal(commands.Basic.Qos(prefetch_count=1), 1)[:-3]
-        + frame.marshal(commands.Basic.Qos(prefetch_count=2), 1), {"embedded": 501, "rabbitmq": 501}),
+        lambda: (
+            frame.marshal(commands.Basic.Qos(prefetch_count=1), 1)[:-3]
+            + frame.marshal(commands.Basic.Qos(prefetch_count=2), 1)
+        ),
+        {"embedded": 501, "rabbitmq": 501},
+    ),
     "frame-end byte is not 0xCE": (
-        lambda: frame.marshal(commands.Basic.Qos(), 1)[:-1] + b"\x00", {"embedded": 501, "rabbitmq": 501}),
+        lambda: frame.marshal(commands.Basic.Qos(), 1)[:-1] + b"\x00",
+        {"embedded": 501, "rabbitmq": 501},
+    ),
     "unknown frame type 9": (lambda: raw_frame(9, 0, b"\x00"), {"embedded": 501, "rabbitmq": 501}),
     "method frame too short for its arguments": (
-        lambda: raw_frame(1, 1, struct.pack(">HH", 50, 10) + b"\x00"), {"embedded": 501, "rabbitmq": 501}),
+        lambda: raw_frame(1, 1, struct.pack(">HH", 50, 10) + b"\x00"),
+        {"embedded": 501, "rabbitmq": 501},
+    ),
     "content header without basic.publish": (
         lambda: frame.marshal(header.ContentHeader(body_size=3, properties=commands.Basic.Properties()), 1),
-        {"embedded": 505, "rabbitmq": 505}),
+        {"embedded": 505, "rabbitmq": 505},
+    ),
     "content body without basic.publish": (
-        lambda: frame.marshal(body.ContentBody(b"abc"), 1), {"embedded": 505, "rabbitmq": 505}),
+        lambda: frame.marshal(body.ContentBody(b"abc"), 1),
+        {"embedded": 505, "rabbitmq": 505},
+    ),
     "method where a content body was due": (
         lambda: publish_frames(1, "nowhere", 10, 4) + frame.marshal(commands.Basic.Qos(), 1),
-        {"embedded": 505, "rabbitmq": 505}),
+        {"embedded": 505, "rabbitmq": 505},
+    ),
     "second channel.open on an open channel": (
-        lambda: frame.marshal(commands.Channel.Open(), 1), {"embedded": 504, "rabbitmq": 504}),
+        lambda: frame.marshal(commands.Channel.Open(), 1),
+        {"embedded": 504, "rabbitmq": 504},
+    ),
     "channel.open on channel 0": (
-        lambda: frame.marshal(commands.Channel.Open(), 0), {"embedded": 503, "rabbitmq": 504}),
+        lambda: frame.marshal(commands.Channel.Open(), 0),
+        {"embedded": 503, "rabbitmq": 504},
+    ),
     # The spec says 501 FRAME_ERROR; RabbitMQ 3.10 answers 505.
     "heartbeat on a non-zero channel": (lambda: raw_frame(8, 1, b""), {"embedded": 501, "rabbitmq": 505}),
 }
@@ -266,13 +296,18 @@ def test_a_queue_name_pamqp_would_refuse_is_declared_like_rabbitmq_does(target, 
     # Found by test_mutated_valid_frames: pamqp decodes a name with a NUL byte but refuses to encode it
     # in queue.declare-ok, so the embedded broker answered 541 INTERNAL_ERROR. RabbitMQ declares it.
     if target.kind == "embedded":
-        request.applymarker(pytest.mark.xfail(reason="embedded broker: queue.declare-ok with a name pamqp "
-                                                     "cannot encode raises 541 (reported to broker core)"))
+        request.applymarker(
+            pytest.mark.xfail(
+                reason="embedded broker: queue.declare-ok with a name pamqp "
+                "cannot encode raises 541 (reported to broker core)"
+            )
+        )
     name = b"fz-\x00-" + uuid.uuid4().hex[:6].encode()
     raw = target.connect().open_channel()
     try:
-        raw.send(raw_frame(1, 1, struct.pack(">HHH", 50, 10, 0) + bytes([len(name)]) + name
-                           + b"\x04" + b"\x00\x00\x00\x00"))  # bit 4: exclusive; no arguments
+        raw.send(
+            raw_frame(1, 1, struct.pack(">HHH", 50, 10, 0) + bytes([len(name)]) + name + b"\x04" + b"\x00\x00\x00\x00")
+        )  # bit 4: exclusive; no arguments
         assert isinstance(raw.recv_frame()[1], commands.Queue.DeclareOk)
     finally:
         raw.close()
@@ -324,9 +359,13 @@ def test_a_stalled_handshake_is_closed_by_the_handshake_timeout(embedded, sent):
 
 def _valid_stream(queue: str) -> bytes:
     """What a normal client sends after opening channel 1: declare, publish with a body, qos."""
-    return b"".join((frame.marshal(commands.Queue.Declare(queue=queue, exclusive=True), 1),
-                     publish_frames(1, queue, 5, 5),
-                     frame.marshal(commands.Basic.Qos(prefetch_count=3), 1)))
+    return b"".join(
+        (
+            frame.marshal(commands.Queue.Declare(queue=queue, exclusive=True), 1),
+            publish_frames(1, queue, 5, 5),
+            frame.marshal(commands.Basic.Qos(prefetch_count=3), 1),
+        )
+    )
 
 
 def _acceptable(result: tuple) -> bool:
@@ -357,9 +396,11 @@ def test_random_bytes_after_the_handshake(target, bystander, data):
     _throw(target, bystander, data)
 
 
-@given(edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4),
-       cut=st.one_of(st.none(), st.integers(0, 10_000)),
-       insert=st.binary(max_size=16))
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4),
+    cut=st.one_of(st.none(), st.integers(0, 10_000)),
+    insert=st.binary(max_size=16),
+)
 @FUZZ
 def test_mutated_valid_frames(target, bystander, edits, cut, insert):
     stream = bytearray(_valid_stream(f"fz-{uuid.uuid4().hex[:8]}"))

@@ -148,7 +148,8 @@ async def test_every_confirmed_message_is_acked_despite_consumers_killed_mid_str
         assert ledger.confirmed - ledger.acked == set(), "confirmed messages were lost"
         assert sum(held) > 0 and ledger.seen_by_victims, "no consumer was killed holding messages"
         assert ledger.seen_by_victims <= ledger.redelivered, (
-            "every message a killed consumer held must come back with redelivered=True")
+            "every message a killed consumer held must come back with redelivered=True"
+        )
         for connection in connections:
             await connection.close()
         connections.clear()

@@ -148,8 +148,9 @@ async def test_acked_messages_stay_gone_unacked_and_requeued_ones_come_back(node
 async def test_dead_lettered_persistent_messages_survive_in_a_durable_dead_letter_queue(node):
     channel = await node.start()
     await channel.queue_declare("dlq", durable=True)
-    await channel.queue_declare("jobs", durable=True, arguments={"x-dead-letter-exchange": "",
-                                                                 "x-dead-letter-routing-key": "dlq"})
+    await channel.queue_declare(
+        "jobs", durable=True, arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dlq"}
+    )
     await channel.basic_publish(b"poison", routing_key="jobs", properties=PERSISTENT)
     got = await channel.basic_get("jobs")
     await channel.basic_reject(got.delivery.delivery_tag, requeue=False)
@@ -185,7 +186,7 @@ async def test_compaction_keeps_the_log_bounded_and_the_content(node, monkeypatc
     await channel.queue_declare("churn", durable=True)
     await channel.basic_publish(b"keeper", routing_key="churn", properties=PERSISTENT)
     keeper = await channel.basic_get("churn")  # held unacked through the churn: must survive compaction
-    for i in range(300):
+    for _ in range(300):
         await channel.basic_publish(b"x" * 500, routing_key="churn", properties=PERSISTENT)
         got = await channel.basic_get("churn", no_ack=True)
         assert got.body == b"x" * 500
@@ -243,10 +244,18 @@ def test_a_torn_tail_costs_only_the_records_it_cut(tmp_path_factory, cut, garbag
 def test_is_persistent_reads_delivery_mode_behind_the_variable_length_properties():
     from pamqp.header import ContentHeader
 
-    for props, expected in [(commands.Basic.Properties(), False), (TRANSIENT, False), (PERSISTENT, True),
-                            (commands.Basic.Properties(content_type="text/plain", content_encoding="utf-8",
-                                                       headers={"a": "b" * 300}, delivery_mode=2), True),
-                            (commands.Basic.Properties(content_type="x", headers={"k": 2}), False)]:
+    for props, expected in [
+        (commands.Basic.Properties(), False),
+        (TRANSIENT, False),
+        (PERSISTENT, True),
+        (
+            commands.Basic.Properties(
+                content_type="text/plain", content_encoding="utf-8", headers={"a": "b" * 300}, delivery_mode=2
+            ),
+            True,
+        ),
+        (commands.Basic.Properties(content_type="x", headers={"k": 2}), False),
+    ]:
         assert is_persistent(ContentHeader(body_size=1, properties=props).marshal()) is expected
 
 

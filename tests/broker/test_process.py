@@ -125,13 +125,20 @@ async def test_a_broker_that_cannot_start_raises_with_its_reason():
 
 def test_the_broker_exits_when_its_parent_is_killed_with_sigkill():
     # No Python runs in a SIGKILLed parent (no finaliser, no atexit): only the stdin pipe's EOF is left.
-    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
         import asyncio, sys, time
         from labkit.broker.process import BrokerProcess
         bp = asyncio.run(BrokerProcess.start())
         print(bp.pid, flush=True)
         time.sleep(600)
-    """)], stdout=subprocess.PIPE)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+    )
     try:
         child = int(parent.stdout.readline())
         assert psutil.Process(child).is_running()
@@ -167,8 +174,7 @@ async def test_an_aiormq_client_survives_a_blocked_kernel_loop_and_the_broker_ke
         other.start()
         time.sleep(block)  # noqa: ASYNC251 - blocking the loop on purpose, like a notebook cell
         other.join(WAIT)
-        assert answered and answered[0] < block / 2, (
-            "another client must be served while the kernel's loop is blocked")
+        assert answered and answered[0] < block / 2, "another client must be served while the kernel's loop is blocked"
         await channel.basic_publish(b"after", routing_key=queue)  # confirmed: the broker still has us
         got = await channel.basic_get(queue, no_ack=True)
         assert got.body == b"after"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from labkit.broker.exchange import headers_match, topic_matches
 from labkit.broker.message import Message
@@ -35,6 +36,7 @@ def test_topic_matches_the_reference(pattern, key):
 def test_topic_examples_from_the_rabbitmq_tutorial():
     def match(p: str, k: str) -> bool:
         return topic_matches(tuple(p.split(".")), tuple(k.split(".")))
+
     assert match("*.orange.*", "quick.orange.rabbit")
     assert match("lazy.#", "lazy") and match("lazy.#", "lazy.pink.rabbit")
     assert not match("*.*.rabbit", "quick.orange.male.rabbit")
@@ -60,8 +62,15 @@ def _messages(n: int) -> list[Message]:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(1, 30).flatmap(lambda n: st.tuples(st.just(n), st.lists(st.booleans(), min_size=n, max_size=n),
-                                                        st.lists(st.integers(1, 4), min_size=1, max_size=6))))
+@given(
+    st.integers(1, 30).flatmap(
+        lambda n: st.tuples(
+            st.just(n),
+            st.lists(st.booleans(), min_size=n, max_size=n),
+            st.lists(st.integers(1, 4), min_size=1, max_size=6),
+        )
+    )
+)
 def test_requeued_messages_return_to_their_original_positions(case):
     """Take messages off the head, requeue any subset in batches of any order: the queue is back
     in publish order."""
@@ -102,9 +111,10 @@ def test_topic_matching_terminates_on_pathological_patterns():
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([1, 2, 3]), st.integers(0, 3), st.binary(max_size=300)),
-                min_size=1, max_size=8),
-       st.lists(st.integers(1, 400), min_size=1, max_size=20))
+@given(
+    st.lists(st.tuples(st.sampled_from([1, 2, 3]), st.integers(0, 3), st.binary(max_size=300)), min_size=1, max_size=8),
+    st.lists(st.integers(1, 400), min_size=1, max_size=20),
+)
 def test_frame_reader_reassembles_frames_however_tcp_splits_them(frames_in, cuts):
     """The broker sees TCP chunks, not frames: any split of the byte stream gives the same frames."""
     import struct

@@ -12,10 +12,13 @@ import asyncio
 
 import aiormq
 import pytest
-from pamqp import body, commands as spec, frame, header
+from pamqp import body, frame, header
+from pamqp import commands as spec
 from pamqp.heartbeat import Heartbeat
 
 from labkit.broker import Broker
+from labkit.broker.channel import ChannelState
+from labkit.broker.connection import ConnectionState
 from labkit.broker.frames import FrameReader
 
 
@@ -32,8 +35,7 @@ class RawClient:
         client = cls(*await asyncio.open_connection("127.0.0.1", port))
         client.writer.write(b"AMQP\x00\x00\x09\x01")
         await client.expect(spec.Connection.Start)
-        client.send(0, spec.Connection.StartOk(client_properties={}, mechanism="PLAIN",
-                                               response="\0guest\0guest"))
+        client.send(0, spec.Connection.StartOk(client_properties={}, mechanism="PLAIN", response="\0guest\0guest"))
         tune = await client.expect(spec.Connection.Tune)
         client.send(0, spec.Connection.TuneOk(tune.channel_max, tune.frame_max, 0))
         client.send(0, spec.Connection.Open("/"))
@@ -85,15 +87,18 @@ async def test_a_message_above_max_message_size_is_refused_after_its_body_and_ne
     raw = await RawClient.connect(broker.port)
     try:
         await open_channel(raw, 1)
-        raw.send(1, spec.Basic.Publish(routing_key="q"), header.ContentHeader(0, 30_000),
-                 body.ContentBody(b"x" * 20_000))
+        raw.send(
+            1, spec.Basic.Publish(routing_key="q"), header.ContentHeader(0, 30_000), body.ContentBody(b"x" * 20_000)
+        )
         await open_channel(raw, 2)  # a round trip: the first two frames have been handled, no close yet
         [conn] = broker.connections
         assert conn.channels[1]._body == [] and 1 in conn.channels
         raw.send(1, body.ContentBody(b"x" * 10_000))
         close = await raw.expect(spec.Channel.Close)
         assert (close.reply_code, close.reply_text) == (
-            406, "PRECONDITION_FAILED - message size 30000 is larger than configured max size 10000")
+            406,
+            "PRECONDITION_FAILED - message size 30000 is larger than configured max size 10000",
+        )
         raw.send(1, spec.Channel.CloseOk())
         raw.send(2, spec.Queue.Declare(queue="after", durable=True))  # the connection is still usable
         assert (await raw.expect(spec.Queue.DeclareOk)).queue == "after"
@@ -158,3 +163,40 @@ async def test_a_message_of_exactly_the_4_3_limit_goes_through_in_frame_max_fram
         await connection.close()
     finally:
         await broker.stop()
+
+
+async def test_a_channel_error_moves_the_channel_through_its_states_and_requeues_once():
+    """The channel's transition table (labkit.broker.channel): a channel error goes OPEN -> CLOSING, releasing
+    its unacked messages at once (back to their queue), and CLOSING -> CLOSED on the client's close-ok, which
+    frees the number. A step the table does not have is refused. The connection goes RUNNING -> CLOSED."""
+    broker = await Broker().start()
+    raw = await RawClient.connect(broker.port)
+    try:
+        await open_channel(raw, 1)
+        [conn] = broker.connections
+        channel = conn.channels[1]
+        assert (conn.state, channel.state) == (ConnectionState.RUNNING, ChannelState.OPEN)
+        raw.send(1, spec.Queue.Declare(queue="held", durable=True))
+        await raw.expect(spec.Queue.DeclareOk)
+        raw.send(1, spec.Basic.Publish(routing_key="held"), header.ContentHeader(0, 2), body.ContentBody(b"hi"))
+        raw.send(1, spec.Basic.Get(queue="held"))
+        await raw.expect(spec.Basic.GetOk)
+        assert [q["messages_unacknowledged"] for q in broker.queues() if q["name"] == "held"] == [1]
+        raw.send(1, spec.Basic.Get(queue="missing"))  # 404: a channel error
+        await raw.expect(spec.Channel.Close)
+        assert channel.state is ChannelState.CLOSING and 1 in conn.channels
+        assert [
+            (q["messages_ready"], q["messages_unacknowledged"]) for q in broker.queues() if q["name"] == "held"
+        ] == [(1, 0)]
+        raw.send(1, spec.Channel.CloseOk())
+        await open_channel(raw, 2)  # a round trip: the close-ok has been handled
+        assert channel.state is ChannelState.CLOSED and 1 not in conn.channels
+        assert [q["messages_ready"] for q in broker.queues() if q["name"] == "held"] == [1]  # requeued once
+        with pytest.raises(RuntimeError, match="cannot go from closed to open"):
+            channel._enter(ChannelState.OPEN)
+        with pytest.raises(RuntimeError, match="cannot go from RUNNING to TUNE"):
+            conn._enter(ConnectionState.TUNE)
+    finally:
+        await raw.close()
+        await broker.stop()
+    assert conn.state is ConnectionState.CLOSED

@@ -46,6 +46,7 @@ async def test_management_routes_and_deleting_a_vhost_closes_its_connections():
     await admin.start()
     try:
         async with aiohttp.ClientSession() as http:
+
             async def call(method, path, body=None):
                 async with http.request(method, admin.url + path, json=body) as r:
                     return r.status, await r.text()

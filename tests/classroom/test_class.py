@@ -12,7 +12,8 @@ import aiormq
 import pytest
 from pamqp.commands import Basic
 
-from labkit.classroom import Classroom, Learner, SimulatedClass, experiments as ex, topology
+from labkit.classroom import Classroom, Learner, SimulatedClass, topology
+from labkit.classroom import experiments as ex
 from labkit.lab import Lab
 from labkit.lifecycle import wait_until
 
@@ -69,11 +70,13 @@ async def test_refusals_and_a_misbehaving_learner_is_contained(classroom):
     try:
         await classroom.wait_for_learners(2)
         # 403 on another learner's queues and on the instructor's queues, each on its own channel.
-        for operation in (lambda ch: ch.queue_purge(topology.inbox("honest")),
-                          lambda ch: ch.basic_consume(topology.own("honest", "control"), lambda m: None),
-                          lambda ch: ch.queue_delete(topology.own("honest", "control")),
-                          lambda ch: ch.basic_get(topology.JOIN),
-                          lambda ch: ch.basic_publish(b"{}", exchange=topology.CONTROL)):
+        for operation in (
+            lambda ch: ch.queue_purge(topology.inbox("honest")),
+            lambda ch: ch.basic_consume(topology.own("honest", "control"), lambda m: None),
+            lambda ch: ch.queue_delete(topology.own("honest", "control")),
+            lambda ch: ch.basic_get(topology.JOIN),
+            lambda ch: ch.basic_publish(b"{}", exchange=topology.CONTROL),
+        ):
             channel = await rogue.conn.channel()
             with pytest.raises(aiormq.exceptions.ChannelAccessRefused, match="ACCESS_REFUSED"):
                 await operation(channel)
@@ -90,9 +93,13 @@ async def test_refusals_and_a_misbehaving_learner_is_contained(classroom):
         # A flood (while the instructor pings): it lands only in the rogue's own inbox, which never holds
         # more than its max-length (beyond it the broker nacks), and control messages still arrive.
         flood = await rogue.conn.channel()
-        burst = asyncio.gather(*(flood.basic_publish(b"{}", exchange=topology.INBOX, routing_key="rogue",
-                                                     properties=props) for _ in range(1500)),
-                               return_exceptions=True)
+        burst = asyncio.gather(
+            *(
+                flood.basic_publish(b"{}", exchange=topology.INBOX, routing_key="rogue", properties=props)
+                for _ in range(1500)
+            ),
+            return_exceptions=True,
+        )
         rtt, _ = await asyncio.gather(classroom.ping(among=["honest"]), burst)
         assert "honest" in rtt
         assert await classroom.depth(topology.inbox("rogue")) <= topology.INBOX_MAX_LENGTH
@@ -109,7 +116,9 @@ async def test_refusals_and_a_misbehaving_learner_is_contained(classroom):
         await rogue.leave()
 
 
-@pytest.mark.skipif(not os.environ.get("CLASSROOM_FULL"), reason="every experiment with the full class: CLASSROOM_FULL=1")
+@pytest.mark.skipif(
+    not os.environ.get("CLASSROOM_FULL"), reason="every experiment with the full class: CLASSROOM_FULL=1"
+)
 async def test_the_class_runs_every_experiment(classroom):
     """Done means: a class of SIZE simulated learners runs every experiment, start to finish."""
     sim = await SimulatedClass(classroom.code, SIZE).start()

@@ -40,8 +40,11 @@ CASES = [
     ("declare own exchange", lambda ch: ch.exchange_declare("u.x", exchange_type="fanout"), None),
     ("delete exchange", lambda ch: ch.exchange_delete("xn"), ("exchange", "xn")),
     ("direct reply-to", lambda ch: ch.basic_consume("amq.rabbitmq.reply-to", lambda m: None, no_ack=True), None),
-    ("dead-letter to xn", lambda ch: ch.queue_declare("u.d", exclusive=True,
-                                                       arguments={"x-dead-letter-exchange": "xn"}), ("exchange", "xn")),
+    (
+        "dead-letter to xn",
+        lambda ch: ch.queue_declare("u.d", exclusive=True, arguments={"x-dead-letter-exchange": "xn"}),
+        ("exchange", "xn"),
+    ),
 ]
 
 
@@ -97,14 +100,15 @@ async def test_refusals_match_rabbitmq(setup):
     expected = {label: None if e is None else refused(*e, vhost, user) for label, _op, e in CASES}
     assert got == expected
     conn = await aiormq.connect(url)
-    with pytest.raises(aiormq.exceptions.ChannelAccessRefused,
-                       match=r"access to queue 'amq\.gen-[\w-]{22}' in vhost"):  # server-named
+    with pytest.raises(
+        aiormq.exceptions.ChannelAccessRefused, match=r"access to queue 'amq\.gen-[\w-]{22}' in vhost"
+    ):  # server-named
         await (await conn.channel()).queue_declare("", exclusive=True)
     await conn.close()
 
 
 async def test_login_and_vhost_refusals(setup):
-    url, vhost, user, base = setup
+    _url, vhost, user, base = setup
     with pytest.raises(aiormq.exceptions.ProbableAuthenticationError, match="Login was refused"):
         await aiormq.connect(f"amqp://{user}:wrong@{base}/{vhost}")
     for other in ("nope-" + secrets.token_hex(3), ""):  # a missing vhost, and '/' where u1 has no permissions

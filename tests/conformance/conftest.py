@@ -75,7 +75,7 @@ async def embedded_broker():
 
 @pytest.fixture
 def broker_kind(request) -> str:
-    """"embedded", "embedded-4.3", "embedded-3.10" or "rabbitmq": which broker this run talks to."""
+    """ "embedded", "embedded-4.3", "embedded-3.10" or "rabbitmq": which broker this run talks to."""
     return request.param
 
 

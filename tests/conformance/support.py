@@ -22,6 +22,8 @@ from pamqp import commands as spec
 from pamqp.heartbeat import Heartbeat
 from yarl import URL
 
+from labkit.lifecycle import wait_until
+
 WAIT = 5.0
 """Seconds to wait for something that should happen (generous: a loaded 2-core machine)."""
 
@@ -124,12 +126,12 @@ class WireTap(TCPTransportFactory):
 
     async def wait_for(self, frame_type: type, timeout: float = WAIT) -> None:
         """Wait until a frame of ``frame_type`` has arrived; fail the test after ``timeout``."""
-        try:
-            async with asyncio.timeout(timeout):
-                while not any(isinstance(frame, frame_type) for _, frame, _ in self.frames()):
-                    await asyncio.sleep(0.02)
-        except TimeoutError:
-            raise AssertionError(f"no {frame_type.__name__} frame from the broker") from None
+        await wait_until(
+            lambda: any(isinstance(frame, frame_type) for _, frame, _ in self.frames()),
+            timeout=timeout,
+            what=f"a {frame_type.__name__} frame from the broker",
+            interval=0.02,
+        )
 
     def heartbeats(self) -> int:
         """How many heartbeat frames the broker sent."""
@@ -293,4 +295,3 @@ class Client:
             channel = await connection.channel(publisher_confirms=False)
             await operation(channel)
             await channel.close()
-

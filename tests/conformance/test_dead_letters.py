@@ -127,8 +127,9 @@ async def test_delayed_retry_loop_counts_each_death_per_queue_and_reason(client)
     # The retry-with-delay pattern: work --reject--> wait queue --TTL--> back to work.
     work, wait = client.queue_name(), client.queue_name()
     await client.queue(work, arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": wait})
-    await client.queue(wait, arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": work,
-                                        "x-message-ttl": 20})
+    await client.queue(
+        wait, arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": work, "x-message-ttl": 20}
+    )
     await client.publish(work, "job")
     channel = await client.channel()
     for _ in range(2):

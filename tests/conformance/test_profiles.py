@@ -16,7 +16,8 @@ DENIED = (
     "actual version to be determined.\n"
     "To continue using this feature when it is not permitted by default, set the following parameter in "
     "your configuration:\n"
-    '    "deprecated_features.permit.{feature} = true"')
+    '    "deprecated_features.permit.{feature} = true"'
+)
 
 
 def denied(feature: str) -> str:
@@ -45,7 +46,9 @@ async def test_transient_non_exclusive_queue(client, profile):
     assert connection.is_closed
 
 
-@pytest.mark.parametrize("options", [{"durable": True}, {"exclusive": True}, {"durable": True, "arguments": {"x-expires": 60_000}}])
+@pytest.mark.parametrize(
+    "options", [{"durable": True}, {"exclusive": True}, {"durable": True, "arguments": {"x-expires": 60_000}}]
+)
 async def test_durable_or_exclusive_queues_work_on_both(client, profile, options):
     channel = await client.channel()
     name = client.queue_name()
@@ -81,8 +84,10 @@ async def test_classic_queue_version_1(client, profile):
         return
     with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed) as refused:
         await channel.queue_declare(name, durable=True, arguments={"x-queue-version": 1})
-    assert refused.value.args[0] == (f"PRECONDITION_FAILED - invalid arg 'x-queue-version' for queue '{name}' in "
-                                     "vhost '/': \"unsupported queue version '1'\"")
+    assert refused.value.args[0] == (
+        f"PRECONDITION_FAILED - invalid arg 'x-queue-version' for queue '{name}' in "
+        "vhost '/': \"unsupported queue version '1'\""
+    )
 
 
 async def test_queue_version_2_and_queue_mode_are_accepted(client, profile):

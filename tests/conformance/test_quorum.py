@@ -12,15 +12,19 @@ QUORUM = {"x-queue-type": "quorum"}
 
 @pytest.mark.parametrize(
     ("options", "property_name"),
-    [({"durable": True, "exclusive": True}, "exclusive-owner"), ({"durable": True, "auto_delete": True}, "auto-delete")],
+    [
+        ({"durable": True, "exclusive": True}, "exclusive-owner"),
+        ({"durable": True, "auto_delete": True}, "auto-delete"),
+    ],
 )
 async def test_quorum_queue_must_not_be_exclusive_or_auto_delete(client, options, property_name):
     channel = await client.channel()
     name = client.queue_name()
     with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed) as refused:
         await channel.queue_declare(name, arguments=QUORUM, **options)
-    assert refused.value.args[0] == (f"PRECONDITION_FAILED - invalid property '{property_name}' for queue "
-                                     f"'{name}' in vhost '/'")
+    assert refused.value.args[0] == (
+        f"PRECONDITION_FAILED - invalid property '{property_name}' for queue '{name}' in vhost '/'"
+    )
 
 
 @pytest.mark.profiles
@@ -33,7 +37,10 @@ async def test_transient_quorum_queue_is_refused(client, profile):
     if profile == "3.10":
         with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed) as refused:
             await channel.queue_declare(name, durable=False, arguments=QUORUM)
-        assert refused.value.args[0] == f"PRECONDITION_FAILED - invalid property 'non-durable' for queue '{name}' in vhost '/'"
+        assert (
+            refused.value.args[0]
+            == f"PRECONDITION_FAILED - invalid property 'non-durable' for queue '{name}' in vhost '/'"
+        )
     else:
         with pytest.raises(aiormq.exceptions.ConnectionInternalError, match="transient_nonexcl_queues"):
             await channel.queue_declare(name, durable=False, arguments=QUORUM)
@@ -72,8 +79,10 @@ async def test_classic_queue_rejects_delivery_limit(client):
     name = client.queue_name()
     with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed) as refused:
         await channel.queue_declare(name, durable=True, arguments={"x-delivery-limit": 2})
-    assert refused.value.args[0] == (f"PRECONDITION_FAILED - invalid arg 'x-delivery-limit' for queue '{name}' "
-                                     "in vhost '/' of queue type rabbit_classic_queue")
+    assert refused.value.args[0] == (
+        f"PRECONDITION_FAILED - invalid arg 'x-delivery-limit' for queue '{name}' "
+        "in vhost '/' of queue type rabbit_classic_queue"
+    )
 
 
 @pytest.mark.parametrize("limit", [-1, "twenty"])

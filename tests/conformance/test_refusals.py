@@ -10,9 +10,10 @@ import pytest
 from .support import props
 
 
-@pytest.mark.parametrize(("expiration", "reason"), [
-    ("soon", "no_integer"), ("-1", "{value_negative,-1}"), ("12abc", '{leftover_string,"abc"}'),
-    (" 5", "no_integer")])
+@pytest.mark.parametrize(
+    ("expiration", "reason"),
+    [("soon", "no_integer"), ("-1", "{value_negative,-1}"), ("12abc", '{leftover_string,"abc"}'), (" 5", "no_integer")],
+)
 async def test_invalid_expiration_texts(client, expiration, reason):
     queue = await client.queue()
     channel = await client.channel()
@@ -30,9 +31,13 @@ async def test_signed_expiration_is_accepted(client):
 async def test_exclusive_quorum_queue_text(client):
     name = client.queue_name()
     with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed) as refused:
-        await (await client.channel()).queue_declare(name, durable=True, exclusive=True,
-                                                     arguments={"x-queue-type": "quorum"})
-    assert refused.value.args[0] == f"PRECONDITION_FAILED - invalid property 'exclusive-owner' for queue '{name}' in vhost '/'"
+        await (await client.channel()).queue_declare(
+            name, durable=True, exclusive=True, arguments={"x-queue-type": "quorum"}
+        )
+    assert (
+        refused.value.args[0]
+        == f"PRECONDITION_FAILED - invalid property 'exclusive-owner' for queue '{name}' in vhost '/'"
+    )
 
 
 async def test_redeclaring_an_exclusive_queue_without_exclusive_is_resource_locked_first(client):
@@ -48,7 +53,8 @@ async def test_redeclaring_an_exclusive_queue_without_exclusive_is_resource_lock
     assert refused.value.args[0] == (
         f"RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '{name}' in vhost '/'. It could be "
         "originally declared on another connection or the exclusive property value does not match that of "
-        "the original declaration.")
+        "the original declaration."
+    )
 
 
 async def test_declaring_a_shared_queue_exclusive_is_resource_locked(client):
@@ -81,7 +87,10 @@ async def test_opening_more_channels_than_channel_max_closes_the_connection(clie
         await connection.channel()
     with pytest.raises(aiormq.exceptions.ConnectionNotAllowed) as refused:
         await connection.channel()
-    assert refused.value.args[0] == "NOT_ALLOWED - number of channels opened (3) has reached the negotiated channel_max (3)"
+    assert (
+        refused.value.args[0]
+        == "NOT_ALLOWED - number of channels opened (3) has reached the negotiated channel_max (3)"
+    )
 
 
 async def test_message_of_max_message_size_works_one_byte_more_is_refused(client, reconfigure):
@@ -93,4 +102,6 @@ async def test_message_of_max_message_size_works_one_byte_more_is_refused(client
     assert len(message.body) == 300_000
     with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed) as refused:
         await channel.basic_publish(b"x" * 300_001, routing_key=queue)
-    assert refused.value.args[0] == "PRECONDITION_FAILED - message size 300001 is larger than configured max size 300000"
+    assert (
+        refused.value.args[0] == "PRECONDITION_FAILED - message size 300001 is larger than configured max size 300000"
+    )

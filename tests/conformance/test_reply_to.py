@@ -30,9 +30,7 @@ async def test_direct_reply_to_round_trip(client):
     channel = await client.channel()
     replies = Inbox()
     await channel.basic_consume(REPLY_TO, replies, no_ack=True)
-    await channel.basic_publish(
-        b"ping", routing_key=queue, properties=props(reply_to=REPLY_TO, correlation_id="rpc-1")
-    )
+    await channel.basic_publish(b"ping", routing_key=queue, properties=props(reply_to=REPLY_TO, correlation_id="rpc-1"))
     [reply] = await replies.take()
     assert (reply.body, reply.header.properties.correlation_id) == (b"re:ping", "rpc-1")
     await replies.nothing()

@@ -29,7 +29,9 @@ async def read_from(client, queue, offset, prefetch=100):
 async def test_stream_must_be_durable(client, profile):
     # 4.3 refuses a transient non-exclusive queue (541, connection) before the stream type looks at it.
     channel = await client.channel()
-    refusal = aiormq.exceptions.ChannelPreconditionFailed if profile == "3.10" else aiormq.exceptions.ConnectionInternalError
+    refusal = (
+        aiormq.exceptions.ChannelPreconditionFailed if profile == "3.10" else aiormq.exceptions.ConnectionInternalError
+    )
     with pytest.raises(refusal, match="non-durable" if profile == "3.10" else "transient_nonexcl_queues"):
         await channel.queue_declare(client.queue_name(), arguments=STREAM)
 
@@ -66,7 +68,7 @@ async def test_stream_offset_last_starts_in_the_last_chunk(client):
     got = text(first + await inbox.take(inbox.count()))
     # "last" starts at the beginning of the last chunk written, so how many old messages come back
     # depends on chunking: assert it is a non-empty tail of the log that ends with the newest message.
-    assert got == BODIES[-len(got):]
+    assert got == BODIES[-len(got) :]
 
 
 async def read_at(client, queue, seconds: int) -> list[str]:

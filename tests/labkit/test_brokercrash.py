@@ -44,7 +44,7 @@ async def test_on_rabbitmq_the_outage_is_simulated_and_says_so():
         assert run.streams["confirmed"]["lost"] == 0
         assert run.streams["transient"]["kept_of_those"] == run.streams["transient"]["published_before_crash"]
         with pytest.raises(RuntimeError, match="cannot crash or restart"):
-            lab.broker
+            _ = lab.broker
 
 
 async def test_bad_arguments_are_refused_by_name():
@@ -54,7 +54,7 @@ async def test_bad_arguments_are_refused_by_name():
         with pytest.raises(ValueError, match="rate must be"):
             await brokercrash.run(lab, rate=0)
         with pytest.raises(RuntimeError, match="runs no embedded broker"):
-            lab.broker
+            _ = lab.broker
 
 
 async def test_the_lab_owns_its_data_directory_and_durable_state_survives_its_restart(monkeypatch):

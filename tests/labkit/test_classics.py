@@ -36,8 +36,9 @@ async def test_calibration_measures_slack_and_hops(http_lab):
 def test_simulated_fanout_matches_the_formula():
     scenario = tail.TailScenario(p=0.05, fanout=20)
     result = tail.simulate_fanout(scenario, HOPS, requests=2000)
-    assert result.hiccup_fraction == pytest.approx(scenario.predicted_slow_fraction,
-                                                   abs=calibrate.binomial_margin(0.64, 2000))
+    assert result.hiccup_fraction == pytest.approx(
+        scenario.predicted_slow_fraction, abs=calibrate.binomial_margin(0.64, 2000)
+    )
     assert all(t >= scenario.slow for t, slow in zip(result.latencies, result.hiccuped) if slow)
 
 
@@ -116,7 +117,7 @@ def test_simulated_retries_match_the_closed_forms():
     assert budgets.simulate_load(scenario, False) == pytest.approx(3.0)
     assert budgets.simulate_load(scenario, True) == pytest.approx(1.1)
     assert budgets.simulate_chain(scenario, 2) == 64 == budgets.chain_amplification(3, 3, None)
-    assert budgets.simulate_chain(scenario, 100, True) == pytest.approx(1.1 ** 3, abs=0.1)
+    assert budgets.simulate_chain(scenario, 100, True) == pytest.approx(1.1**3, abs=0.1)
     assert budgets.budget_amplification(0.5, 3, None) == pytest.approx(1.75)
 
 

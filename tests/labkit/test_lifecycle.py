@@ -6,9 +6,12 @@ import aiohttp
 import aiormq
 import pytest
 from aiohttp import web
+from aiormq.abc import DeliveredMessage
+from pamqp.commands import Basic
+from pamqp.header import ContentHeader
 
 from labkit import Lab
-from labkit.lifecycle import AmqpWorker, Component, HttpApp, Part, unique, wait_until
+from labkit.lifecycle import AmqpWorker, Component, HttpApp, Part, delivery_tag, started, unique, wait_until
 
 
 class Hello(HttpApp):
@@ -70,6 +73,22 @@ async def test_wait_until_names_what_it_waited_for():
 async def test_wait_until_rejects_bad_bounds(kwargs, name):
     with pytest.raises(ValueError, match=f"^{name} must be"):
         await wait_until(lambda: True, **kwargs)
+
+
+def test_started_returns_the_resource_or_says_the_part_is_not_running():
+    channel = object()
+    assert started(channel, "the classroom") is channel
+    with pytest.raises(RuntimeError, match="the classroom is not running"):
+        started(None, "the classroom")
+
+
+def test_delivery_tag_of_a_delivery_and_of_a_get_empty():
+    header = ContentHeader(0, 0)
+    deliver = DeliveredMessage(Basic.Deliver("ctag", 7), header, b"", None)  # no channel needed to read the tag
+    assert delivery_tag(deliver) == 7
+    empty = DeliveredMessage(Basic.GetEmpty(), header, b"", None)  # no channel needed to read the tag
+    with pytest.raises(ValueError, match="no delivery tag: it came with GetEmpty"):
+        delivery_tag(empty)
 
 
 def test_unique_names_differ_and_keep_the_prefix():

@@ -4,16 +4,33 @@ import nbformat
 import pytest
 
 from labkit.exercises import Choice, Numeric, Quiz
-from labkit.sealed import (SealedChoice, SealedNumeric, notebook_question_secrets, question_calls, seal,
-                           seal_notebook, seal_source)
+from labkit.sealed import (
+    SealedChoice,
+    SealedNumeric,
+    notebook_question_secrets,
+    question_calls,
+    seal,
+    seal_notebook,
+    seal_source,
+)
 
-CHAIN = Numeric("Availability of five 99.5 % services in a row", answer=0.995 ** 5, rel_tol=0.001,
-                mistakes=[(0.995, "that is one service; a request needs all five at once.")],
-                hint="multiply", explanation="Five hops multiply.")
-LATENCY = Numeric("Latency of the chain (ms)", answer=160, rel_tol=0, abs_tol=5, unit="ms",
-                  mistakes=[(100, "that is email alone.")])
-PICK = Choice("Which one?", {"call": "It waits.", "queue": "It does not wait for the work."}, correct="queue",
-              explanation="Only the queue takes it off the path.")
+CHAIN = Numeric(
+    "Availability of five 99.5 % services in a row",
+    answer=0.995**5,
+    rel_tol=0.001,
+    mistakes=[(0.995, "that is one service; a request needs all five at once.")],
+    hint="multiply",
+    explanation="Five hops multiply.",
+)
+LATENCY = Numeric(
+    "Latency of the chain (ms)", answer=160, rel_tol=0, abs_tol=5, unit="ms", mistakes=[(100, "that is email alone.")]
+)
+PICK = Choice(
+    "Which one?",
+    {"call": "It waits.", "queue": "It does not wait for the work."},
+    correct="queue",
+    explanation="Only the queue takes it off the path.",
+)
 MULTI = Choice("Which are async?", {"publish": "yes", "GET": "no", "webhook": "yes"}, correct=["publish", "webhook"])
 
 
@@ -39,12 +56,14 @@ def test_sealed_choice_agrees_and_decrypts_only_the_feedback_it_shows():
 
 
 def test_sealed_source_runs_and_holds_no_answer():
-    source = ('x = ...\nNumeric("Latency of the chain (ms)", answer=160, rel_tol=0, abs_tol=5, unit="ms",\n'
-              '        mistakes=[(100, "that is email alone.")]).check(x)\n')
+    source = (
+        'x = ...\nNumeric("Latency of the chain (ms)", answer=160, rel_tol=0, abs_tol=5, unit="ms",\n'
+        '        mistakes=[(100, "that is email alone.")]).check(x)\n'
+    )
     sealed = seal_source(source)
     assert "answer=" not in sealed and "email alone" not in sealed and "160" not in sealed
     namespace = {"Numeric": Numeric}
-    exec(sealed.replace(".check(x)", ".check(162)"), namespace)  # noqa: S102 - the sealed cell runs
+    exec(sealed.replace(".check(x)", ".check(162)"), namespace)
     checker = eval(sealed.split("\n", 2)[2].rsplit(".check", 1)[0], {**namespace, "SealedNumeric": SealedNumeric})
     assert checker.check(162).ok and not checker.check(100).ok
 
@@ -56,11 +75,14 @@ def test_questions_that_depend_on_the_run_are_left_alone():
 
 
 def test_notebook_constants_let_questions_seal():
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("P, SLOW = 0.02, 0.5\nlab = await start()"),
-        nbformat.v4.new_code_cell("Numeric('Slow fraction', answer=theory.fanout_slow_probability(P, 100),"
-                                  " abs_tol=0.04).check(guess)"),
-    ])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("P, SLOW = 0.02, 0.5\nlab = await start()"),
+            nbformat.v4.new_code_cell(
+                "Numeric('Slow fraction', answer=theory.fanout_slow_probability(P, 100), abs_tol=0.04).check(guess)"
+            ),
+        ]
+    )
     secrets = notebook_question_secrets(nb)
     assert secrets == ["answer=theory.fanout_slow_probability(P, 100)"]
     sealed = seal_notebook(nb)
