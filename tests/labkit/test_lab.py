@@ -185,16 +185,17 @@ async def test_stop_warns_about_a_failed_part_but_still_releases_the_rest(unique
 
 
 async def test_a_proxy_in_front_of_a_service_injects_faults_and_is_owned(http_lab):
-    from labkit.faults import Down, Latency
+    from labkit.faults import Latency
 
     payment = await http_lab.service("payment", service_time=0.0)
     proxy = await http_lab.proxy(payment)
     order = await http_lab.service("order", service_time=0.0, downstream=[proxy], timeout=2.0)
     assert (await http_lab.call(order))["downstream"][0]["name"] == "payment"
-    proxy.set(Down())
+    proxy.down()
     with pytest.raises(HTTPStatusError) as err:
         await http_lab.call(order)
     assert err.value.status == 502
+    proxy.up()
     proxy.set(Latency(150))
     await http_lab.call(order)
     assert order.records[-1].latency > 0.15 > payment.records[-1].latency
