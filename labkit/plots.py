@@ -20,9 +20,9 @@ from typing import Any
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from labkit import render
+from labkit import alt_text, render
 from labkit._validate import non_negative, positive
-from labkit.metrics import Recording, percentile
+from labkit.metrics import Recording, as_t0, percentile
 
 __all__ = [
     "OKABE_ITO",
@@ -38,6 +38,7 @@ __all__ = [
     "success_rate",
     "measured_vs_predicted",
     "trace_waterfall",
+    "attempts",
 ]
 
 render.activate()
@@ -74,9 +75,13 @@ pio.templates[TEMPLATE] = go.layout.Template(
     layout=dict(
         colorway=COLORS,
         font=dict(family="Source Sans Pro, Helvetica, Arial, sans-serif", size=14),
-        title=dict(x=0.0, xanchor="left", font=dict(size=18)),
+        # The title sits at the top of the figure and the legend just above the plot area, below it: the
+        # top margin leaves room for two legend rows between them (tests/book/test_built_book.py checks).
+        title=dict(
+            x=0.0, xanchor="left", yref="container", y=1.0, yanchor="top", pad=dict(t=10, l=4), font=dict(size=18)
+        ),
         legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0.0),
-        margin=dict(l=70, r=20, t=80, b=60),
+        margin=dict(l=70, r=20, t=92, b=60),
         height=420,
         hovermode="closest",
         xaxis=dict(showgrid=True, gridcolor="#E5E5E5", zeroline=False),
@@ -207,9 +212,14 @@ def latency_cdf(
     for a Recording).
     """
     fig = figure(title, "latency (ms)", "fraction of requests ≤ latency", yaxis_range=[0, 1.02])
+    summary = []
     for i, (name, data) in enumerate(_items("latencies", latencies)):
         values = sorted(_ms(_latencies(name, data)))
         n = len(values)
+        summary.append(
+            f"{name}: {n} requests"
+            + "".join(f", p{q:g} {alt_text.number(percentile(values, q))} ms" for q in marks if n)
+        )
         color = COLORS[i % len(COLORS)]
         fig.add_trace(
             go.Scatter(
@@ -235,6 +245,7 @@ def latency_cdf(
                         name=f"{name} p{q:g}",
                     )
                 )
+    fig.update_layout(meta={"description": "; ".join(summary)})
     if log_x:
         fig.update_xaxes(type="log")
     return fig
@@ -359,6 +370,15 @@ def measured_vs_predicted(
         )
     )
     inside = [a <= m <= b for m, a, b in zip(measured, lo, hi)]
+    fig.update_layout(
+        meta={
+            "description": "; ".join(
+                f"{k}: measured {alt_text.number(m)}, predicted {alt_text.number(p)}, "
+                f"{'within' if ok else 'outside'} the tolerance of {band}"
+                for k, m, p, ok in zip(x, measured, predicted, inside)
+            )
+        }
+    )
     fig.add_trace(
         go.Scatter(
             x=list(x),
@@ -375,6 +395,39 @@ def measured_vs_predicted(
         )
     )
     return fig
+
+
+def attempts(
+    rows: Mapping[str, Sequence[tuple[float, bool]]],
+    *,
+    t0: Any = None,
+    faults: Iterable[Any] | None = None,
+    title: str = "Attempts over time",
+    row_title: str = "item",
+) -> go.Figure:
+    """One row per item (an event, a message), one marker per attempt at its time (s since ``t0``):
+    a filled circle for the attempt that succeeded, a cross for each that failed; fault bands shaded.
+
+    ``rows``: ``{name: [(monotonic time, succeeded), ...]}``.
+    """
+    start = as_t0(t0)
+    fig = figure(title, "time since start (s)", row_title, height=max(300, 140 + 14 * len(rows)))
+    for ok, name, colour, symbol in (
+        (False, "failed attempt", OKABE_ITO["vermillion"], "x"),
+        (True, "delivered", OKABE_ITO["bluish green"], "circle"),
+    ):
+        points = [(t - start, row) for row, tries in _items("rows", rows) for t, good in tries if good == ok]
+        fig.add_trace(
+            go.Scatter(
+                x=[t for t, _ in points],
+                y=[r for _, r in points],
+                mode="markers",
+                name=name,
+                marker=dict(color=colour, symbol=symbol, size=8),
+            )
+        )
+    fig.update_yaxes(autorange="reversed", type="category")
+    return add_fault_bands(fig, faults)
 
 
 def trace_waterfall(spans: Sequence[Any], *, title: str = "One request, hop by hop") -> go.Figure:
@@ -398,8 +451,16 @@ def trace_waterfall(spans: Sequence[Any], *, title: str = "One request, hop by h
         return f"{'· ' * max(0, d - 1)}{'└ ' if d else ''}{span.name}  [{k}]"
 
     labels = [label(k, s) for k, s in enumerate(spans, 1)]
+    # Five kinds make a legend too wide for one row on a narrow page: it goes under the plot, where it
+    # cannot reach the title.
     fig = figure(
-        title, "time since the request began (ms)", "span", height=max(260, 60 + 32 * len(spans)), barmode="overlay"
+        title,
+        "time since the request began (ms)",
+        "span",
+        height=max(300, 130 + 32 * len(spans)),
+        barmode="overlay",
+        margin=dict(t=60, b=110),
+        legend=dict(orientation="h", yref="container", y=0.0, yanchor="bottom", x=0.0, xanchor="left"),
     )
     for kind in dict.fromkeys(s.kind for s in spans):
         idx = [i for i, s in enumerate(spans) if s.kind == kind]
@@ -418,6 +479,17 @@ def trace_waterfall(spans: Sequence[Any], *, title: str = "One request, hop by h
             )
         )
     fig.update_yaxes(categoryorder="array", categoryarray=labels, autorange="reversed")
+    end = max((s.end or s.start) for s in spans)
+    first = spans[0]
+    fig.update_layout(
+        meta={
+            "description": (
+                f"{len(spans)} spans over {alt_text.number((end - t0) * 1e3)} ms; the first, {first.name}, lasts "
+                f"{alt_text.number(((first.end or first.start) - first.start) * 1e3)} ms"
+                + "".join(f"; {k}: {sum(s.kind == k for s in spans)}" for k in dict.fromkeys(s.kind for s in spans))
+            )
+        }
+    )
     return fig
 
 

@@ -6,6 +6,7 @@ is pure arithmetic (no I/O, no clock), in consistent units chosen by the caller 
 second in the chapters).
 
 Sources:
+
 - Availability of a series system: any reliability text, e.g. Trivedi, *Probability and Statistics with
   Reliability, Queuing and Computer Science Applications* (2nd ed., 2016), §3.5 "series systems".
 - Little's law: J. D. C. Little, "A Proof for the Queuing Formula L = λW", Operations Research 9(3), 1961.

@@ -128,7 +128,9 @@ def source_fingerprint(root: Path) -> str:
 
 
 def clear_stale_cache(app: Sphinx) -> None:
-    """In ``cache`` mode, drop the jupyter-cache when labkit changed since it was filled."""
+    """In ``cache`` mode, drop the jupyter-cache when labkit changed since it was filled, and remember it
+    (``app.labkit_changed``) so that :func:`notebooks_outdated` has Sphinx read every notebook again."""
+    app.labkit_changed = False
     if app.config.nb_execution_mode != "cache":
         return
     # myst-nb's default when JB1 leaves nb_execution_cache_path empty: <outdir>/../.jupyter_cache
@@ -138,13 +140,23 @@ def clear_stale_cache(app: Sphinx) -> None:
     if cache.exists() and (not stamp.exists() or stamp.read_text() != current):
         LOG.info("labkit changed since the notebooks were cached: clearing %s", cache)
         shutil.rmtree(cache)
+        app.labkit_changed = True
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(current)
+
+
+def notebooks_outdated(app: Sphinx, env: Any, added: set, changed: set, removed: set) -> list[str]:
+    """Every notebook, when labkit changed: Sphinx re-reads only the files that changed, so an unchanged
+    notebook would keep the page it built from the old labkit's outputs, even with the cache cleared."""
+    if not getattr(app, "labkit_changed", False):
+        return []
+    return sorted(doc for doc in env.found_docs if str(env.doc2path(doc)).endswith(".ipynb"))
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("builder-inited", copy_assets)
     app.connect("builder-inited", clear_stale_cache)
+    app.connect("env-get-outdated", notebooks_outdated)
     app.connect("html-page-context", add_page_scripts)
     # After every other html-page-context handler has added its scripts.
     app.connect("html-page-context", drop_duplicate_scripts, priority=999)

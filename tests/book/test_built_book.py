@@ -3,7 +3,9 @@
 Why: a book that renders only with a CDN at hand fails its readers on a train and fails silently in
 review (a blank box where the figure was). This opens every page of ``_build/html`` in headless Chromium
 served from 127.0.0.1, refuses every request to any other host, and checks that each plotly figure drew
-an SVG with data traces, each widget view rendered, each formula was typeset, and nothing raised.
+an SVG with data traces, each widget view rendered, each formula was typeset, and nothing raised;
+that each figure carries a text alternative naming its numbers (``labkit.alt_text``), and that no
+figure's legend overlaps its title or its x axis's title.
 Screenshots of every figure and widget go to ``_build/screenshots/`` for a human look.
 
 Runs when named on the command line (``make book`` does: ``pytest tests/book/test_built_book.py``) and
@@ -121,6 +123,34 @@ def save_screenshots(page, page_path: str) -> None:
             element.screenshot(path=str(SCREENSHOTS / f"{stem}__{kind}{i}.png"))
 
 
+# Per drawn figure: its text alternative (role="img", an aria-label naming at least one number, and the
+# hidden paragraph it points to, which names at least as many), and the parts of the SVG that must not
+# overlap: the title with the legend, and the legend with the x axis's title. Figures in closed dropdowns
+# have no size and are only checked for their text.
+_FIGURE_CHECK = """() => [...document.querySelectorAll('.labkit-plotly')].flatMap((div, i) => {
+    const problems = [];
+    const name = `figure ${i} (${(div.querySelector('.gtitle') || {}).textContent || 'untitled'})`;
+    const label = div.getAttribute('aria-label') || '';
+    const text = document.getElementById(div.getAttribute('aria-describedby') || '');
+    if (div.getAttribute('role') !== 'img') problems.push(`${name}: no role="img"`);
+    if (!/\\d/.test(label)) problems.push(`${name}: its aria-label names no number: "${label}"`);
+    if (!text || !/\\d/.test(text.textContent)) problems.push(`${name}: no hidden description with numbers`);
+    const box = sel => { const e = div.querySelector(sel); if (!e) return null;
+                         const r = e.getBoundingClientRect(); return r.width && r.height ? r : null; };
+    const overlap = (a, b) => a && b && a.left < b.right - 1 && b.left < a.right - 1 &&
+                                        a.top < b.bottom - 1 && b.top < a.bottom - 1;
+    const [title, legend, xtitle] = [box('.gtitle'), box('.legend'), box('.xtitle')];
+    if (overlap(title, legend)) problems.push(`${name}: the legend overlaps the title`);
+    if (overlap(legend, xtitle)) problems.push(`${name}: the legend overlaps the x axis's title`);
+    return problems;
+})"""
+
+
+def check_figures(page) -> list[str]:
+    """What is wrong with the page's drawn figures, one line per problem (see _FIGURE_CHECK)."""
+    return page.evaluate(_FIGURE_CHECK)
+
+
 def test_pages_were_found():
     assert "book/intro.html" in PAGES, f"the built book at {HTML} has no intro page: {PAGES}"
 
@@ -147,6 +177,7 @@ def test_page_renders_offline(browser, base_url, page_path):
                 arg=figures,
                 timeout=RENDER_TIMEOUT_MS,
             )
+        figure_problems = check_figures(page) if figures else []
         if widgets:
             # The embedder puts each view in a .widget-subarea next to its script tag.
             page.wait_for_function(
@@ -168,6 +199,8 @@ def test_page_renders_offline(browser, base_url, page_path):
     assert log.outside == [], f"{page_path} asked for hosts other than {LOCAL_HOST}: {log.outside}"
     assert log.errors == [], f"{page_path} raised in the browser: {log.errors}"
     assert log.failed == [], f"{page_path} requested missing files: {log.failed}"
+    assert figure_problems == [], f"{page_path}: figures without a text alternative, or overlapping parts:\n" + \
+        "\n".join(figure_problems)
     loaded_plotly = any(url.endswith("/plotly.min.js") for url in log.requested)
     assert loaded_plotly == bool(figures), (
         f"{page_path}: plotly.min.js loaded={loaded_plotly} but the page has {figures} figure(s): "

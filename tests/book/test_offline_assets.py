@@ -132,6 +132,16 @@ def test_cache_from_another_labkit_is_cleared(build_dir):
     assert not (build_dir / ".jupyter_cache").exists()
 
 
+def test_notebooks_are_read_again_only_when_labkit_changed(build_dir):
+    env = SimpleNamespace(found_docs={"book/intro", "chapters/01-a", "chapters/02-b"},
+                          doc2path=lambda doc: f"/src/{doc}.{'md' if doc.startswith('book') else 'ipynb'}")
+    app = RecordingApp(build_dir / "html")
+    offline_assets.clear_stale_cache(app)  # no fingerprint yet: the cache is cleared
+    assert offline_assets.notebooks_outdated(app, env, set(), set(), set()) == ["chapters/01-a", "chapters/02-b"]
+    offline_assets.clear_stale_cache(app)  # same labkit: nothing to re-read
+    assert offline_assets.notebooks_outdated(app, env, set(), set(), set()) == []
+
+
 def test_explicit_cache_path_is_honoured(build_dir, tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("cache") / "jc"
     elsewhere.mkdir()

@@ -3,10 +3,8 @@
 sleep for another reason are listed here, each with its reason."""
 
 import ast
-import json
-import pathlib
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from code_sources import code_sources
 
 #: (where, enclosing function) -> why its loop sleeps
 ALLOWED = {
@@ -19,18 +17,9 @@ ALLOWED = {
     ("labkit/classics/backoff.py", "writer"): "an optimistic writer's backoff (the lesson); each round one wins",
     ("01-waiting-is-a-choice.ipynb", "ticker"): "the ticker's periodic loop, cancelled by its caller",
     ("labkit/classroom/learner.py", "_worker"): "a learner's service time per message, until it leaves",
+    ("labkit/webhooks.py", "_work"): "a receiver's work time per event taken from its inbox, until stopped",
+    ("labkit/webhooks.py", "poll_job"): "polling a status resource is the lesson; bounded by `timeout`",
 }
-
-
-def _sources():
-    for path in sorted((ROOT / "labkit").rglob("*.py")):
-        if "broker" not in path.relative_to(ROOT / "labkit").parts:
-            yield str(path.relative_to(ROOT)), path.read_text()
-    for path in sorted((ROOT / "chapters").glob("*.ipynb")):
-        for cell in json.loads(path.read_text())["cells"]:
-            if cell["cell_type"] == "code":
-                lines = "".join(cell["source"]).splitlines()
-                yield path.name, "\n".join(line for line in lines if not line.lstrip().startswith(("%", "!")))
 
 
 def _name(func):
@@ -66,7 +55,9 @@ def test_the_check_finds_a_bare_polling_loop():
 
 
 def test_every_wait_in_labkit_and_the_chapters_goes_through_wait_until():
-    found = {(where, function): line for where, source in _sources() for function, line in sleeping_loops(source)}
+    found = {
+        (where, function): line for where, _, source in code_sources() for function, line in sleeping_loops(source)
+    }
     bare = sorted(
         f"{where}: line {line} in {function}"
         for (where, function), line in found.items()

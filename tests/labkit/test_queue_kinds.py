@@ -4,29 +4,14 @@ transient non-exclusive queues, aiormq's default), and per-run queues expire."""
 import ast
 import asyncio
 import inspect
-import json
-import pathlib
 
 import aiormq
 import pytest
+from code_sources import code_sources
 
 from labkit.queues import RUN_QUEUE_EXPIRES_MS, declare_run_queue, run_queue_arguments
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 DECLARE = inspect.signature(aiormq.Channel.queue_declare)
-
-
-def _sources():
-    """(where, python source) for every labkit module outside the broker and every chapter code cell."""
-    for path in sorted((ROOT / "labkit").rglob("*.py")):
-        if "broker" not in path.relative_to(ROOT / "labkit").parts:
-            yield str(path.relative_to(ROOT)), path.read_text()
-    for path in sorted((ROOT / "chapters").glob("*.ipynb")):
-        for cell in json.loads(path.read_text())["cells"]:
-            if cell["cell_type"] == "code":
-                source = "".join(cell["source"])
-                lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
-                yield f"{path.name} cell {cell.get('id')}", "\n".join(lines)
 
 
 def _parse(source):
@@ -70,7 +55,9 @@ def test_the_check_finds_aiormq_defaults_and_accepts_the_four_kinds():
 
 def test_no_transient_non_exclusive_queue_is_declared_in_labkit_or_the_chapters():
     offenders = [
-        f"{where}: line {line}" for where, source in _sources() for line in transient_non_exclusive(_parse(source))
+        f"{where}{f' cell {cell}' if cell else ''}: line {line}"
+        for where, cell, source in code_sources()
+        for line in transient_non_exclusive(_parse(source))
     ]
     assert not offenders, (
         "RabbitMQ 4.3 refuses these (541): declare durable (labkit.queues.declare_run_queue), "
