@@ -9,7 +9,6 @@ import psutil
 import pytest
 
 from labkit import Lab
-from labkit.broker.process import BrokerProcess
 from labkit.lab import HTTPStatusError
 from labkit.queues import declare_run_queue
 
@@ -39,20 +38,16 @@ async def _exercise(lab, queue):
     return sampler
 
 
-async def test_restarting_twenty_times_leaks_nothing(unique):
-    # One broker for all twenty labs keeps this test fast; the next test covers the broker process.
-    broker = await BrokerProcess.start()
+async def test_restarting_twenty_times_leaks_nothing(shared_broker_url, unique):
+    # The session's broker for all twenty labs keeps this test fast; the next test covers the broker process.
     queue = unique("leak")
     counts = []
-    try:
-        for _ in range(20):
-            lab = await Lab.start(seed=0, amqp_url=broker.url)  # a re-run "start the lab" cell
-            await _exercise(lab, queue)
-            counts.append(_resources())
-        await lab.stop()
-        after = _resources()
-    finally:
-        await broker.stop()
+    for _ in range(20):
+        lab = await Lab.start(seed=0, amqp_url=shared_broker_url)  # a re-run "start the lab" cell
+        await _exercise(lab, queue)
+        counts.append(_resources())
+    await lab.stop()
+    after = _resources()
     # iteration 1 warms up pools and executors; from then on every iteration must cost the same
     for key in ("tasks", "children"):
         assert counts[-1][key] == counts[1][key], (key, counts)
