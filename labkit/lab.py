@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import aiohttp
 import aiormq
@@ -43,7 +43,16 @@ from labkit.services import Service
 
 __all__ = ["Lab", "HTTPStatusError"]
 
-P = TypeVar("P")
+
+class _Startable(Protocol):
+    """What :meth:`Lab.start_part` needs of a part (a full :class:`labkit.lifecycle.Component` has more)."""
+
+    async def start(self) -> Any: ...
+
+    async def stop(self) -> Any: ...
+
+
+P = TypeVar("P", bound=_Startable)
 
 
 class _class_or_instance:
@@ -121,6 +130,7 @@ class Lab(LabHttp, LabMessaging):
     # -- lifecycle -----------------------------------------------------------------------------------
 
     @_class_or_instance
+    @classmethod
     async def start(cls, seed: int = 0, **options: Any) -> Lab:
         """``await Lab.start(seed, **options)``: start a lab (stopping the one already running in this
         kernel, if any) and return it. On a lab, ``await lab.start(part)`` attaches a part instead
@@ -195,9 +205,9 @@ class Lab(LabHttp, LabMessaging):
         await asyncio.gather(*tasks, return_exceptions=True)
         # Users of the broker first, then the shared connection and HTTP session, the broker last.
         closers: list[Callable[[], Awaitable[Any]]] = [o.stop for o in reversed(self._owned)]
-        for resource, close in ((self._connection, "close"), (self.http, "close"), (self._broker, "stop")):
+        for resource, verb in ((self._connection, "close"), (self.http, "close"), (self._broker, "stop")):
             if resource is not None:
-                closers.append(getattr(resource, close))
+                closers.append(getattr(resource, verb))
         self._owned.clear()
         self.services.clear()
         self.consumers.clear()
@@ -237,7 +247,8 @@ class Lab(LabHttp, LabMessaging):
     def reset_records(self) -> Clock:
         """Start a fresh experiment with the same parts: forget every service's and consumer's records
         and all spans, and start a new timeline (returned, as by :meth:`mark`)."""
-        for part in [*self.services.values(), *self.consumers]:
+        parts: list[Service | Consumer] = [*self.services.values(), *self.consumers]
+        for part in parts:
             part.reset_records()
         self.tracer.clear()
         return self.mark()

@@ -103,8 +103,6 @@ class LabHttp:
         so it can be used directly as a load operation: ``op = lambda i: lab.call(order)``.
         """
         self._check_running()
-        http = self.http
-        assert http is not None  # opened by the lab's start, before it is running
         if not isinstance(path, str) or not isinstance(body, (bytes, bytearray)):
             raise ValueError(f"path must be a str and body bytes, got path={path!r} and a {type(body).__name__} body")
         url = target_url(target) + path.lstrip("/")
@@ -113,6 +111,9 @@ class LabHttp:
         ok, status, error = False, None, None
         if recorder.active is not None:
             recorder.on_http("request", None, url, span.correlation_id, target=self._lane(target, url))
+        http = self.http
+        if http is None:  # stopped by another task while this call was being prepared
+            raise RuntimeError("the lab is not running: start it with `lab = await Lab.start()`")
         try:
             async with http.post(
                 url, data=body, headers=tracing.http_headers(span.correlation_id, span.span_id), **kwargs
