@@ -12,7 +12,9 @@ them afterwards; every wait is bounded (:func:`labkit.lifecycle.wait_until`).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,13 +22,16 @@ from tqdm.auto import tqdm
 
 from labkit._validate import integer, one_of, positive
 from labkit.consumers import publish
+from labkit.deadletter import RetryTopology
+from labkit.faults import Reset
 from labkit.history.events import KEY_HEADER
 from labkit.idempotency import Ledger
 from labkit.lab import Lab
 from labkit.lifecycle import wait_until
 from labkit.ordering import breaks_per_key, order_breaks, partition
+from labkit.publisher import Publisher
 
-__all__ = ["SETUPS", "publish_all", "run_ordering", "run_payments"]
+__all__ = ["SETUPS", "publish_all", "run_ordering", "run_payments", "run_poison", "run_publisher"]
 
 #: The consumer set-ups :func:`run_ordering` compares.
 SETUPS = ("one consumer", "competing", "requeue", "partitioned")
@@ -188,4 +193,88 @@ async def run_ordering(
         "applied": applied,
         "global": order_breaks([n for _, _, n in applied]),
         "per customer": sum(breaks_per_key([(c, s) for c, s, _ in applied]).values()),
+    }
+
+
+async def run_poison(
+    lab: Lab, delay_ms: int = 100, max_attempts: int = 4, good: int = 20, amount: float = 20
+) -> dict[str, Any]:
+    """``good`` payments and one poison message (a negative amount, the middle one) through a retry topology.
+
+    The poison message is retried ``max_attempts`` times, ``delay_ms`` apart, then parked in the DLQ.
+    Returns ``{"topology", "channel", "tried", "worker"}``: ``tried`` maps each message id to the times of
+    its attempts. The topology and its channel stay open for the chapter to inspect and replay; the caller
+    deletes them (``await result["topology"].delete(result["channel"])``).
+    """
+    positive("delay_ms", delay_ms)
+    integer("max_attempts", max_attempts, 1)
+    integer("good", good, 0)
+    topo = RetryTopology(lab.unique("payments"), delay_ms=delay_ms, max_attempts=max_attempts)
+    channel = await lab.channel()
+    await topo.declare(channel)
+    tried: dict[str, list[float]] = {}
+
+    async def handle(message: Any) -> None:
+        tried.setdefault(message.header.properties.message_id, []).append(time.monotonic())
+        if json.loads(message.body)["amount"] < 0:
+            raise ValueError("amount must be >= 0")
+
+    worker = await lab.consumer(
+        topo.queue,
+        declare=False,
+        requeue_failed=False,
+        work_time=0.001,
+        handler=topo.guard(handle),
+        name=f"guarded {topo.queue}",
+    )
+    for i in range(good + 1):
+        charge = -5 if i == good // 2 else amount
+        await lab.publish(topo.queue, json.dumps({"order": i, "amount": charge}).encode(), message_id=f"order-{i}")
+
+    async def parked() -> bool:  # the poison message in the DLQ, every good one processed
+        return await lab.queue_depth(topo.dlq) >= 1 and worker.processed >= good + 1
+
+    await wait_until(parked, timeout=10 + max_attempts * delay_ms / 1000, what="the poison message parked")
+    await lab.remove(worker)
+    return {"topology": topo, "channel": channel, "tried": tried, "worker": worker}
+
+
+async def run_publisher(
+    lab: Lab, confirms: bool, messages: int = 150, resets_at: Sequence[int] = (30, 75, 120), progress: bool = True
+) -> dict[str, Any]:
+    """Publish ``messages`` payments through a fault proxy that resets the connection before each index in
+    ``resets_at``; count what the application believes it sent against what the queue received.
+
+    With ``confirms=False`` a publish "succeeds" once its bytes are in the socket, so messages in flight at a
+    reset are lost unknowingly; with confirms (and the publisher's retry) none is lost, some may be doubled.
+    """
+    integer("messages", messages, 1)
+    queue = lab.unique("confirms" if confirms else "fire-and-forget")
+    channel = await lab.channel()
+    await lab.declare_queue(queue)
+    proxy = await lab.proxy("amqp", name="publisher -> broker")
+    publisher = await Publisher(proxy.via(lab.amqp_url), confirms=confirms, backoff=0.01).start()
+    loop = asyncio.get_running_loop()
+    for i in tqdm(range(messages), desc="confirms" if confirms else "fire-and-forget", disable=not progress):
+        if i in resets_at:
+            proxy.set(Reset(direction="upstream"))  # the next bytes the publisher sends kill the connection
+            loop.call_later(0.05, proxy.clear)
+        await publisher.publish(queue, b'{"amount": 20}', message_id=f"payment-{i}")
+    await publisher.stop()
+    await lab.remove(proxy)
+    await asyncio.sleep(0.1)  # let the broker finish what it received
+    depth = await lab.queue_depth(queue)
+    received = []
+    for _ in range(depth):
+        message = await channel.basic_get(queue, no_ack=True)
+        received.append(message.header.properties.message_id)
+    await lab.delete_queue(queue)
+    sent = set(publisher.sent)
+    return {
+        "sent (as far as the app knows)": len(sent),
+        "received": len(received),
+        "lost": len(sent - set(received)),
+        "duplicates": len(received) - len(set(received)),
+        "errors seen": publisher.errors,
+        "connections": publisher.connections,
     }

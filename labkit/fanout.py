@@ -5,25 +5,43 @@ publishes once to an exchange with one queue per consumer (:class:`Fanout` decla
 removes it again), and each consumer falls behind at its own pace (:func:`lag_timeline` measures by how
 much). Synchronously, a caller waits for all N replies, so one occasional hiccup in any of them makes the
 whole request slow (:class:`Hiccup` is that hiccup, injected into a :class:`labkit.services.Service`):
-the tail at scale, 1 - (1 - p)^N.
+the tail at scale, 1 - (1 - p)^N. :class:`OrderProducer` is the shop that publishes, and
+:func:`lag_figure` and :func:`tail_figure` draw the chapter's two experiments against their theory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import json
 import random
-from collections.abc import Iterable, Sequence
-from typing import Any
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import aiormq
+import plotly.graph_objects as go
 
+from labkit import plots
 from labkit._validate import integer, non_negative, one_of, probability
 from labkit.metrics import Clock, as_t0
 from labkit.queues import declare_run_queue
 from labkit.streams import queue_name
+from labkit.theory import Backlog, fanout_slow_probability
 
-__all__ = ["EXCHANGE_TYPES", "Fanout", "Hiccup", "lag_timeline"]
+if TYPE_CHECKING:
+    from labkit.lab import Lab
+
+__all__ = [
+    "EXCHANGE_TYPES",
+    "Fanout",
+    "Hiccup",
+    "OrderProducer",
+    "lag_figure",
+    "lag_timeline",
+    "new_order",
+    "tail_figure",
+]
 
 EXCHANGE_TYPES = ("fanout", "topic", "direct")
 
@@ -146,3 +164,97 @@ class Fanout:
 
     def __repr__(self) -> str:
         return f"<Fanout {self.exchange_type} {self.exchange!r} -> {len(self.queues)} queues>"
+
+
+def new_order(i: int) -> dict[str, Any]:
+    """Order ``i``: seven customers in turn, amounts spread over 10..99, the same on every run."""
+    return {"id": f"order-{i:04d}", "customer": f"customer-{i % 7}", "amount": 10 + (i * 37) % 90}
+
+
+class OrderProducer:
+    """The shop: one publish per order to ``exchange`` with ``routing_key``; it knows no consumer.
+
+    It keeps what the checks need: ``orders`` (index -> order), ``sent`` (order ids in publish order; one
+    publish at a time, so exactly the order the broker gets them) and ``sent_wall`` (order id -> wall-clock
+    time of publishing, for reading a stream from a timestamp).
+    """
+
+    def __init__(self, lab: Lab, exchange: str, routing_key: str = "order.placed"):
+        if not isinstance(exchange, str) or not exchange:
+            raise ValueError(f"exchange must be a non-empty exchange name, got {exchange!r}")
+        self.lab, self.exchange, self.routing_key = lab, exchange, routing_key
+        self.orders: dict[int, dict[str, Any]] = {}
+        self.sent: list[str] = []
+        self.sent_wall: dict[str, float] = {}
+        self._publishing = asyncio.Lock()
+
+    async def place_order(self, i: int) -> None:
+        """Publish order ``i`` (created on first use, the same order on a retry)."""
+        order = self.orders.setdefault(i, new_order(i))
+        async with self._publishing:
+            self.sent.append(order["id"])
+            self.sent_wall[order["id"]] = time.time()
+            body = json.dumps(order).encode()
+            await self.lab.publish(self.routing_key, body, exchange=self.exchange, message_id=order["id"])
+
+
+def lag_figure(
+    lags: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    fluid: Backlog,
+    joined_at: float,
+    model: str = "email: fluid model",
+) -> go.Figure:
+    """Each consumer's lag as steps, the fluid model's backlog dashed, and when the late consumer joined."""
+    fig = plots.timeline(
+        lags, title="Each consumer's lag: events published minus events done", y_title="lag (events)", step=True
+    )
+    ts = [k * 0.05 for k in range(int((fluid.drain_time + 0.3) / 0.05))]
+    line = dict(color=plots.OKABE_ITO["black"], dash="dash", width=1.5)
+    fig.add_trace(go.Scatter(x=ts, y=[fluid(t) for t in ts], name=model, mode="lines", line=line))
+    fig.add_vline(x=joined_at, line_dash="dot", annotation_text="loyalty added")
+    return fig
+
+
+def tail_figure(
+    p: float, measured: Mapping[int, float], measured_async: Mapping[int, float], errors: Mapping[int, float]
+) -> go.Figure:
+    """How often a fan-out of N is slow: theory 1 - (1 - p)^N over N = 1..max, the sync fan-out measured
+    with its error bars, and the async one (a publish, which waits for no consumer)."""
+    fanouts = list(measured)
+    ns = [1 + k for k in range(max(fanouts))]
+    fig = plots.figure(
+        "Tail at scale: how often the caller is slow",
+        "N (services called per request)",
+        "requests slower than the hiccup (%)",
+        xaxis_type="log",
+    )
+    theory_line = dict(color=plots.OKABE_ITO["black"], dash="dash")
+    fig.add_trace(
+        go.Scatter(
+            x=ns,
+            y=[100 * fanout_slow_probability(p, n) for n in ns],
+            mode="lines",
+            name=f"theory 1 − (1 − {p:g})ᴺ",
+            line=theory_line,
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=fanouts,
+            y=[100 * measured[n] for n in fanouts],
+            mode="markers",
+            name="sync fan-out",
+            error_y=dict(type="data", array=[100 * errors[n] for n in fanouts], visible=True, thickness=1),
+            marker=dict(size=11, color=plots.COLORS[0]),
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=fanouts,
+            y=[100 * measured_async[n] for n in fanouts],
+            mode="markers+lines",
+            name="async fan-out (publish)",
+            marker=dict(size=11, symbol="diamond", color=plots.COLORS[1]),
+        )
+    )
+    return fig

@@ -23,17 +23,23 @@ hiding them:
 
 from __future__ import annotations
 
+import asyncio
 import math
 import statistics
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from labkit import load, theory
 from labkit._validate import integer, positive
 from labkit.lifecycle import wait_until
 from labkit.metrics import Record
 
-__all__ = ["WAITED", "QueueRun", "mmc_experiment"]
+if TYPE_CHECKING:
+    from labkit.lab import Lab
+
+__all__ = ["WAITED", "QueueRun", "drain", "mmc_experiment"]
 
 #: A message "waited" if a server took it more than this long after it arrived (s). A message that finds
 #: a free server starts within microseconds: the consumer takes the slot without yielding to the loop.
@@ -183,3 +189,46 @@ async def mmc_experiment(
         await lab.remove(worker)
         await lab.delete_queue(queue)
     return QueueRun(servers, rate, service_time, records)
+
+
+async def drain(
+    lab: Lab,
+    queue: str,
+    work_times: Sequence[float],
+    messages: int,
+    prefetch: int,
+    *,
+    backlog_first: bool = False,
+    concurrency: int = 1,
+) -> dict[str, Any]:
+    """One consumer per work time on ``queue``, ``messages`` published: the time until all are done.
+
+    ``backlog_first``: publish before the consumers start (time only the draining); else publish to
+    consumers that are already waiting, so the broker deals the messages out among them. Returns
+    ``{"throughput", "elapsed", "shares"}``: messages per second from the first work started to the last
+    done, that time, and each consumer's share. Consumers and queue are removed afterwards.
+    """
+    integer("messages", messages, 1)
+    integer("prefetch", prefetch, 1)
+    if not work_times:
+        raise ValueError("work_times must name at least one consumer's work time")
+    orders = [lab.publish(queue, b"order") for _ in range(messages)]
+    if backlog_first:
+        await lab.declare_queue(queue)
+        await asyncio.gather(*orders)
+    consumers = [
+        await lab.consumer(queue, work_time=w, prefetch=prefetch, concurrency=concurrency, name=f"consumer {k}")
+        for k, w in enumerate(work_times)
+    ]
+    if not backlog_first:
+        await asyncio.gather(*orders)
+    await wait_until(
+        lambda: sum(c.processed for c in consumers) >= messages, timeout=30, what=f"{messages} messages processed"
+    )
+    records = [r for c in consumers for r in c.records]
+    elapsed = max(r.end for r in records) - min(r.start for r in records)  # first work to last done
+    shares = [c.processed / messages for c in consumers]
+    for c in consumers:
+        await lab.remove(c)
+    await lab.delete_queue(queue)
+    return {"throughput": messages / elapsed, "elapsed": elapsed, "shares": shares}

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,7 @@ __all__ = [
     "BACKOFF_KINDS",
     "backoff_schedule",
     "retry_amplification",
+    "fixed_slope_line",
 ]
 
 
@@ -376,3 +378,21 @@ def retry_amplification(failure_probability: float, retries: int, depth: int = 1
         total *= sum(q**j for j in range(retries + 1))
         q = q ** (retries + 1)
     return total
+
+
+# --- fitting a line whose slope theory fixes -------------------------------------------------------------
+
+
+def fixed_slope_line(
+    x: Sequence[float], measured: Mapping[str, Sequence[float]], slope: float, names: Iterable[str]
+) -> list[float]:
+    """offset + slope × x, the offset being the median residual of the named series' measurements.
+
+    Theory fixes a line's slope (1 for a caller that waits for the downstream, 0 for one that does not);
+    only its constant is fitted, and the median keeps one slow outlier from moving it.
+    """
+    residuals = [m - slope * xi for name in names for m, xi in zip(measured[name], x, strict=True)]
+    if not residuals:
+        raise ValueError("names: name at least one measured series to fit the offset to")
+    offset = statistics.median(residuals)
+    return [offset + slope * xi for xi in x]

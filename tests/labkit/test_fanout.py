@@ -5,8 +5,9 @@ import asyncio
 import pytest
 from aiormq.exceptions import ChannelNotFoundEntity
 
-from labkit.fanout import Fanout, Hiccup, lag_timeline
+from labkit.fanout import Fanout, Hiccup, OrderProducer, lag_figure, lag_timeline, new_order, tail_figure
 from labkit.queues import declare_run_queue
+from labkit.theory import fluid_backlog
 
 
 async def test_one_publish_reaches_every_bound_queue_and_stop_deletes_them(lab, unique):
@@ -79,3 +80,26 @@ def test_lag_timeline_counts_published_minus_done():
 def test_arguments_are_validated(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+async def test_the_order_producer_publishes_each_order_once_in_order_and_remembers_when(lab, unique):
+    exchange, queue = unique("shop"), unique("orders")
+    fan = lab.own(await Fanout(await lab.channel(), exchange, [queue]).start())
+    producer = OrderProducer(lab, exchange)
+    await asyncio.gather(*(producer.place_order(i) for i in range(5)))
+    assert sorted(producer.sent) == [f"order-{i:04d}" for i in range(5)] == sorted(producer.sent_wall)
+    assert producer.orders[3] == new_order(3) and new_order(3)["customer"] == "customer-3"
+    assert await lab.queue_depth(queue) == 5
+    await lab.remove(fan)
+    with pytest.raises(ValueError, match="exchange must be a non-empty exchange name"):
+        OrderProducer(lab, "")
+
+
+def test_the_figures_draw_measurements_over_theory():
+    fluid = fluid_backlog([(0.0, 1.0, 20.0), (1.0, 5.0, 0.0)], 10.0)
+    fig = lag_figure({"email": ([0.0, 1.0], [0, 10])}, fluid, joined_at=0.5)
+    assert [trace.name for trace in fig.data] == ["email", "email: fluid model"]
+    assert max(fig.data[1].y) == pytest.approx(fluid.peak, rel=0.05)
+    tail = tail_figure(0.02, {1: 0.0, 10: 0.2}, {1: 0.0, 10: 0.0}, {1: 0.03, 10: 0.1})
+    assert [trace.name for trace in tail.data] == ["theory 1 − (1 − 0.02)ᴺ", "sync fan-out", "async fan-out (publish)"]
+    assert len(tail.data[0].x) == 10 and tail.data[1].error_y.array == (3.0, 10.0)

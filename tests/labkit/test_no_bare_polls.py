@@ -15,7 +15,7 @@ ALLOWED = {
     ("labkit/services.py", "_call"): "retries with backoff, bounded by `retries`",
     ("labkit/checkout.py", "_until_reachable"): "a spine worker waits out an outage (the lesson), with backoff",
     ("labkit/classics/backoff.py", "writer"): "an optimistic writer's backoff (the lesson); each round one wins",
-    ("01-waiting-is-a-choice.ipynb", "ticker"): "the ticker's periodic loop, cancelled by its caller",
+    ("labkit/blocking.py", "ticker"): "the ticker's periodic loop, cancelled by its caller (ticks_while)",
     ("labkit/classroom/learner.py", "_worker"): "a learner's service time per message, until it leaves",
     ("labkit/webhooks.py", "_work"): "a receiver's work time per event taken from its inbox, until stopped",
     ("labkit/webhooks.py", "poll_job"): "polling a status resource is the lesson; bounded by `timeout`",

@@ -7,7 +7,7 @@ import pytest
 
 from labkit import theory
 from labkit.metrics import Record
-from labkit.queueing import WAITED, QueueRun, mmc_experiment
+from labkit.queueing import WAITED, QueueRun, drain, mmc_experiment
 
 
 def _run(servers, arrivals, works, waits):
@@ -85,3 +85,14 @@ async def test_two_servers_share_one_line(lab):
     # at some moment two messages were in service at once: both servers worked
     overlap = any(s < e for s, e in zip(started[1:], ended[:-1]))
     assert overlap and len(waited) < run.n
+
+
+async def test_drain_deals_messages_out_among_consumers_and_times_a_backlog(lab, unique):
+    queue = unique("drain")
+    two = await drain(lab, queue, [0.002, 0.002], 20, prefetch=1)
+    assert sum(two["shares"]) == pytest.approx(1.0) and all(share > 0 for share in two["shares"])
+    assert two["throughput"] == pytest.approx(20 / two["elapsed"])
+    backlog = await drain(lab, unique("drain"), [0.001], 10, prefetch=10, backlog_first=True, concurrency=10)
+    assert backlog["shares"] == [1.0]
+    with pytest.raises(ValueError, match="work_times"):
+        await drain(lab, queue, [], 10, prefetch=1)

@@ -323,3 +323,12 @@ def test_fluid_backlog_matches_euler_steps_for_any_profile(rates, lengths, capac
         if k % 97 == 0:
             assert b(now + dt) == pytest.approx(q, abs=0.5)
     assert b.peak >= max(b(x / 10) for x in range(int(end * 10))) - 1e-9
+
+
+def test_fixed_slope_line_fits_only_the_offset_as_the_median_residual():
+    x = [0.0, 1.0, 2.0]
+    measured = {"a": [1.0, 2.0, 3.0], "b": [1.0, 2.5, 3.0], "c": [9.0, 9.0, 9.0]}
+    assert th.fixed_slope_line(x, measured, 1.0, ("a", "b")) == pytest.approx([1.0, 2.0, 3.0])
+    assert th.fixed_slope_line(x, measured, 0.0, ("c",)) == pytest.approx([9.0, 9.0, 9.0])
+    with pytest.raises(ValueError, match="names"):
+        th.fixed_slope_line(x, measured, 1.0, ())
