@@ -19,8 +19,9 @@ def frozen_heap():
 
     ``_resources`` runs a full collection so that a dropped cycle holding a socket or task is not counted
     as a leak; scanning the whole pytest process's heap (~200k objects) each time cost ~0.3 s, most of these
-    tests' time. Frozen objects are not scanned; everything the test creates still is."""
-    gc.collect()
+    tests' time. Frozen objects are not scanned; everything the test creates still is. No collection before
+    freezing (it would cost that full scan once more): older garbage stays frozen, and counts the same in
+    every sample, until ``gc.unfreeze()`` hands it back to the collector."""
     gc.freeze()
     yield
     gc.unfreeze()
