@@ -40,7 +40,6 @@ from pamqp import commands
 
 from labkit import plots
 from labkit._validate import integer, positive
-from labkit.faults import Down
 from labkit.metrics import percentile, sleep_until
 from labkit.publisher import RETRYABLE, Publisher
 
@@ -111,9 +110,9 @@ async def _outage(lab: Any, proxy: Any, at: float, down_for: float) -> tuple[flo
         await asyncio.sleep(down_for)
         await lab.broker.restart()
     else:
-        proxy.set(Down())
+        proxy.down()
         await asyncio.sleep(down_for)
-        proxy.clear()
+        proxy.up()
     return down, time.monotonic()
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from labkit import tracing
 from labkit._validate import integer, positive
-from labkit.faults import Down
+from labkit.faults import DOWN
 from labkit.history import recorder
 from labkit.history.checker import AtLeastOnce, AtMostOnce, check
 from labkit.history.checker import Report as HistoryReport
@@ -186,8 +186,8 @@ async def check_design(
         return {"image": image}
 
     clock = Clock()
-    processor_link.schedule([(*PROCESSOR_DOWN, Down())], t0=clock)
-    notifier_link.schedule([(*NOTIFIER_DOWN, Down())], t0=clock)
+    processor_link.schedule([(*PROCESSOR_DOWN, DOWN)], t0=clock)
+    notifier_link.schedule([(*NOTIFIER_DOWN, DOWN)], t0=clock)
     profile = RateProfile(
         ((0.0, SPIKE[0], rate), (SPIKE[0], SPIKE[1], rate * spike_factor), (SPIKE[1], LOAD_END, rate))
     )

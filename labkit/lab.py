@@ -22,31 +22,24 @@ Everything listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import asyncio
-import html
-import json
-import os
-import shutil
-import tempfile
 import warnings
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import aiohttp
 import aiormq
-from yarl import URL
 
 from labkit import hints, tracing
 from labkit._validate import amqp_url as check_amqp_url
 from labkit._validate import integer, positive
-from labkit._validate import port as check_port
 from labkit.broker import profiles as broker_profiles
 from labkit.consumers import Consumer
-from labkit.history import recorder
+from labkit.lab_http import HTTPStatusError, LabHttp
 from labkit.lab_messaging import LabMessaging
+from labkit.lab_view import lab_html, lab_repr
 from labkit.lifecycle import unique
 from labkit.metrics import Clock
-from labkit.services import Service, is_success, target_url
+from labkit.services import Service
 
 __all__ = ["Lab", "HTTPStatusError"]
 
@@ -78,17 +71,12 @@ class _class_or_instance:
         return lab.start_part
 
 
-class HTTPStatusError(Exception):
-    """A service answered with a non-2xx status (raised by :meth:`Lab.call`, so load counts a failure)."""
+class Lab(LabHttp, LabMessaging):
+    """Everything one experiment runs on. See the module docstring for a tour.
 
-    def __init__(self, status: int, url: str, body: Any):
-        self.status, self.url, self.body = status, url, body
-        detail = body.get("error") if isinstance(body, dict) else body
-        super().__init__(f"HTTP {status} from {url}: {detail}")
-
-
-class Lab(LabMessaging):
-    """Everything one experiment runs on. See the module docstring for a tour."""
+    The lab itself is about lifecycle (start, own, stop); its HTTP side (services, proxies, calls) is
+    :class:`labkit.lab_http.LabHttp`, its broker side :class:`labkit.lab_messaging.LabMessaging`, and how it
+    shows itself :mod:`labkit.lab_view`."""
 
     #: The running lab of this process (kernel), replaced when another one starts.
     _current: ClassVar[Lab | None] = None
@@ -203,35 +191,6 @@ class Lab(LabMessaging):
             await self.stop()
             raise
 
-    async def _start_broker(self) -> None:
-        url = self._amqp_url_option or os.environ.get("AMQP_URL")
-        if url:
-            self.amqp_url, self.broker_kind = url, "rabbitmq"
-            return
-        from labkit.broker.process import BrokerProcess  # imported late: HTTP-only labs never need it
-
-        options = dict(self.broker_options)
-        if "data_dir" not in options:  # the lab's own, removed on stop() (or at exit) with everything in it
-            options["data_dir"] = tempfile.mkdtemp(prefix="labkit-broker-")
-            self._data_dir = weakref.finalize(self, shutil.rmtree, options["data_dir"], True)
-        self._broker = await BrokerProcess.start(**options)
-        self.amqp_url, self.broker_kind = self._broker.url, "embedded"
-
-    @property
-    def broker(self) -> Any:
-        """The embedded broker's process, to put a broker crash on an experiment's timeline:
-        ``await lab.broker.crash()`` kills it (SIGKILL: clients see their connections drop),
-        ``await lab.broker.restart()`` starts it on the same URL, with the durable queues, exchanges,
-        bindings and persistent messages it had logged in the lab's data directory."""
-        if self._broker is None:
-            reason = (
-                "the lab uses the RabbitMQ at AMQP_URL, which it cannot crash or restart"
-                if self.broker_kind == "rabbitmq"
-                else "this lab runs no embedded broker"
-            )
-            raise RuntimeError(reason)
-        return self._broker
-
     async def stop(self) -> None:
         """Stop everything this lab started, newest first; safe to call twice."""
         if not self._running:
@@ -303,107 +262,6 @@ class Lab(LabMessaging):
         """Seconds since ``t0``."""
         return self.clock.now()
 
-    # -- HTTP services -------------------------------------------------------------------------------
-
-    async def service(self, name: str, **options: Any) -> Service:
-        """Start the HTTP service ``name`` (see :class:`labkit.services.Service` for ``options``:
-        service_time, distribution, capacity, queue_limit, failure_rate, downstream, parallel,
-        connector_limit, timeout, retries, breaker, routes, handler, success_status). A service of the
-        same name is replaced."""
-        self._check_running()
-        old = self.services.pop(name, None)
-        if old is not None:
-            await self._forget(old)
-        svc = await self.start_part(Service(name, seed=self.seed, tracer=self.tracer, **options))
-        self.services[name] = svc
-        return svc
-
-    async def proxy(self, target: Any, name: str | None = None) -> Any:
-        """Start a fault proxy in front of ``target`` (a service, a port, or ``"amqp"`` for the broker).
-
-        Point callers at the proxy (``downstream=[proxy]`` or ``proxy.port``) and switch faults on it.
-        """
-        self._check_running()
-        if isinstance(target, str) and target == "amqp":
-            upstream = self._amqp_port()
-        elif isinstance(target, int) and not isinstance(target, bool):
-            upstream = check_port("target", target)
-        elif hasattr(target, "port"):
-            upstream = target.port
-        else:
-            raise ValueError(f"target must be a Service, a port (1-65535) or 'amqp', got {target!r}")
-        from labkit.faults import FaultProxy  # imported late: only chapters with faults need it
-
-        proxy = await self.start_part(
-            FaultProxy("127.0.0.1", upstream, name or getattr(target, "name", None) or f"proxy:{upstream}")
-        )
-        self.proxies.append(proxy)
-        return proxy
-
-    async def call(
-        self,
-        target: Any,
-        path: str = "",
-        *,
-        body: bytes = b"",
-        correlation_id: str | None = None,
-        timeout: float | None = None,
-    ) -> dict[str, Any]:
-        """POST to a service (or proxy, or URL) with a correlation id and return its JSON answer.
-
-        Raises :class:`HTTPStatusError` on any status but 2xx (and aiohttp/timeout errors as they come),
-        so it can be used directly as a load operation: ``op = lambda i: lab.call(order)``.
-        """
-        self._check_running()
-        if not isinstance(path, str) or not isinstance(body, (bytes, bytearray)):
-            raise ValueError(f"path must be a str and body bytes, got path={path!r} and a {type(body).__name__} body")
-        url = target_url(target) + path.lstrip("/")
-        span = self.tracer.start(f"client -> {getattr(target, 'name', url)}", "client", correlation_id)
-        kwargs = {} if timeout is None else {"timeout": aiohttp.ClientTimeout(total=positive("timeout", timeout))}
-        ok, status, error = False, None, None
-        if recorder.active is not None:
-            recorder.on_http("request", None, url, span.correlation_id, target=self._lane(target, url))
-        http = self.http
-        if http is None:  # stopped by another task while this call was being prepared
-            raise RuntimeError("the lab is not running: start it with `lab = await Lab.start()`")
-        try:
-            async with http.post(
-                url, data=body, headers=tracing.http_headers(span.correlation_id, span.span_id), **kwargs
-            ) as resp:
-                status = resp.status
-                raw = await resp.read()
-                try:
-                    answer = json.loads(raw)
-                except ValueError:
-                    answer = raw.decode(errors="replace")
-                if not is_success(resp.status):
-                    raise HTTPStatusError(resp.status, url, answer)
-                ok = True
-                return answer
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self.tracer.finish(span, ok)
-            if recorder.active is not None:
-                recorder.on_http(
-                    "response" if status is not None else "error",
-                    None,
-                    url,
-                    span.correlation_id,
-                    target=self._lane(target, url),
-                    status=status,
-                    error=None if error is None or status is not None else type(error).__name__,
-                )
-
-    def _lane(self, target: Any, url: str) -> str:
-        """The name of what an HTTP call goes to (a service or the proxy in front of it), for a history."""
-        name = getattr(target, "name", None)
-        if name:
-            return name
-        port = URL(url).port
-        return next((p.name for p in [*self.proxies, *self.services.values()] if p.port == port), url)
-
     # -- background work -----------------------------------------------------------------------------
 
     def spawn(self, coro: Awaitable[Any], name: str | None = None) -> asyncio.Task:
@@ -437,42 +295,10 @@ class Lab(LabMessaging):
         await self._forget(thing)
 
     def __repr__(self) -> str:
-        state = "running" if self._running else "stopped"
-        return (
-            f"<Lab {state} seed={self.seed} broker={self.broker_kind} amqp_url={_without_password(self.amqp_url)} "
-            f"services={list(self.services)} consumers={len(self.consumers)} proxies={len(self.proxies)}>"
-        )
+        return lab_repr(self)
 
     def _repr_html_(self) -> str:
-        """What is running, at a glance (shown when a cell ends with ``lab``)."""
-        rows = [
-            f"<tr><td>{html.escape(name)}</td><td>{html.escape(svc.url if svc._runner else 'stopped')}</td>"
-            f"<td>{svc.service_time * 1e3:g} ms {svc.distribution}</td><td>{svc.capacity or '∞'}</td>"
-            f"<td>{len(svc.records)}</td><td>{sum(r.ok for r in svc.records)}</td></tr>"
-            for name, svc in self.services.items()
-        ]
-        rows += [
-            f"<tr><td>{html.escape(c.name)}</td><td>queue {html.escape(c.queue)}</td>"
-            f"<td>{c.work_time * 1e3:g} ms {c.distribution}</td><td>prefetch {c.prefetch}</td>"
-            f"<td>{len(c.records)}</td><td>{c.processed}</td></tr>"
-            for c in self.consumers
-        ]
-        rows += [
-            f"<tr><td>{html.escape(p.name)}</td><td>proxy :{p.port}</td><td colspan=4>"
-            f"{html.escape(repr(p.toxics))}</td></tr>"
-            for p in self.proxies
-        ]
-        state = "running" if self._running else "stopped"
-        head = (
-            f"<b>Lab</b> ({state}, seed {self.seed}) · broker: {html.escape(str(self.broker_kind))} "
-            f"<code>{html.escape(_without_password(self.amqp_url))}</code>"
-        )
-        if not rows:
-            return head
-        return (
-            head + "<table><tr><th>part</th><th>where</th><th>work</th><th>capacity</th><th>records</th>"
-            "<th>ok</th></tr>" + "".join(rows) + "</table>"
-        )
+        return lab_html(self)
 
     # -- internals -----------------------------------------------------------------------------------
 
@@ -490,14 +316,6 @@ class Lab(LabMessaging):
             if svc is thing:
                 del self.services[name]
         await thing.stop()
-
-
-def _without_password(url: str | None) -> str:
-    """The URL fit for a notebook's output (which gets shared): any password masked."""
-    if not url:
-        return str(url)
-    parsed = URL(url)
-    return str(parsed.with_password("***")) if parsed.password else url
 
 
 async def _stop_current() -> None:

@@ -1,13 +1,17 @@
-"""The lab's messaging side: one shared AMQP connection and default channel, and the consumers it starts.
+"""The lab's messaging side: its broker, one shared AMQP connection and default channel, and the consumers.
 
-Why a part of its own: :class:`labkit.lab.Lab` owns everything, but what it does with the broker -- publish
-with tracing, read a queue's depth the same way on both brokers, declare per-run queues, start consumers --
+Why a part of its own: :class:`labkit.lab.Lab` owns everything, but what it does with the broker -- start
+the embedded one or use the one at ``AMQP_URL``, publish with tracing, read a queue's depth the same way on both brokers, declare per-run queues, start consumers --
 is one job, kept here so the lab itself stays about lifecycle and HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import tempfile
+import weakref
 from typing import Any
 
 import aiormq
@@ -33,12 +37,46 @@ class LabMessaging:
     _connection: aiormq.abc.AbstractConnection | None
     _default_channel: aiormq.abc.AbstractChannel | None
     _amqp_lock: asyncio.Lock
+    _amqp_url_option: str | None
+    broker_options: dict[str, Any]
+    broker_kind: str | None
+    _broker: Any
+    _data_dir: Any
 
     def _check_running(self) -> None:
         raise NotImplementedError
 
     async def start_part(self, part: Any = None) -> Any:
         raise NotImplementedError
+
+    async def _start_broker(self) -> None:
+        url = self._amqp_url_option or os.environ.get("AMQP_URL")
+        if url:
+            self.amqp_url, self.broker_kind = url, "rabbitmq"
+            return
+        from labkit.broker.process import BrokerProcess  # imported late: HTTP-only labs never need it
+
+        options = dict(self.broker_options)
+        if "data_dir" not in options:  # the lab's own, removed on stop() (or at exit) with everything in it
+            options["data_dir"] = tempfile.mkdtemp(prefix="labkit-broker-")
+            self._data_dir = weakref.finalize(self, shutil.rmtree, options["data_dir"], True)
+        self._broker = await BrokerProcess.start(**options)
+        self.amqp_url, self.broker_kind = self._broker.url, "embedded"
+
+    @property
+    def broker(self) -> Any:
+        """The embedded broker's process, to put a broker crash on an experiment's timeline:
+        ``await lab.broker.crash()`` kills it (SIGKILL: clients see their connections drop),
+        ``await lab.broker.restart()`` starts it on the same URL, with the durable queues, exchanges,
+        bindings and persistent messages it had logged in the lab's data directory."""
+        if self._broker is None:
+            reason = (
+                "the lab uses the RabbitMQ at AMQP_URL, which it cannot crash or restart"
+                if self.broker_kind == "rabbitmq"
+                else "this lab runs no embedded broker"
+            )
+            raise RuntimeError(reason)
+        return self._broker
 
     async def consumer(self, queue: str, **options: Any) -> Consumer:
         """Start a consumer of ``queue`` on its own connection (see :class:`labkit.consumers.Consumer`

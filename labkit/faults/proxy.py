@@ -1,7 +1,10 @@
 """The fault proxy: listens on 127.0.0.1, forwards every connection to its upstream through the toxics.
 
 Its own state is explicit (:class:`ProxyState`): STOPPED, LISTENING (accepting and forwarding), or
-REFUSING (the link is Down: the listening socket is closed, the port held, connections refused).
+REFUSING (the link is down: the listening socket is closed, the port held, connections refused).
+Down is a state of the proxy, not a toxic (as in Toxiproxy, where a proxy is ``enabled`` or not):
+:meth:`FaultProxy.down` and :meth:`FaultProxy.up` switch it, and a schedule takes the link down for a
+window with a ``(t_start, t_end, DOWN)`` entry.
 """
 
 from __future__ import annotations
@@ -13,19 +16,22 @@ import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from labkit._validate import non_negative, positive
 from labkit._validate import port as check_port
 from labkit.faults.link import Connection, abort
-from labkit.faults.toxics import Blackhole, Down, Toxic, check_toxic
+from labkit.faults.toxics import Blackhole, Toxic, check_toxic
 from labkit.metrics import Clock, as_t0, sleep_until
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["PROXY_TRANSITIONS", "Activation", "FaultProxy", "ProxyState"]
+__all__ = ["DOWN", "PROXY_TRANSITIONS", "Activation", "FaultProxy", "ProxyState"]
+
+#: In a :meth:`FaultProxy.schedule` plan, ``(t_start, t_end, DOWN)`` takes the link down for that window.
+DOWN: Final = "down"
 
 
 class ProxyState(str, enum.Enum):
@@ -33,7 +39,7 @@ class ProxyState(str, enum.Enum):
 
     STOPPED = "stopped"
     LISTENING = "listening"
-    REFUSING = "refusing"  # Down: connection attempts are refused
+    REFUSING = "refusing"  # down: connection attempts are refused
 
 
 #: The moves a proxy may make; any other is a bug, and :meth:`FaultProxy._to` says so.
@@ -46,9 +52,11 @@ PROXY_TRANSITIONS: dict[ProxyState, frozenset[ProxyState]] = {
 
 @dataclass
 class Activation:
-    """When a toxic was switched on and off (monotonic seconds; ``end`` None while still active)."""
+    """When a toxic was switched on and off, or the link went down and up again (``fault`` is ``DOWN``).
 
-    toxic: Toxic
+    Monotonic seconds; ``end`` is None while still active."""
+
+    fault: Toxic | Literal["down"]
     start: float
     end: float | None = None
 
@@ -58,7 +66,8 @@ class FaultProxy:
 
     ``proxy = await FaultProxy("127.0.0.1", 5672, "broker").start()``; point clients at ``proxy.port``
     (``proxy.url`` for HTTP, ``proxy.via(url)`` to rewrite any URL); ``proxy.set(Latency(50))``,
-    ``proxy.clear()``, ``proxy.schedule([(2, 5, Down())], clock)``; ``await proxy.stop()``.
+    ``proxy.down()``/``proxy.up()``, ``proxy.clear()``, ``proxy.schedule([(2, 5, DOWN), (5, 8, Latency(50))],
+    clock)``; ``await proxy.stop()``.
     """
 
     def __init__(
@@ -81,7 +90,7 @@ class FaultProxy:
         self._connections: set[Connection] = set()
         self._handlers: set[asyncio.Task] = set()
         self._sock: socket.socket | None = None
-        self._reserved: socket.socket | None = None  # holds the port while Down (see _reserve_port)
+        self._reserved: socket.socket | None = None  # holds the port while down (see _reserve_port)
         self._server: asyncio.AbstractServer | None = None
         self._serving: set[asyncio.Task] = set()
         self._schedule: asyncio.Task | None = None
@@ -110,7 +119,8 @@ class FaultProxy:
     async def stop(self) -> None:
         """Cancel the schedule, stop listening, reset every connection and wait for all of it to end."""
         if self.state is not ProxyState.STOPPED:
-            self._to(ProxyState.STOPPED)  # from here on, removing a Down toxic must not reopen the listener
+            self._end_outage()
+            self._to(ProxyState.STOPPED)
         if self._schedule is not None:
             self._schedule.cancel()
             await asyncio.gather(self._schedule, return_exceptions=True)
@@ -166,7 +176,7 @@ class FaultProxy:
         task.add_done_callback(self._serving.discard)
 
     def _reserve_port(self) -> None:
-        """Keep the port while Down with a socket that is bound but does not listen.
+        """Keep the port while down with a socket that is bound but does not listen.
 
         Connections to it are refused just as to a closed port, but no other program can start listening
         on it meanwhile: on a busy machine a freed ephemeral port is soon handed to someone else's server,
@@ -195,7 +205,7 @@ class FaultProxy:
         server = await asyncio.start_server(self._accept, sock=sock)
         if self._sock is sock:
             self._server = server
-        else:  # closed (Down or stop) while starting: asyncio's Server.close() unregisters and closes it
+        else:  # closed (down or stop) while starting: asyncio's Server.close() unregisters and closes it
             server.close()
 
     def _close_listener(self) -> None:
@@ -215,7 +225,7 @@ class FaultProxy:
         self._handlers.add(task)
         self.accepted += 1
         try:
-            if any(isinstance(t, Down) and self.rng.random() < t.probability for t in self._active):
+            if self.state is not ProxyState.LISTENING:  # accepted just before the listener closed
                 abort(writer)
                 return
             try:
@@ -233,6 +243,39 @@ class FaultProxy:
             abort(writer)
         finally:
             self._handlers.discard(task)
+
+    # -- down and up ----------------------------------------------------------------------------------------
+
+    def down(self) -> None:
+        """Take the link down: refuse new connections (port held, see ``_reserve_port``), reset open ones.
+
+        A no-op if it is down already; a RuntimeError on a stopped proxy (start it first)."""
+        if self.state is ProxyState.REFUSING:
+            return
+        if self.state is ProxyState.STOPPED:
+            raise RuntimeError(f"fault proxy {self.name!r} is stopped: start it before taking it down")
+        self._close_listener()
+        self._reserve_port()
+        self._to(ProxyState.REFUSING)
+        self.activations.append(Activation(DOWN, time.monotonic()))
+        for conn in list(self._connections):
+            conn.abort()
+
+    def up(self) -> None:
+        """Bring the link back up: listen and forward again (a no-op unless it is down)."""
+        if self.state is ProxyState.REFUSING:
+            self._open_listener()
+            self._to(ProxyState.LISTENING)
+            self._end_outage()
+
+    @property
+    def is_down(self) -> bool:
+        return self.state is ProxyState.REFUSING
+
+    def _end_outage(self) -> None:
+        for a in self.activations:
+            if a.fault == DOWN and a.end is None:
+                a.end = time.monotonic()
 
     # -- toxics -------------------------------------------------------------------------------------------
 
@@ -258,14 +301,6 @@ class FaultProxy:
             return
         self._active.append(toxic)
         self.activations.append(Activation(toxic, time.monotonic()))
-        if isinstance(toxic, Down):
-            if toxic.probability == 1 and self.state is ProxyState.LISTENING:
-                self._close_listener()
-                self._reserve_port()
-                self._to(ProxyState.REFUSING)
-            for conn in list(self._connections):
-                if conn.hit(toxic):
-                    conn.abort()
         self._notify()
 
     def remove(self, toxic: Toxic) -> None:
@@ -274,26 +309,21 @@ class FaultProxy:
             return
         self._active.remove(toxic)
         for a in self.activations:
-            if a.toxic is toxic and a.end is None:
+            if a.fault is toxic and a.end is None:
                 a.end = time.monotonic()
-        if self.state is ProxyState.REFUSING and not self._refusing():
-            self._open_listener()
-            self._to(ProxyState.LISTENING)
         self._notify()
 
     def clear(self) -> None:
-        """Cancel any pending schedule and remove every toxic: the link is healthy again."""
+        """Cancel any pending schedule, remove every toxic and bring the link up: it is healthy again."""
         if self._schedule is not None:
             self._schedule.cancel()
             self._schedule = None
         self._deactivate_all()
+        self.up()
 
     def _deactivate_all(self) -> None:
         for t in list(self._active):
             self.remove(t)
-
-    def _refusing(self) -> bool:
-        return any(isinstance(t, Down) and t.probability == 1 for t in self._active)
 
     def _notify(self) -> None:
         """Wake pipes waiting on a Blackhole so they re-check the active toxics."""
@@ -310,13 +340,16 @@ class FaultProxy:
 
     # -- timeline -------------------------------------------------------------------------------------------
 
-    def schedule(self, plan: Iterable[tuple[float, float, Toxic]], t0: Clock | float | None = None) -> asyncio.Task:
+    def schedule(
+        self, plan: Iterable[tuple[float, float, Toxic | Literal["down"]]], t0: Clock | float | None = None
+    ) -> asyncio.Task:
         """Switch toxics on and off at experiment times: ``[(t_start, t_end, toxic), ...]`` seconds after t0.
 
+        A ``(t_start, t_end, DOWN)`` entry takes the link down (:meth:`down`) for that window instead.
         Replaces any pending schedule; returns its task (await it to wait for the last switch).
         ``t_end`` may be ``math.inf`` (stays on until ``clear()``/``stop()``).
         """
-        events: list[tuple[float, int, Toxic]] = []
+        events: list[tuple[float, int, Toxic | Literal["down"]]] = []
         for i, item in enumerate(plan):
             try:
                 t_start, t_end, toxic = item
@@ -324,7 +357,8 @@ class FaultProxy:
                 raise ValueError(f"plan[{i}] must be a (t_start, t_end, toxic) tuple, got {item!r}") from None
             non_negative(f"plan[{i}].t_start", t_start)
             positive(f"plan[{i}].t_end - t_start", t_end - t_start, allow_inf=True)
-            check_toxic(toxic, f"plan[{i}].toxic")
+            if toxic != DOWN:
+                check_toxic(toxic, f"plan[{i}].toxic", also="or DOWN")
             events.append((t_start, 1, toxic))
             if t_end != float("inf"):
                 events.append((t_end, 0, toxic))
@@ -335,10 +369,13 @@ class FaultProxy:
         self._schedule = asyncio.ensure_future(self._run_schedule(events, origin))
         return self._schedule
 
-    async def _run_schedule(self, events: list[tuple[float, int, Toxic]], origin: float) -> None:
-        for t, on, toxic in events:
+    async def _run_schedule(self, events: list[tuple[float, int, Toxic | Literal["down"]]], origin: float) -> None:
+        for t, on, fault in events:
             await sleep_until(origin + t)
-            (self.add if on else self.remove)(toxic)
+            if isinstance(fault, Toxic):
+                (self.add if on else self.remove)(fault)
+            else:
+                (self.down if on else self.up)()
 
     def bands(self, t0: Clock | float | None = None) -> list[dict]:
         """When each toxic was active, in seconds after t0: ``[{"label", "kind", "start", "end"}]``.
@@ -349,8 +386,8 @@ class FaultProxy:
         origin = as_t0(t0) if t0 is not None else (self.started_at or 0.0)
         return [
             {
-                "label": f"{self.name}: {a.toxic!r}",
-                "kind": type(a.toxic).__name__,
+                "label": f"{self.name}: {'down' if a.fault == DOWN else repr(a.fault)}",
+                "kind": "down" if a.fault == DOWN else type(a.fault).__name__,
                 "start": a.start - origin,
                 "end": None if a.end is None else a.end - origin,
             }

@@ -1,13 +1,12 @@
 """Toxics: the faults a :class:`labkit.faults.FaultProxy` applies to the bytes of a link (Toxiproxy's model).
 
-A toxic has a ``name``, a ``type`` (its class: latency, bandwidth, reset, blackhole, down), a
+A toxic has a ``name``, a ``type`` (its class: latency, bandwidth, reset, blackhole), a
 ``direction`` (``upstream`` client -> server, ``downstream`` server -> client, or ``both``) and a
 ``toxicity`` (``probability``): the chance that it applies to a given connection, drawn once per toxic and
 connection (that state lives with the connection, :class:`labkit.faults.link.Connection`).
 
-``Down`` is special: it is not applied to bytes but puts the proxy in its REFUSING state (see
-:class:`labkit.faults.proxy.ProxyState`); it is a toxic in the API only so a schedule can switch it like
-the others.
+A link that is down is not a toxic but a state of the proxy (REFUSING, see
+:class:`labkit.faults.proxy.ProxyState` and ``FaultProxy.down()``): it acts on the listener, not on bytes.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from labkit.metrics import sleep_until
 if TYPE_CHECKING:
     from labkit.faults.link import Pipe
 
-__all__ = ["DIRECTIONS", "Bandwidth", "Blackhole", "Down", "Latency", "Reset", "Toxic", "check_toxic"]
+__all__ = ["DIRECTIONS", "Bandwidth", "Blackhole", "Latency", "Reset", "Toxic", "check_toxic"]
 
 DIRECTIONS = ("upstream", "downstream", "both")
 
@@ -136,19 +135,10 @@ class Blackhole(Toxic):
     """Read and hold everything, forward nothing while active: requests hang until the caller gives up."""
 
 
-class Down(Toxic):
-    """The link is down: new connections are refused and existing ones reset.
-
-    With ``probability`` < 1 the listener stays open and each connection is reset with that probability.
-    """
-
-    def __init__(self, *, probability: float = 1.0, name: str | None = None):
-        super().__init__(probability=probability, name=name)
-
-
-def check_toxic(toxic: object, name: str = "toxic") -> Toxic:
+def check_toxic(toxic: object, name: str = "toxic", also: str = "") -> Toxic:
     """``toxic`` if it is one of the toxics, else a ValueError naming the argument and the kinds."""
     if not isinstance(toxic, Toxic):
-        kinds = ", ".join(k.__name__ for k in (Latency, Down, Blackhole, Bandwidth, Reset))
-        raise ValueError(f"{name} must be one of {kinds} (a labkit.faults toxic), got {toxic!r}")
+        kinds = ", ".join(k.__name__ for k in (Latency, Blackhole, Bandwidth, Reset))
+        extra = f" {also}" if also else ""
+        raise ValueError(f"{name} must be one of {kinds} (a labkit.faults toxic){extra}, got {toxic!r}")
     return toxic

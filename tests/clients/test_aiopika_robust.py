@@ -20,7 +20,7 @@ import aio_pika
 import pytest
 
 from labkit.broker.process import BrokerProcess
-from labkit.faults import Down, FaultProxy
+from labkit.faults import FaultProxy
 
 AMQP_URL = os.environ.get("AMQP_URL")
 WAIT = 20.0  # seconds; generous for a loaded 2-core machine
@@ -48,7 +48,7 @@ class EmbeddedOutage:
 
 
 class ProxiedOutage:
-    """RabbitMQ behind a fault proxy: Down() resets every connection and refuses new ones."""
+    """RabbitMQ behind a fault proxy taken down resets every connection and refuses new ones."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -62,9 +62,9 @@ class ProxiedOutage:
         return self.proxy.via(self.url)
 
     async def interrupt(self) -> None:
-        self.proxy.set(Down())
+        self.proxy.down()
         await asyncio.sleep(OUTAGE)
-        self.proxy.clear()
+        self.proxy.up()
 
     async def stop(self) -> None:
         await self.proxy.stop()

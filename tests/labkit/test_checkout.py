@@ -6,7 +6,6 @@ import pytest
 
 from labkit import load
 from labkit.checkout import EDGE, SPINE, STEPS, Checkout, critical_path, split
-from labkit.faults import Down
 from labkit.lab import HTTPStatusError
 
 FAST = {step: 0.002 for step in STEPS}
@@ -35,7 +34,7 @@ async def test_all_sync_waits_for_every_step_and_fails_when_one_is_down(lab):
     assert all(checkout.done(step, "o1") for step in STEPS)
     path = critical_path(lab.tracer.trace(answer["correlation_id"]))
     assert path["edge"] > 0.3 and path["spine"] < path["edge"]
-    checkout.links["email"].set(Down())
+    checkout.links["email"].down()
     with pytest.raises(HTTPStatusError):
         await lab.call(checkout.all_sync, body=b"o2")
     assert checkout.done("payment", "o2") and not checkout.done("email", "o2")  # charged, then failed
@@ -43,7 +42,7 @@ async def test_all_sync_waits_for_every_step_and_fails_when_one_is_down(lab):
 
 async def test_spine_waits_out_an_outage_and_sends_every_email_after_recovery(lab):
     checkout = await lab.start(Checkout(service_times=FAST))
-    checkout.links["email"].set(Down())
+    checkout.links["email"].down()
     orders = [f"o{i}" for i in range(10)]
     await asyncio.gather(*(lab.call(checkout.hybrid, body=o.encode()) for o in orders))
     await asyncio.sleep(0.3)

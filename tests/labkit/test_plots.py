@@ -40,13 +40,13 @@ def test_timeline_draws_series_and_fault_bands_from_a_proxy_or_tuples():
         title="In flight",
         y_title="requests in flight",
         step=True,
-        faults=[{"start": 0.5, "end": None, "label": "payment: Down()"}, (1.0, 1.5, "slow")],
+        faults=[{"start": 0.5, "end": None, "label": "payment: down"}, (1.0, 1.5, "slow")],
     )
     assert [t.name for t in fig.data] == ["in flight", "waiting"]
     assert fig.data[0].line.shape == "hv"
     rects = [s for s in fig.layout.shapes if s.type == "rect"]
     assert [(r.x0, r.x1) for r in rects] == [(0.5, 2), (1.0, 1.5)]  # an open band runs to the end
-    assert "payment: Down()" in {a.text for a in fig.layout.annotations}
+    assert "payment: down" in {a.text for a in fig.layout.annotations}
     assert fig.layout.xaxis.title.text == "time since start (s)"
 
 

@@ -9,7 +9,7 @@ import time
 import aiohttp
 import pytest
 
-from labkit.faults import Down, FaultProxy
+from labkit.faults import FaultProxy
 from labkit.webhooks import SIGNATURE_HEADER, JobService, Receiver, Sender, poll_job, sign, verify
 
 SECRET = "whsec-test"
@@ -43,13 +43,13 @@ async def test_retries_through_an_outage_deliver_every_event_once():
         Sender(SECRET, base=0.02, cap=0.2, timeout=0.5) as sender,
     ):
         url = f"{link.url}/webhook"
-        link.set(Down())
+        link.down()
         events = [f"evt-{i}" for i in range(5)]
         for e in events:
             sender.send(url, {"id": e, "type": "t", "data": {}})
         await asyncio.sleep(0.3)
         assert not receiver.processed and all(len(sender.deliveries[e].attempts) >= 2 for e in events)
-        link.clear()
+        link.up()
         await sender.wait_delivered(events, timeout=10)
         sender.send(url, {"id": "evt-0", "type": "t", "data": {}})  # the provider sends one again
         await sender.wait_delivered(["evt-0"], timeout=10)
