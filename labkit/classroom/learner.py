@@ -248,8 +248,8 @@ class Learner:
             try:
                 await self._cmd_idle({})
                 await self.report("bye")
-            except aiormq.exceptions.AMQPError:
-                pass
+            except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError):
+                pass  # the goodbye is a courtesy: the broker requeues the unacked work when the connection closes
             await self.conn.close()
         current = asyncio.current_task()
         for task in list(self._tasks):
