@@ -37,6 +37,7 @@ __all__ = [
     "simulate_fanout",
     "simulate_hedging",
     "hedge_prediction",
+    "reply_survival",
 ]
 
 #: What the paper reports: (per-reply slow probability, fan-out, fraction of requests slow) and the hedged
@@ -277,6 +278,16 @@ def simulate_hedging(
     return HedgeResult(tuple(t for t, _ in plain), tuple(hedged), delay, hedges, sum(s for _, s in plain), hiccups)
 
 
+def reply_survival(scenario: TailScenario, ordered_hops: list[float], t: float) -> float:
+    """P(X > t) for a reply time X = H + slow·B: H one of the measured hop times (``ordered_hops``, sorted),
+    B a hiccup with probability p. At the hedge delay it is the share of requests that get a second copy."""
+
+    def s_hop(x: float) -> float:
+        return 1.0 - bisect.bisect_right(ordered_hops, x) / len(ordered_hops)
+
+    return (1 - scenario.p) * s_hop(t) + scenario.p * s_hop(t - scenario.slow)
+
+
 def hedge_prediction(
     scenario: TailScenario, hops: tuple[float, ...], hedge_at: float | None = None, q: float = 99.9
 ) -> dict[str, float]:
@@ -289,11 +300,8 @@ def hedge_prediction(
     between("q", q, 1, 99.99)
     ordered = sorted(hops)
 
-    def s_hop(t: float) -> float:
-        return 1.0 - bisect.bisect_right(ordered, t) / len(ordered)
-
     def s_reply(t: float) -> float:
-        return (1 - scenario.p) * s_hop(t) + scenario.p * s_hop(t - scenario.slow)
+        return reply_survival(scenario, ordered, t)
 
     def quantile(survival, level: float) -> float:
         lo, hi = 0.0, ordered[-1] + 2 * scenario.slow + 1.0
