@@ -69,6 +69,19 @@ def unanswered(response: Any) -> bool:
     return response is None or response is ... or (isinstance(response, str) and not response.strip())
 
 
+def read_number(response: Any, unit: str = "") -> float | Feedback:
+    """The number in a learner's ``response``, or the feedback to give instead (unanswered, unreadable).
+    Shared by :class:`Numeric` and its sealed twin, so both read an answer the same way."""
+    if unanswered(response):
+        return Feedback.unanswered()
+    return parse_number(response, unit)
+
+
+def format_value(value: float, unit: str = "") -> str:
+    """``value`` to four significant digits, with its unit."""
+    return f"{value:.4g}{' ' + unit if unit else ''}"
+
+
 def parse_number(response: Any, unit: str = "") -> float | Feedback:
     """``response`` as a finite float, or the Feedback that says why it is not one."""
     try:
@@ -164,13 +177,11 @@ class Numeric:
         return math.isclose(value, target, rel_tol=self.rel_tol, abs_tol=self.abs_tol)
 
     def _fmt(self, value: float) -> str:
-        return f"{value:.4g}{' ' + self.unit if self.unit else ''}"
+        return format_value(value, self.unit)
 
     def check(self, response: Any) -> Feedback:
         """Judge ``response`` (a number, or a string holding one)."""
-        if unanswered(response):
-            return Feedback.unanswered()
-        value = parse_number(response, self.unit)
+        value = read_number(response, self.unit)
         if isinstance(value, Feedback):
             return value
         if self._close(value, self.answer):

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from labkit import theory
-from labkit.exercises import _UNIT_SLIPS, Choice, Feedback, Numeric, parse_number, parse_picks, unanswered
+from labkit.exercises import _UNIT_SLIPS, Choice, Feedback, Numeric, format_value, parse_picks, read_number
 
 __all__ = [
     "SealedNumeric",
@@ -102,13 +102,11 @@ class SealedNumeric:
         self._salt, self._ranges = data["salt"], data["ranges"]
 
     def _fmt(self, value: float) -> str:
-        return f"{value:.4g}{' ' + self.unit if self.unit else ''}"
+        return format_value(value, self.unit)
 
     def check(self, response: Any) -> Feedback:
         """Judge ``response`` as the unsealed question would, without knowing its answer."""
-        if unanswered(response):
-            return Feedback.unanswered()
-        value = parse_number(response, self.unit)
+        value = read_number(response, self.unit)
         if isinstance(value, Feedback):
             return value
         for i, entry in enumerate(self._ranges):  # entry 0 is the answer, then mistakes and unit slips
