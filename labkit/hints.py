@@ -1,6 +1,6 @@
 """One line of hint under an AMQP error in a notebook, naming the fix; the error itself is unchanged.
 
-Why: RabbitMQ 4.3 refuses aiormq's default ``queue_declare()`` (a transient, non-exclusive queue) with
+Why: RabbitMQ 4.3 refuses what aiormq's ``queue_declare`` declares by default (a transient, non-exclusive queue) with
 "541 INTERNAL_ERROR - Feature `transient_nonexcl_queues` is deprecated ...", which tells a learner what
 was refused but not what to write instead. The lab shows RabbitMQ's own error, exactly as the broker
 sent it (the same text on the embedded broker's 4.3 profile and on a real RabbitMQ 4.3), and adds one
