@@ -116,13 +116,14 @@ def add_fault_bands(fig: go.Figure, bands: Iterable[Any] | None, until: float | 
                 start, end, label = band
             except (TypeError, ValueError):
                 raise ValueError(f"bands[{i}] must be a dict or a (start, end, label) tuple, got {band!r}") from None
-        non_negative(f"bands[{i}].start", start)
-        if end is None:
-            end = until if until is not None else start
-        non_negative(f"bands[{i}].end - start", end - start)
+        if start is None:  # refused by name, not with a TypeError further down
+            raise ValueError(f"bands[{i}] has no start, got {band!r}")
+        x0 = non_negative(f"bands[{i}].start", start)
+        x1 = end if end is not None else (until if until is not None else x0)
+        non_negative(f"bands[{i}].end - start", x1 - x0)
         fig.add_vrect(
-            x0=start,
-            x1=end,
+            x0=x0,
+            x1=x1,
             fillcolor=_FAULT_FILL,
             opacity=0.15,
             line_width=0,

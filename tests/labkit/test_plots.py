@@ -161,3 +161,8 @@ def test_empty_bins_are_gaps_not_zeros():
     rec = _recording([0.01, 0.01], gap=2.0)
     fig = plots.success_rate({"r": rec}, bin_s=1.0, t0=100.0)
     assert fig.data[0].y[1] is None and not any(isinstance(v, float) and math.isnan(v) for v in fig.data[0].y)
+
+
+def test_a_band_without_a_start_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"bands\[0\] has no start"):
+        plots.add_fault_bands(plots.figure("t", "x", "y"), [{"end": 1.0, "label": "down"}])
