@@ -22,7 +22,7 @@ import aiormq
 from pamqp.commands import Basic
 
 from .. import _validate as v
-from ..lifecycle import started
+from ..lifecycle import started, wait_until
 from . import topology as t
 from .joincode import JoinCode, check_name
 
@@ -247,14 +247,23 @@ class Learner:
         if self.conn is not None and not self.conn.is_closed:
             try:
                 await self._cmd_idle({})
-                await self.report("bye")
-            except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError):
+                # the inbox may be full of this learner's own reports (reject-publish nacks the goodbye):
+                # say it again until the instructor's side has room, briefly
+                await wait_until(self._say_bye, timeout=5, interval=0.05, what="room in the inbox for the goodbye")
+            except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, TimeoutError):
                 pass  # the goodbye is a courtesy: the broker requeues the unacked work when the connection closes
             await self.conn.close()
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()
+
+    async def _say_bye(self) -> bool:
+        try:
+            await self.report("bye")
+        except aiormq.exceptions.DeliveryError:  # nacked: the inbox is at its length cap
+            return False
+        return True
 
     def __repr__(self) -> str:
         return f"<Learner {self.name} in {self.code.vhost} done={self.done}>"
