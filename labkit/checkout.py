@@ -43,7 +43,7 @@ from labkit import tracing
 from labkit._validate import integer, non_negative, positive
 from labkit.fanout import Fanout
 from labkit.lab import HTTPStatusError, Lab
-from labkit.lifecycle import Part, wait_until
+from labkit.lifecycle import Part, stopped_on_failure, wait_until
 from labkit.saga import COMPENSATIONS, OrderLog
 from labkit.services import STORY, Service
 
@@ -161,11 +161,8 @@ class Checkout(Part):
         self._check_stopped()
         if self.lab is None:
             raise ValueError("start a checkout with `await lab.start(Checkout())`")
-        try:
+        async with stopped_on_failure(self):
             await self._build(self.lab)
-        except BaseException:
-            await self.stop()
-            raise
         return self
 
     async def _build(self, lab: Lab) -> None:

@@ -37,7 +37,7 @@ from labkit.consumers import Consumer
 from labkit.lab_http import HTTPStatusError, LabHttp
 from labkit.lab_messaging import LabMessaging
 from labkit.lab_view import lab_html, lab_repr
-from labkit.lifecycle import unique
+from labkit.lifecycle import stopped_on_failure, unique
 from labkit.metrics import Clock
 from labkit.services import Service
 
@@ -179,7 +179,7 @@ class Lab(LabHttp, LabMessaging):
         hints.install()  # a hint line under AMQP errors that name a refused deprecated feature
         self._loop = asyncio.get_running_loop()
         self._running = True
-        try:
+        async with stopped_on_failure(self):
             if self.amqp:
                 await self._start_broker()
             self.http = aiohttp.ClientSession(
@@ -187,9 +187,6 @@ class Lab(LabHttp, LabMessaging):
                 timeout=aiohttp.ClientTimeout(total=self.http_timeout),
             )
             self.mark()
-        except BaseException:
-            await self.stop()
-            raise
 
     async def stop(self) -> None:
         """Stop everything this lab started, newest first; safe to call twice."""

@@ -24,9 +24,10 @@ people may share one RabbitMQ).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import aiormq
@@ -42,7 +43,17 @@ from labkit.history import recorder
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["CONNECTION_ERRORS", "AmqpWorker", "Component", "HttpApp", "Part", "publish_message", "unique", "wait_until"]
+__all__ = [
+    "CONNECTION_ERRORS",
+    "AmqpWorker",
+    "Component",
+    "HttpApp",
+    "Part",
+    "publish_message",
+    "stopped_on_failure",
+    "unique",
+    "wait_until",
+]
 
 #: What a dropped, refused or reset AMQP connection looks like to a client.
 CONNECTION_ERRORS = (
@@ -100,6 +111,20 @@ class Part:
     def _check_stopped(self) -> None:
         if self.running:
             raise RuntimeError(f"{self.name} is already running")
+
+
+@contextlib.asynccontextmanager
+async def stopped_on_failure(part: Any) -> AsyncIterator[None]:
+    """Run a start's steps; if one fails, or the start is cancelled, stop ``part`` and re-raise.
+
+    Why: a part that fails half-way through its start would otherwise keep the sockets, connections and
+    tasks of the steps that did succeed until the kernel dies. Its ``stop`` releases whatever exists.
+    """
+    try:
+        yield
+    except BaseException:
+        await part.stop()
+        raise
 
 
 # -- waiting and naming ------------------------------------------------------------------------------------
@@ -250,11 +275,8 @@ class AmqpWorker(Part):
 
     async def start(self) -> Self:
         self._check_stopped()
-        try:
+        async with stopped_on_failure(self):
             await self.connect()
-        except BaseException:
-            await self.stop()
-            raise
         return self
 
     async def connect(self) -> aiormq.abc.AbstractChannel:
@@ -369,11 +391,8 @@ class HttpApp(Part):
             raise
         self._runner = runner
         self._port = runner.addresses[0][1]
-        try:
+        async with stopped_on_failure(self):
             await self.on_start()
-        except BaseException:
-            await self.stop()
-            raise
         return self
 
     async def stop(self) -> None:

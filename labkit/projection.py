@@ -38,7 +38,7 @@ from labkit._validate import amqp_url as check_amqp_url
 from labkit._validate import integer, non_negative, one_of, positive
 from labkit.consumers import Consumer
 from labkit.draws import DISTRIBUTIONS
-from labkit.lifecycle import CONNECTION_ERRORS, AmqpWorker, Part, unique, wait_until
+from labkit.lifecycle import CONNECTION_ERRORS, AmqpWorker, Part, stopped_on_failure, unique, wait_until
 from labkit.metrics import Clock, Record, Recording, as_t0
 from labkit.orders import PREFER_ASYNC, OrderService, ReadModel
 from labkit.queues import declare_run_queue
@@ -232,7 +232,7 @@ class Shop(Part):
         self.projection = Projection(
             self.amqp_url, self.queue, self.read_model, seed=self.seed or 0, tracer=self.tracer, **self.options
         )
-        try:
+        async with stopped_on_failure(self):
             channel = (await self.events.start()).channel
             if channel is None:
                 raise RuntimeError("the event queue started without a channel")
@@ -240,9 +240,6 @@ class Shop(Part):
             await self.projection.start()
             self.orders = await OrderService(channel, self.queue, self.read_url, self.tracer).start()
             self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-        except BaseException:
-            await self.stop()
-            raise
         return self
 
     async def stop(self) -> None:

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiormq
 
-from ..lifecycle import Part, delivery_tag, started, wait_until
+from ..lifecycle import Part, delivery_tag, started, stopped_on_failure, wait_until
 from . import topology as t
 from .joincode import JoinCode, check_name
 from .provision import Backend, ManagementAPI, Rabbitmqctl
@@ -111,11 +111,8 @@ class Classroom(Part):
             f"{self.class_id}-join",
             secrets.token_urlsafe(12),
         )
-        try:
+        async with stopped_on_failure(self):
             await self._open()
-        except BaseException:
-            await self.stop()
-            raise
         return self
 
     @property

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from labkit._validate import amqp_url as check_amqp_url
 from labkit._validate import integer, non_negative, queue_name
-from labkit.lifecycle import Part
+from labkit.lifecycle import Part, stopped_on_failure
 from labkit.metrics import Record, Recording
 from labkit.protocols._common import payload
 from labkit.protocols.amqp import AmqpClient, AmqpEchoWorker
@@ -53,13 +53,10 @@ class Protocols(Part):
     async def start(self) -> Self:
         """Start the three servers (``await lab.start(Protocols(lab.amqp_url))`` in a chapter)."""
         self._check_stopped()
-        try:
+        async with stopped_on_failure(self):
             for server in (self.http, self.grpc, self.worker):
                 await server.start()
                 self._started.append(server)
-        except BaseException:
-            await self.stop()
-            raise
         return self
 
     @property

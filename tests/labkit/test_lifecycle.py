@@ -11,7 +11,17 @@ from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
 from labkit import Lab
-from labkit.lifecycle import AmqpWorker, Component, HttpApp, Part, delivery_tag, started, unique, wait_until
+from labkit.lifecycle import (
+    AmqpWorker,
+    Component,
+    HttpApp,
+    Part,
+    delivery_tag,
+    started,
+    stopped_on_failure,
+    unique,
+    wait_until,
+)
 
 
 class Hello(HttpApp):
@@ -138,6 +148,38 @@ async def test_amqp_worker_that_fails_to_start_leaves_nothing_open(amqp_url, uni
     with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
         await worker.start()
     assert not worker.running and worker._connection is None
+
+
+class _TwoSteps(Part):
+    """A part whose start opens one thing, then fails (or is cancelled) at the second."""
+
+    name = "two steps"
+
+    def __init__(self, second: BaseException):
+        self.second = second
+        self.opened: list[str] = []
+
+    @property
+    def running(self) -> bool:
+        return bool(self.opened)
+
+    async def start(self):
+        self._check_stopped()
+        async with stopped_on_failure(self):
+            self.opened.append("first")
+            raise self.second
+        return self
+
+    async def stop(self) -> None:
+        self.opened.clear()
+
+
+@pytest.mark.parametrize("second", [OSError("port taken"), asyncio.CancelledError()])
+async def test_a_start_that_fails_half_way_stops_what_it_opened_and_reraises(second):
+    part = _TwoSteps(second)
+    with pytest.raises(type(second)):
+        await part.start()
+    assert part.opened == [] and not part.running
 
 
 def test_amqp_worker_checks_its_url():
