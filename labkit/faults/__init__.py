@@ -21,7 +21,8 @@ experiment timeline; ``bands()`` says when each was active, so plots can shade f
 """
 
 from labkit.faults.link import Connection, Pipe
-from labkit.faults.proxy import DOWN, PROXY_TRANSITIONS, Activation, FaultProxy, ProxyState
+from labkit.faults.proxy import PROXY_TRANSITIONS, FaultProxy, ProxyState
+from labkit.faults.timeline import DOWN, Activation
 from labkit.faults.toxics import DIRECTIONS, Bandwidth, Blackhole, Latency, Reset, Toxic
 
 __all__ = [

@@ -5,6 +5,10 @@ REFUSING (the link is down: the listening socket is closed, the port held, conne
 Down is a state of the proxy, not a toxic (as in Toxiproxy, where a proxy is ``enabled`` or not):
 :meth:`FaultProxy.down` and :meth:`FaultProxy.up` switch it, and a schedule takes the link down for a
 window with a ``(t_start, t_end, DOWN)`` entry.
+
+The proxy decides when to listen and which toxics apply; the socket that holds its port while it refuses
+is :class:`labkit.faults.listener.Listener`, the bytes of each connection are pumped by
+:mod:`labkit.faults.link`, and the plan and bands of its fault windows are :mod:`labkit.faults.timeline`.
 """
 
 from __future__ import annotations
@@ -12,26 +16,23 @@ from __future__ import annotations
 import asyncio
 import enum
 import random
-import socket
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from labkit._validate import non_negative, positive
 from labkit._validate import port as check_port
+from labkit.faults import timeline
 from labkit.faults.link import Connection, abort
+from labkit.faults.listener import Listener
+from labkit.faults.timeline import DOWN, Activation, Switch
 from labkit.faults.toxics import Blackhole, Toxic, check_toxic
 from labkit.metrics import Clock, as_t0, sleep_until
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["DOWN", "PROXY_TRANSITIONS", "Activation", "FaultProxy", "ProxyState"]
-
-#: In a :meth:`FaultProxy.schedule` plan, ``(t_start, t_end, DOWN)`` takes the link down for that window.
-DOWN: Final = "down"
+__all__ = ["PROXY_TRANSITIONS", "FaultProxy", "ProxyState"]
 
 
 class ProxyState(str, enum.Enum):
@@ -48,17 +49,6 @@ PROXY_TRANSITIONS: dict[ProxyState, frozenset[ProxyState]] = {
     ProxyState.LISTENING: frozenset({ProxyState.REFUSING, ProxyState.STOPPED}),
     ProxyState.REFUSING: frozenset({ProxyState.LISTENING, ProxyState.STOPPED}),
 }
-
-
-@dataclass
-class Activation:
-    """When a toxic was switched on and off, or the link went down and up again (``fault`` is ``DOWN``).
-
-    Monotonic seconds; ``end`` is None while still active."""
-
-    fault: Toxic | Literal["down"]
-    start: float
-    end: float | None = None
 
 
 class FaultProxy:
@@ -78,7 +68,6 @@ class FaultProxy:
         self.upstream_host = upstream_host
         self.upstream_port = check_port("upstream_port", upstream_port)
         self.name = name or f"proxy:{upstream_port}"
-        self.port = check_port("port", port, allow_zero=True)
         self.rng = random.Random(seed)
         self.started_at: float | None = None
         self.activations: list[Activation] = []
@@ -89,10 +78,7 @@ class FaultProxy:
         self._changed = asyncio.Event()
         self._connections: set[Connection] = set()
         self._handlers: set[asyncio.Task] = set()
-        self._sock: socket.socket | None = None
-        self._reserved: socket.socket | None = None  # holds the port while down (see _reserve_port)
-        self._server: asyncio.AbstractServer | None = None
-        self._serving: set[asyncio.Task] = set()
+        self._listener = Listener(check_port("port", port, allow_zero=True), self._accept)
         self._schedule: asyncio.Task | None = None
         self.state = ProxyState.STOPPED
 
@@ -101,8 +87,8 @@ class FaultProxy:
     async def start(self) -> Self:
         """Listen on 127.0.0.1 (an ephemeral port unless one was given) and return self."""
         if self.state is ProxyState.STOPPED:
-            self._open_listener()
-            await asyncio.gather(*self._serving)
+            self._listener.open()
+            await self._listener.started()
             self._to(ProxyState.LISTENING)
             self.started_at = time.monotonic()
         return self
@@ -125,9 +111,7 @@ class FaultProxy:
             self._schedule.cancel()
             await asyncio.gather(self._schedule, return_exceptions=True)
             self._schedule = None
-        self._close_listener()
-        self._release_port()
-        await asyncio.gather(*self._serving, return_exceptions=True)
+        await self._listener.stop()
         for conn in list(self._connections):
             conn.abort()
         for task in list(self._handlers):
@@ -140,6 +124,11 @@ class FaultProxy:
 
     async def __aexit__(self, *exc) -> None:
         await self.stop()
+
+    @property
+    def port(self) -> int:
+        """The port the proxy listens on (chosen when it starts, unless one was given)."""
+        return self._listener.port
 
     @property
     def url(self) -> str:
@@ -155,69 +144,7 @@ class FaultProxy:
         netloc = f"{auth}@127.0.0.1:{self.port}" if auth else f"127.0.0.1:{self.port}"
         return urlunsplit(parts._replace(netloc=netloc))
 
-    # -- listening ----------------------------------------------------------------------------------------
-
-    def _open_listener(self) -> None:
-        """Bind and listen synchronously (so no connection is refused from here on), serve in a task."""
-        self._release_port()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", self.port))
-            sock.listen(128)
-        except OSError:
-            sock.close()
-            raise
-        sock.setblocking(False)
-        self._sock = sock
-        self.port = sock.getsockname()[1]
-        task = asyncio.ensure_future(self._serve(sock))
-        self._serving.add(task)
-        task.add_done_callback(self._serving.discard)
-
-    def _reserve_port(self) -> None:
-        """Keep the port while down with a socket that is bound but does not listen.
-
-        Connections to it are refused just as to a closed port, but no other program can start listening
-        on it meanwhile: on a busy machine a freed ephemeral port is soon handed to someone else's server,
-        and callers would reach a stranger instead of failing. Bound without SO_REUSEADDR when possible,
-        because a socket with SO_REUSEADDR (aiohttp's, for one) may share a port with another such socket
-        that is not listening; with SO_REUSEADDR when the old listener's connections still hold the port.
-        """
-        self._release_port()
-        for reuse in (0, 1):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, reuse)
-            try:
-                sock.bind(("127.0.0.1", self.port))
-            except OSError:
-                sock.close()
-                continue
-            self._reserved = sock
-            return
-
-    def _release_port(self) -> None:
-        if self._reserved is not None:
-            self._reserved.close()
-            self._reserved = None
-
-    async def _serve(self, sock: socket.socket) -> None:
-        server = await asyncio.start_server(self._accept, sock=sock)
-        if self._sock is sock:
-            self._server = server
-        else:  # closed (down or stop) while starting: asyncio's Server.close() unregisters and closes it
-            server.close()
-
-    def _close_listener(self) -> None:
-        """Stop listening: connection attempts are refused from here on.
-
-        A listener still starting is closed by its ``_serve`` task (never cancelled midway, which could
-        leave a closed socket registered with the event loop).
-        """
-        if self._server is not None:
-            self._server.close()
-        self._server = None
-        self._sock = None
+    # -- connections ----------------------------------------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -247,15 +174,14 @@ class FaultProxy:
     # -- down and up ----------------------------------------------------------------------------------------
 
     def down(self) -> None:
-        """Take the link down: refuse new connections (port held, see ``_reserve_port``), reset open ones.
+        """Take the link down: refuse new connections (port held, see ``Listener``), reset open ones.
 
         A no-op if it is down already; a RuntimeError on a stopped proxy (start it first)."""
         if self.state is ProxyState.REFUSING:
             return
         if self.state is ProxyState.STOPPED:
             raise RuntimeError(f"fault proxy {self.name!r} is stopped: start it before taking it down")
-        self._close_listener()
-        self._reserve_port()
+        self._listener.refuse()
         self._to(ProxyState.REFUSING)
         self.activations.append(Activation(DOWN, time.monotonic()))
         for conn in list(self._connections):
@@ -264,7 +190,7 @@ class FaultProxy:
     def up(self) -> None:
         """Bring the link back up: listen and forward again (a no-op unless it is down)."""
         if self.state is ProxyState.REFUSING:
-            self._open_listener()
+            self._listener.open()
             self._to(ProxyState.LISTENING)
             self._end_outage()
 
@@ -349,27 +275,14 @@ class FaultProxy:
         Replaces any pending schedule; returns its task (await it to wait for the last switch).
         ``t_end`` may be ``math.inf`` (stays on until ``clear()``/``stop()``).
         """
-        events: list[tuple[float, int, Toxic | Literal["down"]]] = []
-        for i, item in enumerate(plan):
-            try:
-                t_start, t_end, toxic = item
-            except (TypeError, ValueError):
-                raise ValueError(f"plan[{i}] must be a (t_start, t_end, toxic) tuple, got {item!r}") from None
-            non_negative(f"plan[{i}].t_start", t_start)
-            positive(f"plan[{i}].t_end - t_start", t_end - t_start, allow_inf=True)
-            if toxic != DOWN:
-                check_toxic(toxic, f"plan[{i}].toxic", also="or DOWN")
-            events.append((t_start, 1, toxic))
-            if t_end != float("inf"):
-                events.append((t_end, 0, toxic))
-        events.sort(key=lambda e: (e[0], e[1]))  # at equal times switch off before switching on
+        events = timeline.switches(plan)
         origin = as_t0(t0)
         if self._schedule is not None:
             self._schedule.cancel()
         self._schedule = asyncio.ensure_future(self._run_schedule(events, origin))
         return self._schedule
 
-    async def _run_schedule(self, events: list[tuple[float, int, Toxic | Literal["down"]]], origin: float) -> None:
+    async def _run_schedule(self, events: list[Switch], origin: float) -> None:
         for t, on, fault in events:
             await sleep_until(origin + t)
             if isinstance(fault, Toxic):
@@ -384,15 +297,7 @@ class FaultProxy:
         ``t0``, times count from when the proxy started.
         """
         origin = as_t0(t0) if t0 is not None else (self.started_at or 0.0)
-        return [
-            {
-                "label": f"{self.name}: {'down' if a.fault == DOWN else repr(a.fault)}",
-                "kind": "down" if a.fault == DOWN else type(a.fault).__name__,
-                "start": a.start - origin,
-                "end": None if a.end is None else a.end - origin,
-            }
-            for a in self.activations
-        ]
+        return timeline.bands(self.name, self.activations, origin)
 
     def __repr__(self) -> str:
         return (
