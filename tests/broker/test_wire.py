@@ -92,7 +92,7 @@ async def test_a_message_above_max_message_size_is_refused_after_its_body_and_ne
         )
         await open_channel(raw, 2)  # a round trip: the first two frames have been handled, no close yet
         [conn] = broker.connections
-        assert conn.channels[1]._body == [] and 1 in conn.channels
+        assert conn.channels[1].content.body_frames == [] and 1 in conn.channels
         raw.send(1, body.ContentBody(b"x" * 10_000))
         close = await raw.expect(spec.Channel.Close)
         assert (close.reply_code, close.reply_text) == (
