@@ -19,8 +19,9 @@ from . import errors, frames, profiles
 from .auth import Auth
 from .connection import Connection
 from .flow import MemoryAlarm
-from .store import Store, restore
+from .store import Store
 from .tap import Tap
+from .topology import restore
 from .vhost import VHost
 
 STOP_GRACE = 1.0  # seconds clients get to answer connection.close on stop()
