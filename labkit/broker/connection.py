@@ -4,23 +4,24 @@ Why: an explicit state machine (header -> start -> tune -> open -> running -> cl
 way to be strict like RabbitMQ (wrong protocol header, bad credentials, frames out of order, oversized
 frames, silent or stalled clients) while never letting one bad client disturb the others. Built on
 asyncio.Protocol with writes coalesced once per loop iteration, because the client, not the broker,
-must be the bottleneck.
+must be the bottleneck. What the handshake offers and accepts is in handshake.py, the heartbeat timing
+in heartbeat.py; this module applies them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
-import platform
 import socket
 import struct
 from typing import TYPE_CHECKING, Any
 
 from pamqp import commands as spec
 
-from . import errors, frames
+from . import errors, frames, handshake
 from .channel import Channel, ChannelState
+from .handshake import CLOSED, CLOSING, CONNECTION_TRANSITIONS, HEADER, OPEN, RUNNING, START, TUNE, ConnectionState
+from .heartbeat import Heartbeat
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Broker
@@ -28,40 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 
-class ConnectionState(enum.IntEnum):
-    """The phases of a connection, in order: ``state < RUNNING`` means the handshake is not complete."""
-
-    HEADER = 0  # waiting for the 8-byte protocol header
-    START = 1  # connection.start sent, waiting for start-ok (authentication)
-    TUNE = 2  # connection.tune sent, waiting for tune-ok
-    OPEN = 3  # tuned, waiting for connection.open (the vhost)
-    RUNNING = 4  # open: channels may be used
-    CLOSING = 5  # the broker sent connection.close and waits for close-ok (or CLOSE_OK_TIMEOUT)
-    CLOSED = 6  # the socket is closed or closing; channels released
-
-
-HEADER, START, TUNE, OPEN, RUNNING, CLOSING, CLOSED = ConnectionState
-# Which state may follow which: the handshake goes forward one step at a time, any state may close.
-CONNECTION_TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
-    HEADER: frozenset({START, CLOSED}),
-    START: frozenset({TUNE, CLOSING, CLOSED}),
-    TUNE: frozenset({OPEN, CLOSING, CLOSED}),
-    OPEN: frozenset({RUNNING, CLOSING, CLOSED}),
-    RUNNING: frozenset({CLOSING, CLOSED}),
-    CLOSING: frozenset({CLOSED}),
-    CLOSED: frozenset(),
-}
-CAPABILITIES = {
-    "publisher_confirms": True,
-    "exchange_exchange_bindings": True,
-    "basic.nack": True,
-    "consumer_cancel_notify": True,
-    "connection.blocked": True,
-    "consumer_priorities": True,
-    "authentication_failure_close": True,
-    "per_consumer_qos": True,
-    "direct_reply_to": True,
-}
 CLOSE_OK_TIMEOUT = 1.0
 # SO_LINGER on, 0 s: if the broker process dies, the OS resets its connections (a client sees "connection
 # reset"), as RabbitMQ's default tcp_listen_options {linger, {true, 0}} make it do (observed: kill -9 of
@@ -69,25 +36,11 @@ CLOSE_OK_TIMEOUT = 1.0
 _LINGER_RESET, _LINGER_OFF = struct.pack("ii", 1, 0), struct.pack("ii", 0, 0)
 
 
-def server_properties(cluster_name: str, version: str) -> dict[str, Any]:
-    """What connection.start advertises: RabbitMQ's capability set, so clients enable the same features,
-    and the version of the RabbitMQ release the broker's profile behaves like."""
-    return {
-        "product": "labkit.broker",
-        "version": version,
-        "platform": f"Python {platform.python_version()}",
-        "cluster_name": cluster_name,
-        "copyright": "labkit",
-        "information": "embedded AMQP 0-9-1 broker for the course",
-        "capabilities": dict(CAPABILITIES),
-    }
-
-
 class Connection(asyncio.Protocol):
     """One client's TCP connection, from its protocol header to its close.
 
     It runs the handshake (header, start/start-ok with PLAIN or AMQPLAIN, tune/tune-ok, open) as the
-    ConnectionState machine, owns the connection's channels and routes channel frames to them, checks
+    ConnectionState machine, owns the connection's channels and routes channel frames to them, keeps
     heartbeats, applies memory-alarm flow control (connection.blocked) to publishers, and coalesces its
     output into one socket write per batch of input. A connection error closes it with the AMQP reply
     code (connection.close, then the socket on close-ok or after CLOSE_OK_TIMEOUT); a bug in the broker
@@ -119,10 +72,7 @@ class Connection(asyncio.Protocol):
         self.flush_queued = False
         self._receiving = False
         self._timers: list[asyncio.TimerHandle] = []  # handshake and close-ok deadlines
-        self._tick: asyncio.TimerHandle | None = None  # the next heartbeat check
-        self._heard = True
-        self._spoke = True
-        self._silent_ticks = 0
+        self.heartbeats = Heartbeat(self.loop, lambda: self.write(frames.HEARTBEAT_FRAME), self._heartbeats_missed)
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -143,7 +93,7 @@ class Connection(asyncio.Protocol):
             channel._redispatch()
 
     def data_received(self, data: bytes) -> None:
-        self._heard = True
+        self.heartbeats.heard = True
         if self.state >= CLOSED:
             return
         if self.state == HEADER:
@@ -194,7 +144,7 @@ class Connection(asyncio.Protocol):
         if self._out:
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.write(b"".join(self._out))
-                self._spoke = True
+                self.heartbeats.spoke = True
             self._out.clear()
 
     # -- handshake ------------------------------------------------------------------------------
@@ -206,19 +156,7 @@ class Connection(asyncio.Protocol):
         elif self._head[:8] == frames.PROTOCOL_HEADER:
             rest, self._head = self._head[8:], b""
             self._enter(START)
-            broker = self.broker
-            self.write(
-                frames.method_frame(
-                    0,
-                    spec.Connection.Start(
-                        0,
-                        9,
-                        server_properties=server_properties(broker.cluster_name, broker.profile.version),
-                        mechanisms="PLAIN AMQPLAIN",
-                        locales="en_US",
-                    ),
-                )
-            )
+            self.write(frames.method_frame(0, handshake.start(self.broker)))
             return rest
         # Wrong protocol: answer with the one we speak, then close (AMQP 0-9-1 section 4.2.2).
         self._out.append(frames.PROTOCOL_HEADER)
@@ -292,34 +230,20 @@ class Connection(asyncio.Protocol):
         self.client_capabilities = dict(self.client_properties.get("capabilities") or {})
         user = self.broker.auth.authenticate(method.mechanism, method.response)
         if user is None:
-            text = (
-                f"Login was refused using authentication mechanism {method.mechanism}. "
-                "For details see the broker logfile."
-            )
             if self.client_capabilities.get("authentication_failure_close"):
-                raise errors.ConnectionRefused(text, method=(10, 11))
+                raise handshake.login_refused(method.mechanism)
             self._abort()
             return
         self.user = user
         self._enter(TUNE)
-        broker = self.broker
-        self.write(frames.method_frame(0, spec.Connection.Tune(broker.channel_max, broker.frame_max, broker.heartbeat)))
+        self.write(frames.method_frame(0, handshake.tune(self.broker)))
 
     def _tune_ok(self, method: spec.Connection.TuneOk) -> None:
-        broker = self.broker
-        frame_max = method.frame_max or broker.frame_max
-        if frame_max < frames.FRAME_MIN_SIZE or frame_max > broker.frame_max:
-            raise errors.NotAllowed(
-                f"negotiated frame_max = {frame_max} is outside [{frames.FRAME_MIN_SIZE}, {broker.frame_max}]",
-                method=(10, 31),
-            )
-        self.frame_max = self.reader.frame_max = frame_max
-        self.channel_max = min(method.channel_max or broker.channel_max, broker.channel_max)
-        self.heartbeat = method.heartbeat
+        self.frame_max, self.channel_max, self.heartbeat = handshake.tuned(self.broker, method)
+        self.reader.frame_max = self.frame_max
         self._enter(OPEN)
         if self.heartbeat:
-            interval = self.heartbeat / 2
-            self._tick = self.loop.call_later(interval, self._heartbeat_tick, interval)
+            self.heartbeats.start(self.heartbeat)
 
     # -- channels -------------------------------------------------------------------------------
     def _channel_method(self, number: int, payload: bytes) -> None:
@@ -384,20 +308,9 @@ class Connection(asyncio.Protocol):
             log.info("closing %s: handshake not completed in time", self)
             self._abort()
 
-    def _heartbeat_tick(self, interval: float) -> None:
-        self._tick = None
-        if self.state >= CLOSING:
-            return
-        self._silent_ticks = 0 if self._heard else self._silent_ticks + 1
-        self._heard = False
-        if self._silent_ticks >= 4:  # two heartbeat periods of silence, like RabbitMQ
-            log.info("closing %s: missed heartbeats from client", self)
-            self._abort()
-            return
-        if not self._spoke:
-            self.write(frames.HEARTBEAT_FRAME)
-        self._spoke = False
-        self._tick = self.loop.call_later(interval, self._heartbeat_tick, interval)
+    def _heartbeats_missed(self) -> None:
+        log.info("closing %s: missed heartbeats from client", self)
+        self._abort()
 
     # -- closing --------------------------------------------------------------------------------
     def close_with(self, exc: errors.AMQPError) -> None:
@@ -411,6 +324,7 @@ class Connection(asyncio.Protocol):
         self._flush()
         self._release_channels()
         self._enter(CLOSING)
+        self.heartbeats.stop()  # the close-ok deadline takes over
         self._timers.append(self.loop.call_later(CLOSE_OK_TIMEOUT, self._abort))
 
     def _enter(self, state: ConnectionState) -> None:
@@ -443,9 +357,7 @@ class Connection(asyncio.Protocol):
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        if self._tick is not None:
-            self._tick.cancel()
-            self._tick = None
+        self.heartbeats.stop()
         self._release_channels()
         self.vhost.connection_closed(self)
         self.broker.connection_gone(self)

@@ -18,8 +18,9 @@ from .. import _validate as v
 from . import errors, frames, profiles
 from .auth import Auth
 from .connection import Connection
+from .durable_topology import restore
 from .flow import MemoryAlarm
-from .store import Store, restore
+from .store import Store
 from .tap import Tap
 from .vhost import VHost
 

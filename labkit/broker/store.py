@@ -7,9 +7,9 @@ restart; so do persistent messages (delivery_mode 2) in durable queues, and a pu
 such a message comes only once it is on disk. Everything transient vanishes. This module gives the
 embedded broker the same answer with the simplest structure that is crash-safe:
 
-- one file, ``log``, of records ``[length u32][crc32 u32][payload]``. A record cut short by a crash
-  (kill -9 in the middle of a write) fails its length or CRC check; recovery keeps every record before
-  it and truncates the rest, so an unconfirmed message is either there whole or not at all;
+- one file, ``log``, of records ``[length u32][crc32 u32][payload]`` (logformat.py). A record cut short
+  by a crash (kill -9 in the middle of a write) fails its length or CRC check; recovery keeps every record
+  before it and truncates the rest, so an unconfirmed message is either there whole or not at all;
 - records are buffered during one event-loop turn and written with one ``os.write`` at its end (the
   page cache keeps them through a process crash); :meth:`Store.commit` also fsyncs, and the broker
   calls it before it sends publisher confirms (one fsync per batch: group commit);
@@ -34,31 +34,20 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import logging
 import os
-import struct
-import zlib
-from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from pamqp import decode, encode
-
-from . import errors
+from . import logformat
+from .durable_topology import DurableTopology, binding_key
+from .logformat import U32
 from .message import Message
 
 if TYPE_CHECKING:  # pragma: no cover
     from .exchange import Exchange
     from .queue import Queue
-    from .vhost import VHost
-
-log = logging.getLogger(__name__)
 
 LOG, LOCK = "log", "lock"
 COMPACT_MIN = 4 * 1024 * 1024  # never compact a log smaller than this (bytes)
-_FRAME = struct.Struct(">II")  # payload length, crc32 of the payload
-_ID = struct.Struct(">Q")
-_U32 = struct.Struct(">I")
-MESSAGE, GONE, TOPOLOGY = b"M", b"G", b"T"
 # Content-header property flags before delivery_mode (basic class): content-type, content-encoding, headers.
 _DELIVERY_MODE_FLAG = 0x1000
 # fdatasync: the data and the file size, without other metadata (Linux); fsync where it is missing.
@@ -76,69 +65,8 @@ def is_persistent(header: bytes) -> bool:
     if flags & 0x4000:  # content-encoding shortstr
         at += 1 + header[at]
     if flags & 0x2000:  # headers table: u32 length + bytes
-        at += 4 + _U32.unpack_from(header, at)[0]
+        at += 4 + U32.unpack_from(header, at)[0]
     return header[at] == 2
-
-
-def _shortstr(value: str) -> bytes:
-    raw = value.encode()
-    return bytes((len(raw),)) + raw
-
-
-def _read_shortstr(buf: bytes, at: int) -> tuple[str, int]:
-    n = buf[at]
-    return buf[at + 1 : at + 1 + n].decode(), at + 1 + n
-
-
-def _frame(payload: bytes) -> bytes:
-    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
-
-
-class Topology:
-    """The durable exchanges, queues and bindings, as plain dicts; the same ``apply`` runs live and
-    during replay, so deleting an exchange or queue drops its bindings both times."""
-
-    def __init__(self) -> None:
-        self.exchanges: dict[str, dict[str, Any]] = {}
-        self.queues: dict[str, dict[str, Any]] = {}
-        self.bindings: dict[tuple[Any, ...], dict[str, Any]] = {}
-
-    def apply(self, record: dict[str, Any]) -> None:
-        op = record["op"]
-        if op == "exchange":
-            self.exchanges[record["name"]] = record
-        elif op == "queue":
-            self.queues[record["name"]] = record
-        elif op in ("exchange-delete", "queue-delete"):
-            table = self.exchanges if op == "exchange-delete" else self.queues
-            table.pop(record["name"], None)
-            kind = "e" if op == "exchange-delete" else "q"
-            for key in [
-                k
-                for k, b in self.bindings.items()
-                if (b["kind"], b["destination"]) == (kind, record["name"])
-                or (kind == "e" and b["source"] == record["name"])
-            ]:
-                del self.bindings[key]
-        elif op == "bind":
-            self.bindings[_binding_key(record)] = record
-        elif op == "unbind":
-            self.bindings.pop(_binding_key(record), None)
-
-    def records(self) -> Iterator[dict[str, Any]]:
-        yield from self.exchanges.values()
-        yield from self.queues.values()
-        yield from self.bindings.values()
-
-
-def _binding_key(record: dict[str, Any]) -> tuple[Any, ...]:
-    return (
-        record["source"],
-        record["kind"],
-        record["destination"],
-        record["routing_key"],
-        repr(sorted(record["arguments"].items())),
-    )
 
 
 class Store:
@@ -154,7 +82,7 @@ class Store:
         except OSError:
             os.close(self._lock)
             raise ValueError(f"data_dir {directory!r} is in use by another broker") from None
-        self.topology = Topology()
+        self.topology = DurableTopology()
         # queue name -> {message id: (offset, length)} of live message records, in id (publish) order.
         self.live: dict[str, dict[int, tuple[int, int]]] = {}
         self.live_bytes = 0
@@ -176,16 +104,11 @@ class Store:
                 data = f.read()
         except FileNotFoundError:
             return []
-        view = memoryview(data)
-        at, end = 0, len(data)
-        while at + _FRAME.size <= end:
-            length, crc = _FRAME.unpack_from(data, at)
-            start = at + _FRAME.size
-            if start + length > end or zlib.crc32(view[start : start + length]) != crc or not length:
-                break
+        at = 0
+        for start, length in logformat.scan(data):
             self._replay(data, start, length)
             at = start + length
-        if at < end:  # a record torn by the crash, never confirmed: drop it
+        if at < len(data):  # a record torn by the crash, never confirmed: drop it
             with open(self.path, "r+b") as f:
                 f.truncate(at)
                 os.fsync(f.fileno())
@@ -194,43 +117,28 @@ class Store:
             for mid, (offset, _length) in records.items():
                 out.append((mid, queue, offset))
         out.sort()
-        return [(queue, self._message(data, offset, mid)) for mid, queue, offset in out]
+        recovered = []
+        for mid, queue, offset in out:
+            msg = logformat.message(data, offset)
+            msg.store_id = mid
+            msg.redelivered = True  # RabbitMQ 3.10.8 flags every message it recovers after a crash (observed)
+            recovered.append((queue, msg))
+        return recovered
 
     def _replay(self, data: bytes, start: int, length: int) -> None:
         kind = data[start]
-        if kind == MESSAGE[0]:
-            mid = _ID.unpack_from(data, start + 1)[0]
-            queue, _ = _read_shortstr(data, start + 1 + _ID.size)
+        if kind == logformat.MESSAGE[0]:
+            mid, queue = logformat.message_key(data, start)
             records = self.live.get(queue)
             if records is not None:  # a message for a queue deleted since is dead
-                records[mid] = (start - _FRAME.size, length + _FRAME.size)
-                self.live_bytes += length + _FRAME.size
+                records[mid] = (start - logformat.FRAME.size, length + logformat.FRAME.size)
+                self.live_bytes += length + logformat.FRAME.size
             self.next_id = max(self.next_id, mid + 1)
-        elif kind == GONE[0]:
-            mid = _ID.unpack_from(data, start + 1)[0]
-            queue, _ = _read_shortstr(data, start + 1 + _ID.size)
+        elif kind == logformat.GONE[0]:
+            mid, queue = logformat.message_key(data, start)
             self._forget(queue, mid)
-        elif kind == TOPOLOGY[0]:
-            _, record = decode.field_table(data[start + 1 : start + length])
-            self._apply(record)
-
-    @staticmethod
-    def _message(data: bytes, offset: int, mid: int) -> Message:
-        """Decode one message record (inlined field reads: recovery decodes every live message)."""
-        end = offset + _FRAME.size + _U32.unpack_from(data, offset)[0]
-        at = offset + _FRAME.size + 1 + _ID.size
-        at += 1 + data[at]  # the queue name (the caller knows it)
-        n = data[at]
-        exchange = data[at + 1 : at + 1 + n].decode()
-        at += 1 + n
-        n = data[at]
-        routing_key = data[at + 1 : at + 1 + n].decode()
-        at += 1 + n
-        header_end = at + _U32.size + _U32.unpack_from(data, at)[0]
-        msg = Message(exchange, routing_key, data[at + _U32.size : header_end], data[header_end:end])
-        msg.store_id = mid
-        msg.redelivered = True  # RabbitMQ 3.10.8 flags every message it recovers after a crash (observed)
-        return msg
+        elif kind == logformat.TOPOLOGY[0]:
+            self._apply(logformat.topology_record(data, start, length))
 
     # -- topology -------------------------------------------------------------------------------
     def _apply(self, record: dict[str, Any]) -> None:
@@ -244,7 +152,7 @@ class Store:
 
     def _topology(self, record: dict[str, Any]) -> None:
         self._apply(record)
-        self._append(TOPOLOGY + encode.field_table(record))
+        self._append(logformat.topology_payload(record))
 
     def exchange_declared(self, ex: Exchange) -> None:
         self._topology(
@@ -280,7 +188,7 @@ class Store:
             "routing_key": routing_key,
             "arguments": dict(arguments),
         }
-        if unbind and _binding_key(record) not in self.topology.bindings:
+        if unbind and binding_key(record) not in self.topology.bindings:
             return
         self._topology(record)
 
@@ -293,19 +201,8 @@ class Store:
         mid = self.next_id
         self.next_id += 1
         msg.store_id = mid
-        payload = b"".join(
-            (
-                MESSAGE,
-                _ID.pack(mid),
-                _shortstr(queue),
-                _shortstr(msg.exchange),
-                _shortstr(msg.routing_key),
-                _U32.pack(len(msg.header)),
-                msg.header,
-                msg.body,
-            )
-        )
-        length = len(payload) + _FRAME.size
+        payload = logformat.message_payload(mid, queue, msg)
+        length = len(payload) + logformat.FRAME.size
         records[mid] = (self.size + self._pending_bytes, length)
         self.live_bytes += length
         self._unsynced = True
@@ -314,7 +211,7 @@ class Store:
     def remove(self, queue: str, msg: Message) -> None:
         """The message left its queue for good."""
         if self._forget(queue, msg.store_id):
-            self._append(GONE + _ID.pack(msg.store_id) + _shortstr(queue))
+            self._append(logformat.gone_payload(msg.store_id, queue))
         msg.store_id = 0
 
     def _forget(self, queue: str, mid: int) -> bool:
@@ -330,7 +227,7 @@ class Store:
 
     # -- writing --------------------------------------------------------------------------------
     def _append(self, payload: bytes) -> None:
-        record = _frame(payload)
+        record = logformat.frame(payload)
         self._pending.append(record)
         self._pending_bytes += len(record)
         if self._write_handle is None:
@@ -376,7 +273,7 @@ class Store:
         )
         with open(self.path, "rb") as old, open(new_path, "wb") as new:
             for record in self.topology.records():
-                new.write(_frame(TOPOLOGY + encode.field_table(record)))
+                new.write(logformat.frame(logformat.topology_payload(record)))
             for mid, queue, offset, length in entries:
                 old.seek(offset)
                 self.live[queue][mid] = (new.tell(), length)
@@ -407,36 +304,3 @@ class Store:
         os.close(self._fd)
         os.close(self._lock)
         self._fd = self._lock = -1
-
-
-def restore(vhost: VHost, store: Store) -> None:
-    """Rebuild the durable topology and re-enqueue the persistent messages (called before the broker
-    accepts connections). The vhost logs nothing while the topology is rebuilt (it is already in the
-    log); it is attached to the store before the messages go back, so one a queue refuses or expires
-    at once is logged as gone."""
-    topology = store.topology
-    steps: list[tuple[Callable[..., object], tuple[Any, ...]]] = [
-        (vhost.exchange_declare, (r["name"], r["type"], False, True, r["auto_delete"], r["internal"], r["arguments"]))
-        for r in topology.exchanges.values()
-    ]
-    steps += [
-        (vhost.queue_declare, (None, r["name"], False, True, False, r["auto_delete"], r["arguments"]))
-        for r in topology.queues.values()
-    ]
-    steps += [
-        (vhost.queue_bind, (None, r["destination"], r["source"], r["routing_key"], r["arguments"], False))
-        if r["kind"] == "q"
-        else (vhost.exchange_bind, (r["destination"], r["source"], r["routing_key"], r["arguments"], False))
-        for r in topology.bindings.values()
-    ]
-    for step, args in steps:
-        try:
-            step(*args)
-        except errors.AMQPError as exc:  # e.g. a declaration this broker profile now refuses
-            log.warning("not restored from %s: %s%r: %s", store.path, step.__name__, args, exc)
-    vhost.store = store
-    for queue, msg in store.recovered:
-        q = vhost.queues.get(queue)
-        if q is None or not q.publish(msg):
-            store.remove(queue, msg)
-    store.recovered = []

@@ -2,24 +2,26 @@
 direct reply-to.
 
 Why: it is the shared state every channel operates on, and it owns the rules that span objects
-(exclusive ownership, equivalence checks, auto-delete, exchange-to-exchange routing, x-death
-bookkeeping) so channels stay a thin protocol layer and queues know nothing about exchanges.
+(exclusive ownership, equivalence checks, auto-delete, exchange-to-exchange routing, dead-lettering)
+so channels stay a thin protocol layer and queues know nothing about exchanges. It decides when those
+rules apply; RabbitMQ's texts of the equivalence checks are in equivalence.py, the x-death history a
+dead-lettered message carries in xdeath.py.
 """
 
 from __future__ import annotations
 
-import datetime
 import secrets
 from typing import Any
 
-from . import errors
+from . import equivalence, errors
 from .declare import check_new_queue
 from .exchange import TYPES, Exchange
 from .flow import MemoryAlarm
-from .message import Message, clone_properties, writable_headers
+from .message import Message
 from .profiles import Profile
-from .queue import QUEUE_TYPES, Queue, QuorumQueue, amqp_type
+from .queue import QUEUE_TYPES, Queue, QuorumQueue
 from .stream import StreamQueue
+from .xdeath import dead_lettered
 
 PREDECLARED = (
     ("", "direct"),
@@ -32,33 +34,6 @@ PREDECLARED = (
 REPLY_TO = "amq.rabbitmq.reply-to"
 REPLY_PREFIX = REPLY_TO + "."
 _QUEUE_CLASSES = {"classic": Queue, "quorum": QuorumQueue, "stream": StreamQueue}
-# Arguments compared on redeclaration (RabbitMQ's equivalence check).
-_EQUIV_ARGS = (
-    "x-message-ttl",
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-overflow",
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-max-priority",
-    "x-queue-type",
-    "x-delivery-limit",
-    "x-max-age",
-    "x-expires",
-    "x-single-active-consumer",
-)
-
-
-def _locked(name: str) -> str:
-    return (
-        f"cannot obtain exclusive access to locked queue '{name}' in vhost '/'. It could be originally "
-        "declared on another connection or the exclusive property value does not match that of the "
-        "original declaration."
-    )
-
-
-def _bool(value: object) -> str:
-    return "true" if value else "false"
 
 
 class VHost:
@@ -114,17 +89,7 @@ class VHost:
             if durable and self.store is not None:
                 self.store.exchange_declared(existing)
             return existing
-        for field, got, have in zip(
-            ("type", "durable", "auto_delete", "internal"),
-            (kind, durable, auto_delete, internal),
-            existing.declaration(),
-        ):
-            if got != have:
-                shown = (got, have) if field == "type" else (_bool(got), _bool(have))
-                raise errors.PreconditionFailed(
-                    f"inequivalent arg '{field}' for exchange '{name}' in vhost '/': "
-                    f"received '{shown[0]}' but current is '{shown[1]}'"
-                )
+        equivalence.check_exchange(existing, kind, durable, auto_delete, internal)
         return existing
 
     def exchange_delete(self, name: str, if_unused: bool) -> None:
@@ -182,7 +147,7 @@ class VHost:
         if q is None:
             raise errors.NotFound(f"no queue '{name}' in vhost '/'")
         if q.owner is not None and q.owner is not conn:
-            raise errors.ResourceLocked(_locked(name))
+            raise equivalence.locked(name)
         return q
 
     def queue_declare(
@@ -206,7 +171,7 @@ class VHost:
         durable = durable and not exclusive  # RabbitMQ: exclusive queues are never durable
         existing = self.queues.get(name)
         if existing is not None:
-            self._check_equivalent(existing, conn, durable, exclusive, auto_delete, arguments)
+            equivalence.check_queue(existing, conn, durable, exclusive, auto_delete, arguments)
             existing.touch()
             return existing
         kind = arguments.get("x-queue-type", "classic")
@@ -220,31 +185,6 @@ class VHost:
         if durable and not exclusive and self.store is not None:
             self.store.queue_declared(q)
         return q
-
-    @staticmethod
-    def _check_equivalent(
-        q: Queue, conn: Any, durable: bool, exclusive: bool, auto_delete: bool, arguments: dict[str, Any]
-    ) -> None:
-        """RabbitMQ's assert_equivalence: exclusive access first (405, strict: the exclusive flag must match
-        too), then durable, auto_delete and the arguments (406)."""
-        if q.owner is not (conn if exclusive else None):
-            raise errors.ResourceLocked(_locked(q.name))
-        for field, flag, current in zip(("durable", "auto_delete"), (durable, auto_delete), (q.durable, q.auto_delete)):
-            if flag != current:
-                raise errors.PreconditionFailed(
-                    f"inequivalent arg '{field}' for queue '{q.name}' in vhost '/': "
-                    f"received '{_bool(flag)}' but current is '{_bool(current)}'"
-                )
-        for arg in _EQUIV_ARGS:
-            got, have = arguments.get(arg), q.arguments.get(arg)
-            if arg == "x-queue-type" and (got or "classic") == (have or "classic"):
-                continue
-            if got != have:
-                if got is not None and have is not None:
-                    detail = f"received '{got}' but current is '{have}'"
-                else:
-                    detail = f"received {_describe(got)} but current is {_describe(have)}"
-                raise errors.PreconditionFailed(f"inequivalent arg '{arg}' for queue '{q.name}' in vhost '/': {detail}")
 
     def queue_bind(
         self, conn: Any, queue: str, exchange: str, routing_key: str, arguments: dict[str, Any], unbind: bool
@@ -344,48 +284,8 @@ class VHost:
             self.tap.died(queue, msg, reason)
         if queue.dlx is None or queue.dlx not in self.exchanges:
             return
-        props = clone_properties(msg.properties)
-        headers = writable_headers(props)
-        broker_side = self.profile.broker_side_deaths
-        earlier: list[dict[str, Any]] | None = msg.deaths if broker_side else headers.get("x-death")
-        deaths = [dict(d) for d in earlier or []]
-        entry = next((d for d in deaths if d.get("queue") == queue.name and d.get("reason") == reason), None)
-        if entry is not None:
-            deaths.remove(entry)
-            entry["count"] = int(entry.get("count", 0)) + 1
-            entry["time"] = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-        else:
-            entry = {
-                "count": 1,
-                "reason": reason,
-                "queue": queue.name,
-                "time": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0),
-                "exchange": msg.exchange,
-                "routing-keys": [msg.routing_key],
-            }
-            if props.expiration is not None:
-                entry["original-expiration"] = props.expiration
-        deaths.insert(0, entry)
-        props.expiration = None
-        headers["x-death"] = deaths
-        if broker_side:  # 4.x: first/last death from its own history, whatever the client sent
-            death = {"reason": reason, "queue": queue.name, "exchange": msg.exchange}
-            for key, value in death.items():
-                if not msg.deaths:
-                    headers[f"x-first-death-{key}"] = value
-                headers[f"x-last-death-{key}"] = value
-        else:
-            headers.setdefault("x-first-death-reason", reason)
-            headers.setdefault("x-first-death-queue", queue.name)
-            headers.setdefault("x-first-death-exchange", msg.exchange)
-        routing_key = queue.dlrk if queue.dlrk is not None else msg.routing_key
-        dead = Message(queue.dlx, routing_key, b"", msg.body)
-        dead.rewrite(props)
-        dead.deaths = deaths
-        targets = self.route(queue.dlx, routing_key, dead, by_broker=True)
-        if not any(d.get("reason") == "rejected" for d in deaths):
-            seen = {d.get("queue") for d in deaths}
-            targets = [q for q in targets if q.name not in seen]
+        dead, died_in = dead_lettered(queue, msg, reason, queue.dlx, self.profile.broker_side_deaths)
+        targets = [q for q in self.route(queue.dlx, dead.routing_key, dead, by_broker=True) if q.name not in died_in]
         if targets:
             self.enqueue(targets, dead)
 
@@ -416,7 +316,3 @@ class VHost:
         for ex in self.exchanges.values():
             ex.bindings.clear()
             ex._changed()
-
-
-def _describe(value: Any) -> str:
-    return "none" if value is None else f"the value '{value}' of type '{amqp_type(value)}'"

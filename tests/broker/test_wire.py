@@ -18,8 +18,8 @@ from pamqp.heartbeat import Heartbeat
 
 from labkit.broker import Broker
 from labkit.broker.channel import ChannelState
-from labkit.broker.connection import ConnectionState
 from labkit.broker.frames import FrameReader
+from labkit.broker.handshake import ConnectionState
 
 
 class RawClient:
