@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from labkit.broker.exchange import headers_match, topic_matches
 from labkit.broker.message import Message
-from labkit.broker.queue import PriorityReady, Ready
+from labkit.broker.ready import PriorityReady, Ready
 
 words = st.lists(st.sampled_from(["a", "b", "c"]), min_size=0, max_size=5)
 patterns = st.lists(st.sampled_from(["a", "b", "*", "#"]), min_size=1, max_size=5)
