@@ -18,12 +18,12 @@ from pamqp import commands as spec
 
 from . import errors, frames
 from .auth import method_checks
+from .consumer import Consumer
 from .consuming import Consumers
 from .content import ContentAssembler
 from .deliveries import Deliveries
 from .message import Message
 from .publishing import Publisher
-from .queue import Consumer
 from .topology import Topology
 from .tx import Transaction
 from .vhost import VHost

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands as spec
 
 from . import errors, frames
-from .queue import Consumer
+from .consumer import Consumer
 from .vhost import REPLY_TO
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands as spec
 
 from . import errors, frames
+from .consumer import Consumer
 from .message import Message
-from .queue import Consumer, Queue
+from .queue import Queue
 
 if TYPE_CHECKING:  # pragma: no cover
     from .channel import Channel

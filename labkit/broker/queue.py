@@ -19,62 +19,16 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands
 
 from . import errors
+from .consumer import Consumer, next_consumer
 from .message import Message, clone_properties, writable_headers
 from .ready import PriorityReady, Ready
 from .store import is_persistent
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .channel import Channel
     from .vhost import VHost
 
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
 QUEUE_TYPES = ("classic", "quorum", "stream")
-
-
-class Consumer:
-    """A basic.consume registration: the queue pushes to it while it has prefetch capacity."""
-
-    __slots__ = (
-        "channel",
-        "queue",
-        "tag",
-        "tag_bytes",
-        "no_ack",
-        "exclusive",
-        "limit",
-        "unacked",
-        "arguments",
-        "priority",
-    )
-
-    def __init__(
-        self,
-        channel: Channel,
-        queue: Queue | None,  # None: the direct reply-to consumer
-        tag: str,
-        tag_bytes: bytes,
-        no_ack: bool,
-        exclusive: bool,
-        limit: int,
-        arguments: dict[str, Any],
-    ) -> None:
-        self.channel = channel
-        self.queue = queue
-        self.tag = tag
-        self.tag_bytes = tag_bytes
-        self.no_ack = no_ack
-        self.exclusive = exclusive
-        self.limit = limit
-        self.unacked = 0
-        self.arguments = arguments
-        self.priority = arguments.get("x-priority", 0)
-        if isinstance(self.priority, bool) or not isinstance(self.priority, int):
-            raise errors.PreconditionFailed(f"invalid arg 'x-priority' for consumer: {self.priority!r}")
-
-    def can_take(self) -> bool:
-        if self.no_ack:
-            return self.channel.can_deliver(False)
-        return (not self.limit or self.unacked < self.limit) and self.channel.can_deliver(True)
 
 
 def amqp_type(value: Any) -> str:
@@ -219,28 +173,9 @@ class Queue:
         if now is None:
             now = self._loop.time()
         while len(ready):
-            if self.single_active:  # x-single-active-consumer: the earliest consumer gets everything
-                consumer = consumers[0]
-                if not consumer.can_take():
-                    return
-            elif self.prioritized:  # x-priority: highest priority with capacity, round-robin among equals
-                best: Consumer | None = None
-                for candidate in consumers:
-                    if (best is None or candidate.priority > best.priority) and candidate.can_take():
-                        best = candidate
-                if best is None:
-                    return
-                consumer = best
-                consumers.remove(consumer)
-                consumers.append(consumer)
-            else:
-                for _ in range(len(consumers)):
-                    consumer = consumers[0]
-                    consumers.rotate(-1)
-                    if consumer.can_take():
-                        break
-                else:
-                    return
+            consumer = next_consumer(consumers, self.single_active, self.prioritized)
+            if consumer is None:
+                return
             msg = ready.popleft()
             self.ready_bytes -= msg.size
             if msg.expires_at is not None and msg.expires_at < now:

@@ -16,8 +16,9 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import errors
+from .consumer import Consumer
 from .message import Message, clone_properties, writable_headers
-from .queue import Consumer, Queue
+from .queue import Queue
 
 if TYPE_CHECKING:  # pragma: no cover
     from .vhost import VHost
