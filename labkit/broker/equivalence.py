@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import errors
-from .queue import amqp_type
+from .queue_arguments import amqp_type
 
 if TYPE_CHECKING:  # pragma: no cover
     from .exchange import Exchange

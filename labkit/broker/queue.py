@@ -21,41 +21,12 @@ from pamqp import commands
 from . import errors
 from .consumer import Consumer, next_consumer
 from .message import Message, clone_properties, writable_headers
+from .queue_arguments import int_arg, overflow_mode
 from .ready import PriorityReady, Ready
 from .store import is_persistent
 
 if TYPE_CHECKING:  # pragma: no cover
     from .vhost import VHost
-
-OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
-QUEUE_TYPES = ("classic", "quorum", "stream")
-
-
-def amqp_type(value: Any) -> str:
-    """The AMQP field type RabbitMQ names in its messages, as pamqp would encode ``value``."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "short" if -32768 <= value <= 32767 else "signedint" if -(2**31) <= value < 2**31 else "long"
-    if isinstance(value, str):
-        return "longstr"
-    return type(value).__name__
-
-
-def _int_arg(args: dict[str, Any], name: str, queue: str, lo: int, hi: int | None = None) -> int | None:
-    """An integer queue argument, rejected with RabbitMQ's wording ({value_negative,-1} ...)."""
-    value = args.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        problem = f'"expected integer, got {amqp_type(value)}"'
-    elif value < lo:
-        problem = "{value_zero,%d}" % value if value == 0 else "{value_negative,%d}" % value
-    elif hi is not None and value > hi:
-        problem = "{max_value_exceeded,%d}" % value
-    else:
-        return value
-    raise errors.PreconditionFailed(f"invalid arg '{name}' for queue '{queue}' in vhost '/': {problem}")
 
 
 class Queue:
@@ -74,18 +45,14 @@ class Queue:
         self.auto_delete = auto_delete
         self.arguments = dict(arguments)
         args = self.arguments
-        self.ttl_ms = _int_arg(args, "x-message-ttl", name, 0)
-        self.max_length = _int_arg(args, "x-max-length", name, 0)
-        self.max_bytes = _int_arg(args, "x-max-length-bytes", name, 0)
-        self.overflow = args.get("x-overflow", "drop-head")
-        if self.overflow not in OVERFLOW_MODES:
-            raise errors.PreconditionFailed(
-                f"invalid arg 'x-overflow' for queue '{name}' in vhost '/': invalid_overflow"
-            )
+        self.ttl_ms = int_arg(args, "x-message-ttl", name, 0)
+        self.max_length = int_arg(args, "x-max-length", name, 0)
+        self.max_bytes = int_arg(args, "x-max-length-bytes", name, 0)
+        self.overflow = overflow_mode(args, name)
         self.dlx = args.get("x-dead-letter-exchange")
         self.dlrk = args.get("x-dead-letter-routing-key")
         self.delivery_limit = self._delivery_limit(args)
-        max_priority = _int_arg(args, "x-max-priority", name, 0, 255)
+        max_priority = int_arg(args, "x-max-priority", name, 0, 255)
         self.ready: Ready | PriorityReady = PriorityReady(max_priority) if max_priority else Ready()
         self.consumers: deque[Consumer] = deque()
         self.prioritized = False  # some consumer has a non-zero x-priority
@@ -97,7 +64,7 @@ class Queue:
         self.deleted = False
         self.stats = [0, 0, 0]  # published, delivered, acked
         self.single_active = bool(args.get("x-single-active-consumer"))
-        self.expires_ms = _int_arg(args, "x-expires", name, 1)
+        self.expires_ms = int_arg(args, "x-expires", name, 1)
         self._timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()

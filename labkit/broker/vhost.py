@@ -19,7 +19,8 @@ from .exchange import TYPES, Exchange
 from .flow import MemoryAlarm
 from .message import Message
 from .profiles import Profile
-from .queue import QUEUE_TYPES, Queue, QuorumQueue
+from .queue import Queue, QuorumQueue
+from .queue_arguments import QUEUE_TYPES
 from .stream import StreamQueue
 from .xdeath import dead_lettered
 
