@@ -15,8 +15,9 @@ from pamqp import commands as spec
 from . import errors, frames
 from .auth import WRITE
 from .content import Content
+from .expiration import validate_expiration
 from .message import EXPIRATION_FLAG, REPLY_TO_FLAG, USER_ID_FLAG, Message, clone_properties
-from .queue import Queue, validate_expiration
+from .queue import Queue
 from .vhost import REPLY_PREFIX, REPLY_TO
 
 if TYPE_CHECKING:  # pragma: no cover

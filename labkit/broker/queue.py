@@ -11,15 +11,13 @@ head, deliveries are pushed synchronously into the consuming channel's write buf
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from pamqp import commands
-
 from . import errors
 from .consumer import Consumer, next_consumer
+from .expiration import effective_ttl
 from .message import Message, clone_properties, writable_headers
 from .queue_arguments import int_arg, overflow_mode
 from .ready import PriorityReady, Ready
@@ -84,10 +82,7 @@ class Queue:
         self.next_seq += 1
         msg.seq = self.next_seq
         now = self._loop.time()
-        expiration = msg.expiration
-        ttl = self.ttl_ms
-        if expiration is not None:
-            ttl = min(ttl, int(expiration)) if ttl is not None else int(expiration)
+        ttl = effective_ttl(self.ttl_ms, msg.expiration)
         if ttl is not None:
             msg.expires_at = now + ttl / 1000.0
         self.stats[0] += 1
@@ -361,28 +356,3 @@ class QuorumQueue(Queue):
             props = clone_properties(msg.properties)
             writable_headers(props)["x-delivery-count"] = msg.returns
         return msg.with_properties(props)
-
-
-_EXPIRATION = re.compile(r"([+-]?[0-9]+)(.*)", re.S)
-_MAX_EXPIRY_MS = 315_360_000_000  # ten years (rabbit_misc:check_expiry)
-
-
-def validate_expiration(props: commands.Basic.Properties) -> None:
-    """An expiration that is not a non-negative integer is a 406 at publish time, with RabbitMQ's reason
-    (rabbit_basic:parse_expiration reads it with Erlang's string:to_integer: an optional sign, digits,
-    nothing after them)."""
-    value = props.expiration
-    if value is None:
-        return
-    match = _EXPIRATION.fullmatch(value) if value.isascii() else None
-    if match is None:
-        reason = "no_integer"
-    elif match.group(2):
-        reason = '{leftover_string,"%s"}' % match.group(2)
-    elif int(match.group(1)) < 0:
-        reason = "{value_negative,%d}" % int(match.group(1))
-    elif int(match.group(1)) > _MAX_EXPIRY_MS:
-        reason = "{value_too_large,%d}" % int(match.group(1))
-    else:
-        return
-    raise errors.PreconditionFailed(f"invalid expiration '{value}': {reason}")
