@@ -1,11 +1,14 @@
-"""Queues: ready messages in publish order, consumers served strictly round-robin, and the queue
-arguments RabbitMQ supports over AMQP 0-9-1 (TTL, length limits with overflow modes, dead-lettering,
-priorities, quorum delivery limits).
+"""Queues: a classic queue's life, from publish through delivery to consumers to ack, requeue, expiry
+and deletion, with the limits RabbitMQ's queue arguments set (TTL, length limits with overflow modes,
+dead-letter targets, single active consumer, x-expires).
 
 Why: this is where the lessons about delivery guarantees live (requeue to the original position with
-redelivered=True, dead-lettering with x-death, load leveling via prefetch), so the semantics are kept
-in one place and expressed over plain deques. No per-message tasks: one timer per queue expires the
-head, deliveries are pushed synchronously into the consuming channel's write buffer.
+redelivered=True, dead-lettering when a message expires, overflows or is rejected, load leveling via
+prefetch), so the semantics are kept in one place and expressed over plain deques. No per-message
+tasks: one timer per queue expires the head, deliveries are pushed synchronously into the consuming
+channel's write buffer. The ready line lives in labkit.broker.ready, consumer selection in
+labkit.broker.consumer, argument checks in labkit.broker.queue_arguments; quorum and stream queues
+vary this class (labkit.broker.quorum, labkit.broker.stream).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import errors
 from .consumer import Consumer, next_consumer
 from .expiration import effective_ttl
-from .message import Message, clone_properties, writable_headers
+from .message import Message
 from .queue_arguments import int_arg, overflow_mode
 from .ready import PriorityReady, Ready
 from .store import is_persistent
@@ -28,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class Queue:
-    """A classic (optionally priority) queue; quorum semantics switch on with ``kind='quorum'``."""
+    """A classic (optionally priority) queue; QuorumQueue and StreamQueue override what differs."""
 
     kind = "classic"
     consumer_class = Consumer
@@ -310,49 +313,3 @@ class Queue:
         consumers = list(self.consumers)
         self.consumers.clear()
         return consumers
-
-
-class QuorumQueue(Queue):
-    """Quorum queue semantics over AMQP 0-9-1: durable only, delivery limit, x-delivery-count,
-    returned messages go to the back of the queue."""
-
-    kind = "quorum"
-
-    def _delivery_limit(self, args: dict[str, Any]) -> int | None:
-        """x-delivery-limit, else the profile's default (20 since RabbitMQ 4.0, none in 3.10). RabbitMQ
-        does not validate the argument (3.10.8 declares -1 and "abc"); a non-integer sets no limit of its
-        own, and since 4.0 a negative limit disables the default (4.0.1 release notes, rabbit_fifo)."""
-        limit = args.get("x-delivery-limit")
-        if isinstance(limit, bool) or not isinstance(limit, int):
-            return self.vhost.profile.quorum_default_delivery_limit
-        if limit < 0 and self.vhost.profile.quorum_default_delivery_limit is not None:
-            return None
-        return limit
-
-    def _return(self, msgs: list[Message]) -> None:
-        """Quorum queues (RabbitMQ 3.10) put returned messages at the back, in the order returned."""
-        for msg in msgs:
-            self.ready.append(msg)
-
-    def _deliveries_counted(self, msg: Message) -> int:
-        return msg.failures if self.vhost.profile.quorum_counts_v8 else msg.returns
-
-    def outgoing(self, msg: Message, get: bool = False) -> Message:
-        """RabbitMQ 3.10.8 (observed) sends x-delivery-count once a message has been returned, and on
-        every basic.get (0 the first time: rabbit_fifo_client:dequeue adds it unconditionally). 4.3 (rabbit_fifo v8,
-        rabbit_fifo_client:add_delivery_count_header) sends nothing the first time, then x-acquired-count
-        (every return) and, once a delivery has failed, x-delivery-count (failed deliveries only)."""
-        if self.vhost.profile.quorum_counts_v8:
-            if not msg.returns:
-                return msg
-            props = clone_properties(msg.properties)
-            headers = writable_headers(props)
-            headers["x-acquired-count"] = msg.returns
-            if msg.failures:
-                headers["x-delivery-count"] = msg.failures
-        else:
-            if not msg.returns and not get:
-                return msg
-            props = clone_properties(msg.properties)
-            writable_headers(props)["x-delivery-count"] = msg.returns
-        return msg.with_properties(props)

@@ -19,8 +19,9 @@ from .exchange import TYPES, Exchange
 from .flow import MemoryAlarm
 from .message import Message
 from .profiles import Profile
-from .queue import Queue, QuorumQueue
+from .queue import Queue
 from .queue_arguments import QUEUE_TYPES
+from .quorum import QuorumQueue
 from .stream import StreamQueue
 from .xdeath import dead_lettered
 
