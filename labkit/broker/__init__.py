@@ -11,12 +11,24 @@ RabbitMQ when ``AMQP_URL`` is set.
 
 Run on its own (as the lab does, in its own process): ``python -m labkit.broker --port 5673``.
 
-Modules, one protocol concern each: ``frames`` (stream framing, hot-path codecs), ``connection``
-(handshake, tune, heartbeats, close), ``channel`` (methods, content assembly, delivery tags, confirms),
-``vhost`` (exchanges, queues, bindings, dead-lettering, direct reply-to), ``exchange`` (routing),
-``queue`` (classic/priority/quorum semantics), ``stream`` (x-queue-type stream), ``declare`` (the
-checks of a new queue, in RabbitMQ's order), ``tx`` (transactions), ``profiles`` (3.10 / 4.3), ``message``,
-``flow`` (memory alarm), ``store`` (the durability log), ``errors`` (reply codes), ``server`` (``Broker``).
+Modules, one concern each:
+
+- the wire: ``frames`` (stream framing, hot-path codecs), ``connection`` (one client connection: frame
+  routing, channels, flow control, close) with ``handshake`` (start, tune, open, SASL) and ``heartbeat``;
+- a channel: ``channel`` (state machine, dispatch, confirm and tx modes) and what it owns: ``content``
+  (method + header + body frames into one publish), ``publishing`` (routing, returns, confirms),
+  ``deliveries`` (delivery tags, ack / nack / reject / recover), ``consuming`` (consume, cancel, qos),
+  ``topology`` (exchange and queue methods), ``tx`` (transactions);
+- the virtual host: ``vhost`` (exchanges, queues, bindings, dead-letter routing, direct reply-to),
+  ``exchange`` (routing), ``equivalence`` (redeclaration checks), ``xdeath`` (x-death headers);
+- queues: ``queue`` (a classic queue's life), ``ready`` (its ready line, plain or by priority),
+  ``consumer`` (consumer credit and order), ``queue_arguments`` and ``declare`` (the checks of a new
+  queue, in RabbitMQ's order), ``expiration`` (message TTL), ``quorum`` and ``stream`` (the other types);
+- durability: ``store`` (the log), ``logformat`` (its bytes), ``durable_topology`` (what survives a
+  restart, and its replay);
+- the rest: ``message``, ``profiles`` (3.10 / 4.3), ``auth`` (users, vhosts, permissions), ``flow``
+  (memory alarm), ``tap`` (the broker's side of a history), ``errors`` (reply codes), ``server``
+  (``Broker``), ``process`` (the broker in a child process), ``admin`` (the JSON admin endpoint).
 
 Profiles (``labkit.broker.profiles``): ``Broker(rabbitmq="4.3")`` (the default; also ``--rabbitmq``,
 ``Lab(rabbitmq=...)`` and ``$LABKIT_RABBITMQ``) behaves like RabbitMQ 4.3 with a default configuration;
