@@ -8,7 +8,7 @@ from code_sources import code_sources
 
 #: (where, enclosing function) -> why its loop sleeps
 ALLOWED = {
-    ("labkit/lifecycle.py", "wait_until"): "the one polling wait, with its deadline",
+    ("labkit/lifecycle/waiting.py", "wait_until"): "the one polling wait, with its deadline",
     ("labkit/metrics.py", "sleep_until"): "sleeps to a point in time (spinning the last instant)",
     ("labkit/metrics.py", "_run"): "a sampler's periodic loop, cancelled by stop()",
     ("labkit/load.py", "caller"): "a closed-loop caller's think time, bounded by the run's deadline",
