@@ -101,6 +101,14 @@ async def test_occ_row_and_live_backoff(http_lab):
     result = await backoff.live(http_lab, "full_jitter", backoff.OccScenario(clients=4, delay=0.001))
     assert 4 <= result["calls"] <= backoff.lockstep_calls(4) and result["time"] > 0
     assert not http_lab.services
+    with pytest.raises(ValueError, match="runs"):
+        await backoff.live(http_lab, "capped", backoff.OccScenario(clients=4), runs=0)
+
+
+async def test_live_backoff_is_the_mean_of_its_runs(http_lab):
+    one = await backoff.live(http_lab, "capped", backoff.OccScenario(clients=1, delay=0.001), runs=1)
+    three = await backoff.live(http_lab, "capped", backoff.OccScenario(clients=1, delay=0.001), runs=3)
+    assert one["calls"] == three["calls"] == 1  # a lone writer writes once per run, whatever the mean
 
 
 def test_retry_budget_allows_ten_percent():
