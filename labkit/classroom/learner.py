@@ -80,6 +80,9 @@ class Learner:
         self.conn: aiormq.abc.AbstractConnection | None = None
         self._report_ch: aiormq.abc.AbstractChannel | None = None
         self._work_ch: aiormq.abc.AbstractChannel | None = None
+        # held from "is the work channel still mine?" until the ack is on the wire, and while idle gives the
+        # channel up: an ack written after the channel.close is refused with a connection error (504)
+        self._acking = asyncio.Lock()
         self._fan_ch: aiormq.abc.AbstractChannel | None = None
         self._work: asyncio.Queue = asyncio.Queue()
         self._tasks: set[asyncio.Task] = set()
@@ -138,7 +141,8 @@ class Learner:
         await self.report("working", prefetch=int(command.get("prefetch", 1)), service_time=self.service_time)
 
     async def _cmd_idle(self, command: dict) -> None:
-        ch, self._work_ch = self._work_ch, None
+        async with self._acking:
+            ch, self._work_ch = self._work_ch, None
         if ch is not None and not ch.is_closed:
             await ch.close()  # unacked work goes back to the queue, to the others
 
@@ -216,13 +220,16 @@ class Learner:
         """One message at a time, like a single server: the prefetch window is what waits in the kernel."""
         while True:
             message = await self._work.get()
-            if message.channel.is_closed:
-                continue  # its channel closed (idle or crash): the broker already requeued it
+            if message.channel is not self._work_ch or message.channel.is_closed:
+                continue  # its channel is closing or closed (idle, leave, crash): the broker requeues it
             await asyncio.sleep(self.service_time)
             try:
                 body = json.loads(message.body)
                 await self.report("done", id=body.get("id"), redelivered=message.redelivered)
-                await message.channel.basic_ack(message.delivery_tag)
+                async with self._acking:
+                    if message.channel is not self._work_ch:
+                        continue  # idle or leave gave the channel up meanwhile: its close requeues the message
+                    await message.channel.basic_ack(message.delivery_tag)
                 self.done += 1
             except aiormq.exceptions.AMQPError:
                 continue  # channel gone mid-way: the message is redelivered to someone else

@@ -65,6 +65,27 @@ async def test_a_learner_who_leaves_mid_run_loses_nothing(classroom):
         await leaves.leave()
 
 
+async def test_a_learner_told_to_idle_mid_message_keeps_its_connection(classroom):
+    """Idle closes the work channel while the worker may be between its "done" report and its ack. An ack
+    written after that channel.close costs the learner its whole connection (504 "expected 'channel.open'",
+    as RabbitMQ answers once it has forgotten the channel)."""
+    learner = await Learner.join(classroom.code, "toggles", service_time=0.002)
+    try:
+        await wait_until(lambda: "toggles" in classroom.present, timeout=10, what="the learner")
+
+        async def toggle(run):
+            for _ in range(15):
+                await asyncio.sleep(0.02)
+                await classroom.command("idle", to=["toggles"])
+                await asyncio.sleep(0.01)
+                await classroom.command("work", to=["toggles"], prefetch=20)
+
+        run = await ex.run_work(classroom, 300, prefetch=20, during=toggle, timeout=30)
+        assert run.lost == 0 and not learner.conn.is_closed
+    finally:
+        await learner.leave()
+
+
 async def test_refusals_and_a_misbehaving_learner_is_contained(classroom):
     honest = await Learner.join(classroom.code, "honest")
     rogue = await Learner.join(classroom.code, "rogue")
