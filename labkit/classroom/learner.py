@@ -220,7 +220,7 @@ class Learner:
         """One message at a time, like a single server: the prefetch window is what waits in the kernel."""
         while True:
             message = await self._work.get()
-            if message.channel is not self._work_ch or message.channel.is_closed:
+            if self._work_ch is None or message.channel is not self._work_ch or self._work_ch.is_closed:
                 continue  # its channel is closing or closed (idle, leave, crash): the broker requeues it
             await asyncio.sleep(self.service_time)
             try:
