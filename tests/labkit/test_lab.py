@@ -10,6 +10,7 @@ import pytest
 
 from labkit import Lab
 from labkit.lab import HTTPStatusError
+from labkit.lifecycle import wait_until
 from labkit.queues import declare_run_queue
 
 
@@ -184,10 +185,10 @@ async def test_stop_warns_about_a_failed_part_but_still_releases_the_rest(unique
     lab = await Lab.start(seed=0)
     queue = unique("gone")
     await lab.declare_queue(queue)
-    await lab.sample_queue(queue, interval=0.01)
+    sampler = await lab.sample_queue(queue, interval=0.01)
     svc = await lab.service("order", service_time=0.0)
     await lab.delete_queue(queue)  # the sampler's next passive declare fails with 404
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: sampler.error is not None, timeout=10, what="the sampler's 404")
     with pytest.warns(RuntimeWarning, match="NOT_FOUND|no queue"):
         await lab.stop()
     assert svc._runner is None and not lab.running

@@ -8,6 +8,7 @@ import uuid
 import aiormq
 import pytest
 
+from labkit.lifecycle import wait_until
 from labkit.metrics import Clock, QueueDepthSampler, Record, Recording, as_t0, percentile, sleep_until
 from labkit.queues import declare_run_queue
 
@@ -199,7 +200,7 @@ async def test_queue_depth_sampler_follows_publishes(amqp_channel):
 async def test_queue_depth_sampler_reports_missing_queue(amqp_channel):
     ch = await amqp_channel.connection.channel()
     sampler = await QueueDepthSampler(ch, f"labkit-missing-{uuid.uuid4().hex[:8]}", interval=0.01).start()
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: sampler.error is not None, timeout=10, what="the sampler's 404")
     with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
         await sampler.stop()
     assert sampler._task is None

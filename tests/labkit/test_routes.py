@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from labkit.lifecycle import wait_until
 from labkit.services import Service
 
 
@@ -40,7 +41,7 @@ async def test_paths_sharing_workers_wait_for_each_other(http_lab):
     await http_lab.call(shared, "fast")
     fast_alone = time.monotonic() - started
     held = asyncio.ensure_future(http_lab.call(shared, "slow"))
-    await asyncio.sleep(0.1)  # the slow call now holds the only worker
+    await wait_until(lambda: slow.in_flight == 1, timeout=10, what="the slow call holding the only worker")
     started = time.monotonic()
     await http_lab.call(shared, "fast")
     fast_behind = time.monotonic() - started
