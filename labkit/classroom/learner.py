@@ -220,19 +220,23 @@ class Learner:
         """One message at a time, like a single server: the prefetch window is what waits in the kernel."""
         while True:
             message = await self._work.get()
-            if self._work_ch is None or message.channel is not self._work_ch or self._work_ch.is_closed:
+            if not self._owns(message) or message.channel.is_closed:
                 continue  # its channel is closing or closed (idle, leave, crash): the broker requeues it
             await asyncio.sleep(self.service_time)
             try:
                 body = json.loads(message.body)
                 await self.report("done", id=body.get("id"), redelivered=message.redelivered)
                 async with self._acking:
-                    if message.channel is not self._work_ch:
+                    if not self._owns(message):
                         continue  # idle or leave gave the channel up meanwhile: its close requeues the message
                     await message.channel.basic_ack(message.delivery_tag)
                 self.done += 1
             except aiormq.exceptions.AMQPError:
                 continue  # channel gone mid-way: the message is redelivered to someone else
+
+    def _owns(self, message: aiormq.abc.DeliveredMessage) -> bool:
+        """Whether ``message`` came on the work channel this learner still holds (idle and leave give it up)."""
+        return self._work_ch is not None and message.channel is self._work_ch
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
