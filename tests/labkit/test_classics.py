@@ -1,6 +1,8 @@
 """labkit.classics: the four reproductions' simulations against their closed forms, and their live parts
 against real lab services and the broker (small sizes: the chapter runs the real sweeps)."""
 
+import dataclasses
+
 import pytest
 
 from labkit import theory
@@ -51,6 +53,48 @@ def test_simulated_hedging_costs_one_minus_the_quantile_and_cuts_the_tail():
     predicted = tail.hedge_prediction(scenario, HOPS, hedge_at=90)
     assert predicted["extra_requests"] == pytest.approx(0.10, abs=0.005)
     assert predicted["reduction"] == pytest.approx(result.reduction(99.9), rel=0.1)
+
+
+# Hop times as a loaded machine measures them: a smooth body and a few far-apart stalls.
+STALLED_HOPS = tuple(0.0005 + 0.0005 * i / 193 for i in range(194)) + (0.0025, 0.0035, 0.005, 0.007, 0.0095, 0.013)
+
+
+def test_quantile_band_is_the_wilson_interval_of_the_draws_beyond():
+    lo, hi = calibrate.quantile_band(99.9, 20_000)
+    assert (lo, hi) == (pytest.approx(99.8069, abs=1e-4), pytest.approx(99.9482, abs=1e-4))
+    assert 99.9 - lo > 1.5 * (hi - 99.9)  # 20 draws beyond: too many is likelier than too few
+    assert calibrate.quantile_band(50, 1000) == pytest.approx((45.28, 54.72), abs=0.01)  # symmetric at the median
+    wide, narrow = calibrate.quantile_band(99.9, 2_000), calibrate.quantile_band(99.9, 200_000)
+    assert wide[0] < lo < narrow[0] < 99.9 < narrow[1] < hi < wide[1]
+    with pytest.raises(ValueError, match="q"):
+        calibrate.quantile_band(101, 100)
+    with pytest.raises(ValueError, match="n"):
+        calibrate.quantile_band(99, 0)
+
+
+def test_simulated_hedging_lands_in_the_range_chance_allows_where_a_fixed_tolerance_fails():
+    """With a few stalls in the hop times, a simulated p99.9 is one of a few far-apart values: across seeds
+    the reduction jumps between neighbours, more than 30 % from the closed form for some, and stays inside
+    the range the closed form gives a simulation of that size."""
+    formula = tail.hedge_prediction(tail.TailScenario(), STALLED_HOPS, hedge_at=95)["reduction"]
+    errors = []
+    for seed in range(10):
+        scenario = tail.TailScenario(seed=seed)
+        result = tail.simulate_hedging(scenario, STALLED_HOPS, hedge_at=95, calls=20_000)
+        low, high = tail.reduction_range(scenario, STALLED_HOPS, result, z=4)
+        assert low <= result.reduction() <= high, (seed, low, result.reduction(), high)
+        errors.append(abs(result.reduction() / formula - 1))
+    assert max(errors) > 0.3 and min(errors) < 0.05
+
+
+def test_reduction_range_rejects_a_simulation_that_hedged_later_than_it_says():
+    scenario = tail.TailScenario()
+    result = tail.simulate_hedging(scenario, HOPS, hedge_at=95, calls=20_000)
+    low, high = tail.reduction_range(scenario, HOPS, result, z=4)
+    assert low <= result.reduction() <= high and high / low < 1.5
+    claims_earlier = dataclasses.replace(result, hedge_delay=result.hedge_delay / 2)
+    low, high = tail.reduction_range(scenario, HOPS, claims_earlier, z=4)
+    assert not low <= result.reduction() <= high
 
 
 def test_tail_scenario_rejects_bad_values():
