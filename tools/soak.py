@@ -29,12 +29,17 @@ CONDITIONS = ("quiet", "busy")
 SPIN = "while True: pass"
 
 
-def failed_tests(junit_xml: Path) -> list[str]:
-    """The ids ("file::name") of the tests that failed or errored in one pytest JUnit XML report."""
-    failed = []
+def failed_tests(junit_xml: Path, lines: int = 12) -> dict[str, str]:
+    """The tests that failed or errored in one pytest JUnit XML report: each id ("file::name") with the
+    last ``lines`` lines of its report, printed as the run ends so that a failure's cause outlives the clone."""
+    failed = {}
     for case in ET.parse(junit_xml).getroot().iter("testcase"):
-        if case.find("failure") is not None or case.find("error") is not None:
-            failed.append(f"{case.get('classname', '')}::{case.get('name', '')}")
+        problem = case.find("failure")
+        if problem is None:
+            problem = case.find("error")
+        if problem is not None:
+            text = (problem.text or problem.get("message", "")).strip().splitlines()
+            failed[f"{case.get('classname', '')}::{case.get('name', '')}"] = "\n".join(text[-lines:])
     return failed
 
 
@@ -113,11 +118,13 @@ def main(argv: list[str] | None = None) -> int:
                 report = parent / f"{condition}-{i}.xml"
                 with neighbour(condition):
                     code, seconds = run_suite(repo, seed, report, args.pytest_args)
-                failed = failed_tests(report) if report.exists() else [f"pytest exited {code}, no report"]
-                failures[condition].update(failed)
+                failed = failed_tests(report) if report.exists() else {f"pytest exited {code}, no report": ""}
+                failures[condition].update(failed.keys())
                 runs[condition] += 1
                 print(f"{condition} run {i + 1}/{args.runs}: seed {seed}, {seconds:.0f} s, "
                       f"{len(failed)} failed{': ' + ', '.join(failed) if failed else ''}", flush=True)
+                for test, text in failed.items():
+                    print(f"--- {test}\n{text}", flush=True)
         print(summary(failures, runs))
         return 1 if any(failures.values()) else 0
     finally:

@@ -41,12 +41,14 @@ def test_failures_and_errors_are_read_from_junit_xml(tmp_path):
     report.write_text(
         '<testsuites><testsuite>'
         '<testcase classname="tests.a" name="ok"/>'
-        '<testcase classname="tests.a" name="bad"><failure message="x"/></testcase>'
+        '<testcase classname="tests.a" name="bad"><failure message="x">line 1\nline 2\nassert 1 == 2</failure>'
+        '</testcase>'
         '<testcase classname="chapters.01-x.ipynb" name="Cell 3"><error message="y"/></testcase>'
         '<testcase classname="tests.b" name="skipped"><skipped/></testcase>'
         '</testsuite></testsuites>'
     )
-    assert failed_tests(report) == ["tests.a::bad", "chapters.01-x.ipynb::Cell 3"]
+    assert failed_tests(report) == {"tests.a::bad": "line 1\nline 2\nassert 1 == 2", "chapters.01-x.ipynb::Cell 3": "y"}
+    assert failed_tests(report, lines=1)["tests.a::bad"] == "assert 1 == 2"  # the end of a traceback says why
 
 
 def test_the_summary_counts_per_condition():
