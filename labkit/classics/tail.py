@@ -352,8 +352,8 @@ def reduction_range(
     20th-slowest of 20,000 at p99.9). Drawn from a few hundred measured hop times, the tail is a handful of
     far-apart values on a loaded machine, so that statistic may land on a neighbour twice as large, and no
     fixed percentage holds. The range is the closed form's quantiles at the ends of
-    :func:`~labkit.classics.calibrate.quantile_band` for each arm: slowest plain over fastest hedged, and
-    the other way round.
+    :func:`~labkit.classics.calibrate.quantile_band` for each arm: from the fastest plain over the slowest
+    hedged to the slowest plain over the fastest hedged.
     """
     between("q", q, 1, 99.99)
     model = _Hedging(scenario, hops)
