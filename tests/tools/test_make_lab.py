@@ -15,10 +15,19 @@ ROOT = Path(__file__).resolve().parents[2]
 CHAPTER = "01-waiting-is-a-choice.ipynb"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def served_port(runtime_dir: Path) -> int | None:
+    """The port the server chose, from the info file it writes in its runtime directory; None before then.
+
+    Why not a free port probed by the test: between the probe and the server's bind (``make install`` runs
+    first, a few seconds), a kernel that a notebook test starts next door can take that port, and the test
+    then talks to the kernel (a soak run got a ZeroMQ greeting for a status line). With ``--port=0`` the
+    server picks its port itself as it starts, not seconds before, and the test reads which."""
+    for info in runtime_dir.glob("jpserver-*.json"):
+        try:
+            return json.loads(info.read_text())["port"]
+        except ValueError:  # caught while the server was still writing it
+            return None
+    return None
 
 
 def get(url: str):
@@ -27,18 +36,20 @@ def get(url: str):
 
 
 def test_make_lab_serves_a_chapter_on_loopback(tmp_path):
-    port, token = free_port(), "soak-test-token"
-    args = f"--no-browser --port={port} --IdentityProvider.token={token} --ServerApp.port_retries=0"
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
+    token, runtime = "soak-test-token", tmp_path / "rt"
+    args = f"--no-browser --port=0 --IdentityProvider.token={token} --ServerApp.port_retries=0"
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_RUNTIME_DIR": str(runtime),
            "JUPYTER_DATA_DIR": str(tmp_path / "data")}
     server = subprocess.Popen(["make", "--no-print-directory", "-s", "lab", f"LAB_ARGS={args}"], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        url = f"http://127.0.0.1:{port}/api/contents/{CHAPTER}?content=1&token={token}"
-        deadline, last = time.monotonic() + 90, None
+        deadline, last, port = time.monotonic() + 90, None, None
         while time.monotonic() < deadline and server.poll() is None:
             try:
-                status, body = get(url)
+                port = port or served_port(runtime)
+                if port is None:
+                    raise ConnectionError("no server info file yet")
+                status, body = get(f"http://127.0.0.1:{port}/api/contents/{CHAPTER}?content=1&token={token}")
                 break
             except (urllib.error.URLError, ConnectionError) as e:
                 last = e
