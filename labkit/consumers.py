@@ -96,7 +96,11 @@ class Consumer(AmqpWorker):
 
     With ``declare`` (the default) it declares ``queue`` as a per-run queue (durable, x-expires:
     :func:`labkit.queues.declare_run_queue`) with ``arguments``; pass ``declare=False`` for a queue
-    declared elsewhere (a quorum queue, a dead-letter topology)."""
+    declared elsewhere (a quorum queue, a dead-letter topology).
+
+    Work times and failures are drawn from streams named after ``draws`` (default: the consumer's name)
+    and seeded by ``seed``. Consumers given the same ``draws`` draw the same work times, so two settings
+    can be compared on common random numbers: they then differ by the setting, not by luck."""
 
     def __init__(
         self,
@@ -117,14 +121,16 @@ class Consumer(AmqpWorker):
         arguments: dict[str, Any] | None = None,
         bindings: Sequence[tuple[str, str]] = (),
         name: str | None = None,
+        draws: str | None = None,
         seed: int = 0,
         tracer: tracing.Tracer | None = None,
         max_records: int = 200_000,
     ):
         super().__init__(amqp_url, name=name or f"consumer:{queue}", prefetch=prefetch)
         self.queue = queue_name("queue", queue)
-        self._sample = sampler(work_time, distribution, rng_for(seed, self.name + ":work"), "work_time")
-        self._fail_rng = rng_for(seed, self.name + ":fail")
+        streams = self.name if draws is None else draws
+        self._sample = sampler(work_time, distribution, rng_for(seed, streams + ":work"), "work_time")
+        self._fail_rng = rng_for(seed, streams + ":fail")
         self.work_time, self.distribution = work_time, distribution
         self.concurrency = integer("concurrency", concurrency, 1)
         self.failure_rate = probability("failure_rate", failure_rate)

@@ -81,7 +81,7 @@ class LabMessaging:
     async def consumer(self, queue: str, **options: Any) -> Consumer:
         """Start a consumer of ``queue`` on its own connection (see :class:`labkit.consumers.Consumer`
         for ``options``: work_time, distribution, prefetch, concurrency, failure_rate, requeue_failed,
-        idempotent, seen, crash_after, handler, declare, arguments, bindings, name)."""
+        idempotent, seen, crash_after, handler, declare, arguments, bindings, name, draws)."""
         self._check_running()
         url = self._check_amqp()
         consumer = await self.start_part(Consumer(url, queue, seed=self.seed, tracer=self.tracer, **options))

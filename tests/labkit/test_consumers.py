@@ -99,6 +99,26 @@ async def test_failures_without_requeue_drop_the_message(lab, unique):
     await lab.delete_queue(queue)
 
 
+async def test_consumers_given_the_same_draws_fail_the_same_messages(lab, unique):
+    """Common random numbers: ``draws`` names the random streams, so two consumers with the same draws
+    make the same choices, message for message, whatever their names; without it, each name has its own."""
+
+    async def outcomes(name, draws=None):
+        queue = unique("draws")
+        worker = await lab.consumer(
+            queue, work_time=0.0, failure_rate=0.5, requeue_failed=False, name=name, draws=draws
+        )
+        for _ in range(24):
+            await lab.publish(queue)
+        await wait_until(lambda: len(worker.records) == 24)
+        await lab.delete_queue(queue)
+        return [r.ok for r in worker.records]
+
+    shared = await outcomes("low load", draws="crn"), await outcomes("high load", draws="crn")
+    assert shared[0] == shared[1] and 0 < sum(shared[0]) < 24
+    assert await outcomes("low load") != await outcomes("high load")
+
+
 async def test_sampled_queue_depth_rises_and_drains(lab, unique):
     queue = unique("depth")
     await lab.declare_queue(queue)
