@@ -22,12 +22,11 @@ def served_port(runtime_dir: Path) -> int | None:
     first, a few seconds), a kernel that a notebook test starts next door can take that port, and the test
     then talks to the kernel (a soak run got a ZeroMQ greeting for a status line). With ``--port=0`` the
     server picks its port itself as it starts, not seconds before, and the test reads which."""
-    for info in runtime_dir.glob("jpserver-*.json"):
-        try:
-            return json.loads(info.read_text())["port"]
-        except ValueError:  # caught while the server was still writing it
-            return None
-    return None
+    info = next(runtime_dir.glob("jpserver-*.json"), None)
+    try:
+        return json.loads(info.read_text())["port"] if info else None
+    except ValueError:  # caught while the server was still writing it
+        return None
 
 
 def get(url: str):
@@ -43,17 +42,16 @@ def test_make_lab_serves_a_chapter_on_loopback(tmp_path):
     server = subprocess.Popen(["make", "--no-print-directory", "-s", "lab", f"LAB_ARGS={args}"], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        deadline, last, port = time.monotonic() + 90, None, None
+        deadline, last, port = time.monotonic() + 90, "no server info file", None
         while time.monotonic() < deadline and server.poll() is None:
-            try:
-                port = port or served_port(runtime)
-                if port is None:
-                    raise ConnectionError("no server info file yet")
-                status, body = get(f"http://127.0.0.1:{port}/api/contents/{CHAPTER}?content=1&token={token}")
-                break
-            except (urllib.error.URLError, ConnectionError) as e:
-                last = e
-                time.sleep(0.5)
+            port = port or served_port(runtime)
+            if port is not None:
+                try:
+                    status, body = get(f"http://127.0.0.1:{port}/api/contents/{CHAPTER}?content=1&token={token}")
+                    break
+                except (urllib.error.URLError, ConnectionError) as e:
+                    last = repr(e)
+            time.sleep(0.5)
         else:
             raise AssertionError(f"JupyterLab never served {CHAPTER}: exit {server.poll()}, last error {last}")
         assert status == 200
